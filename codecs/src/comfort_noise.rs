@@ -49,7 +49,10 @@ pub struct NoiseGenerator {
 impl NoiseGenerator {
     /// A generator at `level`, seeded so two calls never produce correlated noise by accident.
     pub fn new(level: NoiseLevel, seed: u32) -> Self {
-        NoiseGenerator { state: seed | 1, amplitude: level.amplitude() }
+        NoiseGenerator {
+            state: seed | 1,
+            amplitude: level.amplitude(),
+        }
     }
 
     /// Changes the level, as a new CN packet does.

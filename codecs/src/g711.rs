@@ -198,7 +198,11 @@ mod tests {
             if code != 0x7F {
                 assert_eq!(u, code, "µ-law code {code:#04x}");
             }
-            assert_eq!(linear_to_alaw(alaw_to_linear(code)), code, "A-law code {code:#04x}");
+            assert_eq!(
+                linear_to_alaw(alaw_to_linear(code)),
+                code,
+                "A-law code {code:#04x}"
+            );
         }
     }
 

@@ -30,7 +30,12 @@ pub struct G711Concealer {
 
 impl Default for G711Concealer {
     fn default() -> Self {
-        G711Concealer { history: [0; HISTORY], pitch: MIN_PITCH, phase: 0, erased: 0 }
+        G711Concealer {
+            history: [0; HISTORY],
+            pitch: MIN_PITCH,
+            phase: 0,
+            erased: 0,
+        }
     }
 }
 

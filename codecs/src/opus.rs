@@ -64,14 +64,19 @@ impl OpusEncoder {
             )
             .map_err(setup)?;
         let bitrate = i32::try_from(settings.bitrate).map_err(|_| Error::BadSetting("bitrate"))?;
-        inner.set_bitrate(Bitrate::BitsPerSecond(bitrate)).map_err(setup)?;
+        inner
+            .set_bitrate(Bitrate::BitsPerSecond(bitrate))
+            .map_err(setup)?;
         inner.set_inband_fec(settings.inband_fec).map_err(setup)?;
         inner
             .set_packet_loss_perc(settings.expected_loss_percent.min(100))
             .map_err(setup)?;
         inner.set_dtx(settings.dtx).map_err(setup)?;
         inner.set_signal(Signal::Voice).map_err(setup)?;
-        Ok(OpusEncoder { inner, frame_samples: sample_rate as usize / 50 })
+        Ok(OpusEncoder {
+            inner,
+            frame_samples: sample_rate as usize / 50,
+        })
     }
 
     /// Samples in one 20 ms input frame at this encoder's rate.
@@ -190,10 +195,15 @@ mod tests {
         let mut decoder = OpusDecoder::new(8000).unwrap();
         let mut packet = [0u8; MAX_PACKET_LEN];
         let mut out = [0i16; MAX_FRAME_SAMPLES_8K];
-        let len = encoder.encode(&tone(960, 48_000.0, 0), &mut packet).unwrap();
+        let len = encoder
+            .encode(&tone(960, 48_000.0, 0), &mut packet)
+            .unwrap();
         assert_eq!(decoder.decode(&packet[..len], &mut out).unwrap(), 160);
         assert_eq!(decoder.conceal(&mut out[..160]).unwrap(), 160);
-        assert_eq!(decoder.decode_fec(&packet[..len], &mut out[..160]).unwrap(), 160);
+        assert_eq!(
+            decoder.decode_fec(&packet[..len], &mut out[..160]).unwrap(),
+            160
+        );
     }
 
     #[test]
@@ -207,6 +217,9 @@ mod tests {
 
     #[test]
     fn rejects_unsupported_rate() {
-        assert!(matches!(OpusDecoder::new(44_100), Err(Error::BadSetting(_))));
+        assert!(matches!(
+            OpusDecoder::new(44_100),
+            Err(Error::BadSetting(_))
+        ));
     }
 }

@@ -55,7 +55,12 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let e = TelephoneEvent { event: 11, end: true, volume: 10, duration: 1600 };
+        let e = TelephoneEvent {
+            event: 11,
+            end: true,
+            volume: 10,
+            duration: 1600,
+        };
         let mut buf = [0u8; 4];
         e.write(&mut buf);
         assert_eq!(buf, [11, 0x8A, 0x06, 0x40]);
@@ -65,6 +70,9 @@ mod tests {
 
     #[test]
     fn rejects_short_payload() {
-        assert_eq!(TelephoneEvent::parse(&[1, 2, 3]), Err(Error::BadTelephoneEvent));
+        assert_eq!(
+            TelephoneEvent::parse(&[1, 2, 3]),
+            Err(Error::BadTelephoneEvent)
+        );
     }
 }

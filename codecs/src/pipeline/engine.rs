@@ -123,7 +123,11 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
             packetizer,
             payload_types,
             timing,
-            input: InputTimeline { ssrc: None, highest_sequence: 0, next_timestamp: 0 },
+            input: InputTimeline {
+                ssrc: None,
+                highest_sequence: 0,
+                next_timestamp: 0,
+            },
             output: OutputTimeline {
                 pending_timestamp: stream.first_timestamp,
                 stream,
@@ -211,8 +215,8 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
             Arrival::Stale => return,
         };
 
-        let gap = timestamp_delta(self.input.next_timestamp, packet.timestamp)
-            / D::CLOCK_RATIO as i32;
+        let gap =
+            timestamp_delta(self.input.next_timestamp, packet.timestamp) / D::CLOCK_RATIO as i32;
         if gap < 0 {
             // In sequence but behind what we produced: the timer filled while this packet was
             // in flight. Shift the mapping instead of dropping every later packet.
@@ -223,7 +227,10 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
             self.fill_gap(filled, lost > 0, packet.payload, samples, emit);
         }
 
-        match self.depacketizer.decode(packet.payload, &mut self.decoded[..]) {
+        match self
+            .depacketizer
+            .decode(packet.payload, &mut self.decoded[..])
+        {
             Ok(n) => {
                 self.concealed_run = 0;
                 self.append_decoded(n, emit);
@@ -311,7 +318,8 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
         };
         // Re-clock the duration; split an event too long for 16 bits into segments (RFC 4733
         // §2.5.1.3), each starting where the previous one ended.
-        let scaled = u64::from(event.duration) * u64::from(P::CLOCK_RATIO) / u64::from(D::CLOCK_RATIO);
+        let scaled =
+            u64::from(event.duration) * u64::from(P::CLOCK_RATIO) / u64::from(D::CLOCK_RATIO);
         let segment = scaled.saturating_sub(1) / 0xFFFF;
         let segment_timestamp = mapping
             .output_timestamp

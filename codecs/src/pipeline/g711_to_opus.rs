@@ -46,8 +46,14 @@ impl G711ToOpus {
             event_out: config.event_payload_type_out,
         };
         let engine = Engine::new(
-            G711In { law: config.law, concealer: G711Concealer::default() },
-            OpusOut { encoder: OpusEncoder::new(8_000, &config.opus)?, dtx: config.opus.dtx },
+            G711In {
+                law: config.law,
+                concealer: G711Concealer::default(),
+            },
+            OpusOut {
+                encoder: OpusEncoder::new(8_000, &config.opus)?,
+                dtx: config.opus.dtx,
+            },
             payload_types,
             config.output,
             config.timing,
@@ -120,6 +126,10 @@ impl Packetizer for OpusOut {
     fn encode(&mut self, pcm: &[i16; FRAME], out: &mut [u8]) -> Result<Option<usize>, Error> {
         let len = self.encoder.encode(pcm, out)?;
         // With DTX, libopus marks a frame not worth sending by making it 2 bytes or less.
-        Ok(if self.dtx && len <= 2 { None } else { Some(len) })
+        Ok(if self.dtx && len <= 2 {
+            None
+        } else {
+            Some(len)
+        })
     }
 }

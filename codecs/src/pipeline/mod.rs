@@ -55,7 +55,10 @@ impl Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { hold: Duration::from_millis(60), max_conceal: Duration::from_millis(100) }
+        Timing {
+            hold: Duration::from_millis(60),
+            max_conceal: Duration::from_millis(100),
+        }
     }
 }
 

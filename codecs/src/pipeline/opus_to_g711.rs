@@ -41,7 +41,9 @@ impl OpusToG711 {
             event_out: config.event_payload_type_out,
         };
         let engine = Engine::new(
-            OpusIn { decoder: OpusDecoder::new(8_000)? },
+            OpusIn {
+                decoder: OpusDecoder::new(8_000)?,
+            },
             G711Out { law: config.law },
             payload_types,
             config.output,
