@@ -5,3 +5,4 @@
 //! events, and the next time to wake. The gateway's shell does the I/O.
 
 pub mod message;
+pub mod transaction;
