@@ -5,4 +5,5 @@
 //! events, and the next time to wake. The gateway's shell does the I/O.
 
 pub mod message;
+pub mod sdp;
 pub mod transaction;

@@ -1,0 +1,152 @@
+//! SDP parsing and RFC 3264 offer/answer: codec policy, telephone-event, hold directions, 488.
+
+use std::net::IpAddr;
+
+use landline_sip::sdp::{
+    Codec, Direction, LocalMedia, NegotiationError, PreferenceOrder, Sdp, accept_answer, answer,
+    build_offer,
+};
+
+const BROWSER_OFFER: &str = "v=0\r\n\
+o=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\r\n\
+c=IN IP4 192.0.2.7\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=fmtp:111 minptime=10;useinbandfec=1\r\n\
+a=rtpmap:63 red/48000/2\r\n\
+a=rtpmap:9 G722/8000\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:13 CN/8000\r\n\
+a=rtpmap:110 telephone-event/48000\r\n\
+a=rtpmap:126 telephone-event/8000\r\n\
+a=ptime:20\r\n\
+a=maxptime:120\r\n\
+a=rtcp-mux\r\n\
+a=sendrecv\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+a=rtpmap:96 VP8/90000\r\n";
+
+fn local(codecs: Vec<Codec>, direction: Direction) -> LocalMedia {
+    LocalMedia {
+        addr: IpAddr::from([127, 0, 0, 1]),
+        port: 40000,
+        codecs,
+        opus_fmtp: String::new(),
+        telephone_event: true,
+        ptime: 20,
+        maxptime: Some(40),
+        rtcp_mux: true,
+        direction,
+        session_id: 7,
+        session_version: 1,
+    }
+}
+
+#[test]
+fn parses_and_reserialises_losslessly() {
+    let sdp: Sdp = BROWSER_OFFER.parse().expect("offer parses");
+    assert_eq!(sdp.media.len(), 2);
+    let a = &sdp.media[0];
+    assert_eq!(a.ptime, Some(20));
+    assert_eq!(a.maxptime, Some(120));
+    assert!(a.rtcp_mux);
+    assert_eq!(a.fmtp(111), Some("minptime=10;useinbandfec=1"));
+    let again: Sdp = sdp.to_string().parse().expect("reparses");
+    assert_eq!(sdp, again);
+}
+
+#[test]
+fn policy_picks_g711_over_opus_and_matching_telephone_event() {
+    let offer: Sdp = BROWSER_OFFER.parse().expect("offer");
+    let l = local(vec![Codec::Pcmu, Codec::Opus], Direction::SendRecv);
+    let (ans, neg) =
+        answer(&offer, &l, &PreferenceOrder(vec![Codec::Pcmu, Codec::Opus])).expect("answer");
+    assert_eq!((neg.codec, neg.pt), (Codec::Pcmu, 0));
+    assert_eq!(
+        neg.telephone_event,
+        Some(126),
+        "8 kHz telephone-event for PCMU"
+    );
+    assert_eq!(neg.remote.to_string(), "192.0.2.7:9");
+    assert!(neg.rtcp_mux);
+    assert_eq!(ans.media[0].formats, ["0", "126"]);
+    assert_eq!(ans.media[1].port, 0, "video refused, m-line kept");
+}
+
+#[test]
+fn opus_keeps_fmtp_and_48k_telephone_event() {
+    let offer: Sdp = BROWSER_OFFER.parse().expect("offer");
+    let l = local(vec![Codec::Opus, Codec::Pcmu], Direction::SendRecv);
+    let (ans, neg) = answer(&offer, &l, &PreferenceOrder(vec![Codec::Opus])).expect("answer");
+    assert_eq!(
+        (neg.codec, neg.pt, neg.telephone_event),
+        (Codec::Opus, 111, Some(110))
+    );
+    assert_eq!(ans.media[0].fmtp(111), Some("minptime=10;useinbandfec=1"));
+    assert_eq!(ans.media[0].rtpmap(111).map(|r| r.channels), Some(2));
+}
+
+#[test]
+fn hold_sendonly_is_answered_recvonly_and_inactive_stays_inactive() {
+    let l = local(vec![Codec::Pcmu], Direction::SendRecv);
+    for (offered, expected) in [
+        (Direction::SendOnly, Direction::RecvOnly),
+        (Direction::RecvOnly, Direction::SendOnly),
+        (Direction::Inactive, Direction::Inactive),
+        (Direction::SendRecv, Direction::SendRecv),
+    ] {
+        let mut holder = build_offer(&local(vec![Codec::Pcmu], offered));
+        holder.media[0].direction = Some(offered);
+        let (ans, neg) = answer(&holder, &l, &PreferenceOrder(vec![Codec::Pcmu])).expect("answer");
+        assert_eq!(neg.direction, expected);
+        assert_eq!(ans.direction_of(0), expected);
+    }
+}
+
+#[test]
+fn nothing_in_common_is_488() {
+    let offer: Sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+        m=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n"
+        .parse()
+        .expect("offer");
+    let l = local(vec![Codec::Pcmu, Codec::Pcma], Direction::SendRecv);
+    let err = answer(&offer, &l, &PreferenceOrder(vec![Codec::Pcmu])).unwrap_err();
+    assert_eq!(err, NegotiationError::NoCodec);
+    let no_audio: Sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nm=video 4000 RTP/AVP 96\r\n"
+        .parse()
+        .expect("sdp");
+    assert_eq!(
+        answer(&no_audio, &l, &PreferenceOrder(vec![Codec::Pcmu])).unwrap_err(),
+        NegotiationError::NoAudio
+    );
+}
+
+#[test]
+fn offerer_reads_the_answer() {
+    let ours = local(vec![Codec::Pcma, Codec::Pcmu], Direction::SendOnly);
+    let offer = build_offer(&ours);
+    assert_eq!(offer.media[0].formats, ["8", "0", "101"]);
+    let theirs = local(vec![Codec::Pcmu, Codec::Pcma], Direction::SendRecv);
+    let (ans, _) = answer(&offer, &theirs, &PreferenceOrder(vec![Codec::Pcmu])).expect("answer");
+    assert_eq!(ans.direction_of(0), Direction::RecvOnly);
+    let neg = accept_answer(&offer, &ans).expect("accept");
+    assert_eq!((neg.codec, neg.telephone_event), (Codec::Pcmu, Some(101)));
+    assert_eq!(neg.direction, Direction::SendOnly);
+}
+
+#[test]
+fn malformed_sdp_is_an_error_not_a_panic() {
+    for bad in [
+        "",
+        "v=1\r\n",
+        "v=0\r\no=x\r\ns=-\r\n",
+        "v=0\r\nm=audio x RTP/AVP 0\r\n",
+        "garbage",
+    ] {
+        assert!(bad.parse::<Sdp>().is_err(), "{bad:?}");
+    }
+}
