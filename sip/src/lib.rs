@@ -4,6 +4,7 @@
 //! their source and transport and the current [`std::time::Instant`]; they drain bytes to send,
 //! events, and the next time to wake. The gateway's shell does the I/O.
 
+pub mod auth;
 pub mod message;
 pub mod sdp;
 pub mod transaction;

@@ -8,7 +8,7 @@
 mod framing;
 mod header;
 mod parse;
-mod text;
+pub(crate) mod text;
 mod uri;
 
 use std::fmt;

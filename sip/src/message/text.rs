@@ -173,6 +173,25 @@ pub(crate) fn take_quoted(s: &str) -> Option<(String, &str)> {
     None
 }
 
+/// Splits `a=b, c="d,e"` auth-style parameter lists (comma-separated, values maybe quoted).
+pub(crate) fn split_params(s: &str) -> Vec<(String, String)> {
+    split_unquoted(s, b',')
+        .into_iter()
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            Some((k.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// Removes surrounding quotes and `\` escapes, or returns the token as is.
+pub(crate) fn unquote(s: &str) -> String {
+    match take_quoted(s) {
+        Some((inner, rest)) if rest.trim().is_empty() => inner,
+        _ => s.to_owned(),
+    }
+}
+
 /// Writes `s` as a quoted string, escaping `"` and `\`.
 pub(crate) fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
     f.write_str("\"")?;
