@@ -4,7 +4,7 @@
 //! Towards a G.711 trunk everything runs at 8 kHz: libopus decodes any Opus stream straight to
 //! 8 kHz and encodes narrowband SILK from 8 kHz input, so the media path needs no resampler.
 
-use audiopus::coder::{Decoder, Encoder};
+use audiopus::coder::{Decoder, Encoder, GenericCtl};
 use audiopus::packet::Packet;
 use audiopus::{Application, Bitrate, Channels, MutSignals, SampleRate, Signal};
 
@@ -132,6 +132,11 @@ impl OpusDecoder {
         self.inner
             .decode(Some(packet), signals, true)
             .map_err(Error::Opus)
+    }
+
+    /// Forgets the stream decoded so far, as for a new source, without reallocating.
+    pub fn reset(&mut self) -> Result<(), Error> {
+        self.inner.reset_state().map_err(Error::Opus)
     }
 
     /// Conceals a lost stretch (packet loss concealment), filling all of `out`.

@@ -1,5 +1,5 @@
 //! The packet path never allocates: 10 000 packets each way, with loss, reordering, events,
-//! comfort noise and timer fills, after construction, with a counting global allocator.
+//! comfort noise, SSRC changes and timer fills, after construction, with a counting global allocator.
 
 mod common;
 
@@ -45,6 +45,10 @@ fn ten_thousand_packets_each_way_allocate_nothing() {
     let mut to_trunk_input = Vec::with_capacity(PACKETS + 100);
     let mut to_client_input = Vec::with_capacity(PACKETS + 100);
     for i in 0..PACKETS {
+        if i % 2500 == 2499 {
+            // The client's stream restarts with a new SSRC.
+            opus.ssrc += 1;
+        }
         let packet = opus.next_packet();
         let trunk_packet = g711.next_packet();
         match i % 50 {
@@ -104,7 +108,7 @@ fn ten_thousand_packets_each_way_allocate_nothing() {
     let (t, c) = (to_trunk.stats(), to_client.stats());
     assert!(t.packets_out >= PACKETS as u64 - 300 && c.packets_out >= PACKETS as u64 - 300);
     assert!(t.lost > 0 && t.recovered_samples > 0 && t.late > 0 && t.duplicates > 0);
-    assert!(t.events_out > 0 && t.noise_samples + t.concealed_samples > 0);
+    assert!(t.events_out > 0 && t.noise_samples + t.concealed_samples > 0 && t.restarts >= 3);
     assert!(c.comfort_noise_in > 0 && c.concealed_samples > 0);
     assert!(out_bytes > 0);
 }

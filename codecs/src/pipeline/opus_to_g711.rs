@@ -97,11 +97,9 @@ impl Depacketizer for OpusIn {
     }
 
     fn reset(&mut self) {
-        // A fresh decoder state is what libopus's reset gives; creating one cannot fail for a
-        // rate that already worked, and a stream change is rare enough to afford it.
-        if let Ok(decoder) = OpusDecoder::new(8_000) {
-            self.decoder = decoder;
-        }
+        // OPUS_RESET_STATE cannot fail on a valid decoder; if it ever did, the old state only
+        // colours the first frames of the new stream.
+        let _ = self.decoder.reset();
     }
 }
 
