@@ -21,5 +21,6 @@ pub use error::Error;
 pub use g711::G711Law;
 pub use opus::{MAX_FRAME_SAMPLES_8K, MAX_PACKET_LEN, OpusDecoder, OpusEncoder, OpusSettings};
 pub use pipeline::{
-    G711ToOpus, G711ToOpusConfig, OpusToG711, OpusToG711Config, OutputStream, PipelineStats, Timing,
+    G711ToOpus, G711ToOpusConfig, OpusToG711, OpusToG711Config, OutputStream, PipelineStats, Relay,
+    RelayConfig, Timing,
 };

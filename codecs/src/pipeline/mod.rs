@@ -1,7 +1,7 @@
 //! The per-call transcoding pipeline: one value per direction per call.
 //!
 //! [`OpusToG711`] carries a client's Opus towards a G.711 trunk, [`G711ToOpus`] the trunk's audio
-//! back. Each is a sans-IO state machine: feed it datagrams with [`push`](OpusToG711::push) and
+//! back; [`Relay`] rewrites headers only, for calls whose legs share a codec. Each is a sans-IO state machine: feed it datagrams with [`push`](OpusToG711::push) and
 //! the time with [`handle_timeout`](OpusToG711::handle_timeout) when
 //! [`poll_timeout`](OpusToG711::poll_timeout) says; it hands each packet to send to a callback,
 //! borrowed from its own buffer. Nothing in it allocates, locks, logs or reads a clock.
@@ -9,11 +9,13 @@
 mod engine;
 mod g711_to_opus;
 mod opus_to_g711;
+mod relay;
 
 use std::time::Duration;
 
 pub use g711_to_opus::{G711ToOpus, G711ToOpusConfig};
 pub use opus_to_g711::{OpusToG711, OpusToG711Config};
+pub use relay::{Relay, RelayConfig};
 
 /// The identity of an output stream: our SSRC and where its sequence and timestamp start.
 ///

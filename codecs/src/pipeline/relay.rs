@@ -1,0 +1,233 @@
+//! One direction of a call whose legs share a codec: no transcoding, only the RTP header is
+//! rewritten (our SSRC, a continuous sequence and timestamp, the far leg's payload types), so the
+//! two legs stay independent streams (topology hiding) at the cost of a header copy.
+
+use std::time::Instant;
+
+use super::{OutputStream, PipelineStats};
+use crate::rtp::{RTP_HEADER_LEN, RtpHeader, RtpPacket, sequence_delta};
+use crate::{Error, MAX_PACKET_LEN};
+
+/// Payload types of a relayed stream on each leg; dynamic ones (Opus, events) may differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// Audio payload type on the receiving leg and on the sending leg.
+    pub audio: (u8, u8),
+    /// Telephone-event payload types on the receiving and sending leg, if both negotiated it.
+    pub event: Option<(u8, u8)>,
+    /// Comfort-noise payload types on the receiving and sending leg, if both negotiated it.
+    pub comfort_noise: Option<(u8, u8)>,
+    /// The codec's RTP clock rate, to carry a timestamp across an SSRC change.
+    pub clock_rate: u32,
+    /// Our stream on the sending leg.
+    pub output: OutputStream,
+}
+
+/// Rewrites one direction of a same-codec call.
+pub struct Relay {
+    config: RelayConfig,
+    input_ssrc: Option<u32>,
+    highest_sequence: u16,
+    /// Added to input sequence numbers and timestamps to give output ones.
+    sequence_offset: u16,
+    timestamp_offset: u32,
+    /// The last packet sent, to continue from it when the input restarts.
+    last_sent: Option<(u16, u32, Instant)>,
+    packet: [u8; MAX_PACKET_LEN],
+    stats: PipelineStats,
+}
+
+impl Relay {
+    /// A relay for one direction of one call.
+    pub fn new(config: &RelayConfig) -> Self {
+        Relay {
+            config: *config,
+            input_ssrc: None,
+            highest_sequence: 0,
+            sequence_offset: 0,
+            timestamp_offset: 0,
+            last_sent: None,
+            packet: [0; MAX_PACKET_LEN],
+            stats: PipelineStats::default(),
+        }
+    }
+
+    /// Takes one datagram; `emit` is called with the rewritten packet, if it is to be sent.
+    pub fn push(&mut self, now: Instant, datagram: &[u8], mut emit: impl FnMut(&[u8])) {
+        self.stats.packets_in += 1;
+        match self.rewrite(now, datagram) {
+            Ok(Some(len)) => {
+                self.stats.packets_out += 1;
+                emit(&self.packet[..len]);
+            }
+            Ok(None) => {}
+            Err(_) => self.stats.malformed += 1,
+        }
+    }
+
+    /// Counters for this direction.
+    pub fn stats(&self) -> &PipelineStats {
+        &self.stats
+    }
+
+    fn rewrite(&mut self, now: Instant, datagram: &[u8]) -> Result<Option<usize>, Error> {
+        let packet = RtpPacket::parse(datagram)?;
+        let Some(payload_type) = self.map_payload_type(packet.payload_type) else {
+            self.stats.unexpected_payload_type += 1;
+            return Ok(None);
+        };
+        if packet.payload.len() > MAX_PACKET_LEN - RTP_HEADER_LEN {
+            return Err(Error::PayloadTooLong);
+        }
+        if self.input_ssrc != Some(packet.ssrc) {
+            self.restart(now, &packet);
+        } else {
+            let delta = sequence_delta(self.highest_sequence, packet.sequence);
+            if delta == 0 {
+                self.stats.duplicates += 1;
+                return Ok(None);
+            }
+            if delta > 0 {
+                self.stats.lost += (delta - 1) as u64;
+                self.highest_sequence = packet.sequence;
+            } else {
+                // Reordered: pass it on; the far end's jitter buffer puts it in place.
+                self.stats.late += 1;
+            }
+        }
+        let sequence = packet.sequence.wrapping_add(self.sequence_offset);
+        let timestamp = packet.timestamp.wrapping_add(self.timestamp_offset);
+        let header = RtpHeader {
+            marker: packet.marker,
+            payload_type,
+            sequence,
+            timestamp,
+            ssrc: self.config.output.ssrc,
+        };
+        header.write(&mut self.packet);
+        let len = RTP_HEADER_LEN + packet.payload.len();
+        self.packet[RTP_HEADER_LEN..len].copy_from_slice(packet.payload);
+        if self
+            .last_sent
+            .is_none_or(|(last, _, _)| sequence_delta(last, sequence) > 0)
+        {
+            self.last_sent = Some((sequence, timestamp, now));
+        }
+        Ok(Some(len))
+    }
+
+    /// A new input SSRC: continue the output where it left off, advanced by the time elapsed.
+    fn restart(&mut self, now: Instant, packet: &RtpPacket<'_>) {
+        let (next_sequence, next_timestamp) = match self.last_sent {
+            Some((sequence, timestamp, at)) => {
+                let elapsed = now.saturating_duration_since(at);
+                let ticks = elapsed.as_micros() * u128::from(self.config.clock_rate) / 1_000_000;
+                (
+                    sequence.wrapping_add(1),
+                    timestamp.wrapping_add(ticks.max(1) as u32),
+                )
+            }
+            None => (
+                self.config.output.first_sequence,
+                self.config.output.first_timestamp,
+            ),
+        };
+        self.stats.restarts += u64::from(self.input_ssrc.is_some());
+        self.input_ssrc = Some(packet.ssrc);
+        self.highest_sequence = packet.sequence;
+        self.sequence_offset = next_sequence.wrapping_sub(packet.sequence);
+        self.timestamp_offset = next_timestamp.wrapping_sub(packet.timestamp);
+    }
+
+    fn map_payload_type(&self, payload_type: u8) -> Option<u8> {
+        let c = &self.config;
+        [Some(c.audio), c.event, c.comfort_noise]
+            .into_iter()
+            .flatten()
+            .find(|(input, _)| *input == payload_type)
+            .map(|(_, output)| output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(pt: u8, sequence: u16, timestamp: u32, ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0u8; RTP_HEADER_LEN + 160];
+        RtpHeader {
+            marker: false,
+            payload_type: pt,
+            sequence,
+            timestamp,
+            ssrc,
+        }
+        .write(&mut p);
+        p
+    }
+
+    fn relay() -> Relay {
+        Relay::new(&RelayConfig {
+            audio: (0, 0),
+            event: Some((101, 96)),
+            comfort_noise: None,
+            clock_rate: 8000,
+            output: OutputStream {
+                ssrc: 77,
+                first_sequence: 500,
+                first_timestamp: 9000,
+            },
+        })
+    }
+
+    #[test]
+    fn rewrites_ssrc_sequence_timestamp_and_payload_types() {
+        let mut relay = relay();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for (i, pt) in [0u8, 0, 101, 0].into_iter().enumerate() {
+            let p = packet(pt, 10 + i as u16, 160 * i as u32, 5);
+            relay.push(now, &p, |o| {
+                out.push(
+                    RtpPacket::parse(o)
+                        .map(|r| (r.ssrc, r.sequence, r.timestamp, r.payload_type))
+                        .unwrap(),
+                )
+            });
+        }
+        assert_eq!(
+            out,
+            vec![
+                (77, 500, 9000, 0),
+                (77, 501, 9160, 0),
+                (77, 502, 9320, 96),
+                (77, 503, 9480, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_ssrc_continues_the_stream_and_junk_is_dropped() {
+        let mut relay = relay();
+        let start = Instant::now();
+        let mut out = Vec::new();
+        relay.push(start, &packet(0, 10, 0, 5), |o| {
+            out.push(RtpPacket::parse(o).unwrap().sequence)
+        });
+        relay.push(start, &packet(8, 11, 160, 5), |_| {
+            panic!("PCMA was not negotiated")
+        });
+        relay.push(start, &[1, 2, 3], |_| panic!("not RTP"));
+        let later = start + std::time::Duration::from_millis(20);
+        let mut ts = 0;
+        relay.push(later, &packet(0, 40_000, 123, 6), |o| {
+            let p = RtpPacket::parse(o).unwrap();
+            out.push(p.sequence);
+            ts = p.timestamp;
+        });
+        assert_eq!(out, vec![500, 501]);
+        assert_eq!(ts, 9000 + 160);
+        assert_eq!(relay.stats().unexpected_payload_type, 1);
+        assert_eq!(relay.stats().malformed, 1);
+    }
+}
