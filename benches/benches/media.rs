@@ -1,0 +1,132 @@
+//! Time per 20 ms of call for every media workload: G.711, each pipeline direction, a
+//! full-duplex call step, and bare libopus for comparison.
+//!
+//! Each iteration is one packet of a continuous stream (see `landline_benches::workloads`), so
+//! criterion's mean is the steady-state cost per 20 ms. Every workload is timed twice: group
+//! `wall` by the wall clock, group `cpu` by the thread's CPU-time clock, which does not count
+//! time the thread spent descheduled and so stays meaningful on a loaded machine (the issue's
+//! target is CPU time per 20 ms). Run with `cargo bench -p landline-benches --bench media`
+//! (`-- cpu/` or `-- wall/` for one group).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use landline_benches::workloads::{BareOpus, CallStep, G711Frame, PipelineStep};
+use landline_benches::{Fixtures, Workload, WorkloadName};
+use landline_codecs::G711Law;
+
+fn wall(c: &mut Criterion) {
+    eprintln!("{}", Fixtures::get().describe());
+    media(c, "wall");
+}
+
+fn cpu(c: &mut Criterion<ThreadCpuTime>) {
+    media(c, "cpu");
+}
+
+fn media<M: Measurement>(c: &mut Criterion<M>, group: &str) {
+    let f = Fixtures::get();
+    let mut group = c.benchmark_group(group);
+    let g = &mut group;
+    bench(g, WorkloadName::G711Mu, G711Frame::new(G711Law::Mu, f));
+    bench(g, WorkloadName::G711A, G711Frame::new(G711Law::A, f));
+    bench(g, WorkloadName::OpusToG711, PipelineStep::opus_to_g711(f));
+    bench(g, WorkloadName::G711ToOpus, PipelineStep::g711_to_opus(f));
+    bench(g, WorkloadName::Call, CallStep::new(f));
+    bench(
+        g,
+        WorkloadName::LibopusDecode,
+        BareOpus::new(f, true, false),
+    );
+    bench(
+        g,
+        WorkloadName::LibopusEncode,
+        BareOpus::new(f, false, true),
+    );
+    bench(g, WorkloadName::Libopus, BareOpus::new(f, true, true));
+    group.finish();
+}
+
+/// Times one step of `workload`; generic so that the step is a direct, inlinable call.
+fn bench<M: Measurement, W: Workload>(
+    group: &mut BenchmarkGroup<'_, M>,
+    name: WorkloadName,
+    mut workload: W,
+) {
+    group.bench_function(name.as_str(), |b| b.iter(|| black_box(workload.step())));
+}
+
+/// CPU time consumed by the calling thread (`CLOCK_THREAD_CPUTIME_ID`), in nanoseconds.
+struct ThreadCpuTime {
+    /// Only lends its duration formatting.
+    wall: WallTime,
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        thread_cpu_nanos()
+    }
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_nanos().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, value: &u64) -> f64 {
+        *value as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.wall.formatter()
+    }
+}
+
+fn thread_cpu_nanos() -> u64 {
+    /// Linux's clock id for the calling thread's CPU time.
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    #[repr(C)]
+    struct Timespec {
+        seconds: i64,
+        nanos: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
+    }
+    let mut time = Timespec {
+        seconds: 0,
+        nanos: 0,
+    };
+    // SAFETY: `time` is a valid, writable timespec (64-bit Linux layout); this clock always exists.
+    let status = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    time.seconds as u64 * 1_000_000_000 + time.nanos as u64
+}
+
+/// Short enough that the whole suite (both groups) takes about two minutes; each iteration walks
+/// on through the fixture, so even a short run covers all of it many times over.
+fn config<M: Measurement>(criterion: Criterion<M>) -> Criterion<M> {
+    criterion
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(6))
+        .sample_size(50)
+        .configure_from_args()
+}
+
+criterion_group! {
+    name = wall_time;
+    config = config(Criterion::default());
+    targets = wall
+}
+criterion_group! {
+    name = cpu_time;
+    config = config(Criterion::default().with_measurement(ThreadCpuTime { wall: WallTime }));
+    targets = cpu
+}
+criterion_main!(wall_time, cpu_time);

@@ -1,0 +1,160 @@
+//! Measures the memory one call's media state takes: an [`OpusToG711`] plus a [`G711ToOpus`].
+//!
+//! Three views, printed as one table: the Rust structs' own size (`size_of`, the buffers inside
+//! them), what the Rust allocator hands out while they are built (a counting global allocator),
+//! and the whole heap as glibc's `mallinfo2` sees it, which includes libopus's encoder and
+//! decoder states (C `malloc`, invisible to a Rust allocator). libopus's own
+//! `opus_{en,de}coder_get_size` cross-checks the last. It also counts allocations during
+//! steady-state call steps, which must be zero.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use landline_benches::workloads::{CallStep, g711_to_opus_config, opus_to_g711_config};
+use landline_benches::{Fixtures, Workload};
+use landline_codecs::{G711ToOpus, OpusToG711};
+
+/// Calls built at once, so per-call figures average out allocator rounding.
+const CALLS: usize = 100;
+
+fn main() {
+    let inline = size_of::<OpusToG711>() + size_of::<G711ToOpus>();
+    let libopus = libopus_sizes();
+
+    let before = (Counter::snapshot(), heap_in_use());
+    let mut calls = Vec::with_capacity(CALLS);
+    let after_vec = (Counter::snapshot(), heap_in_use());
+    for _ in 0..CALLS {
+        let to_trunk = OpusToG711::new(&opus_to_g711_config()).expect("default config is valid");
+        let to_client = G711ToOpus::new(&g711_to_opus_config()).expect("default config is valid");
+        calls.push(Box::new((to_trunk, to_client)));
+    }
+    let after = (Counter::snapshot(), heap_in_use());
+    let rust_heap = (after.0.live - after_vec.0.live) / CALLS;
+    let whole_heap = (after.1 - after_vec.1) / CALLS;
+    let _ = before;
+
+    // Steady state: after warming up, a call step must not allocate at all.
+    let mut call = CallStep::new(Fixtures::get());
+    for _ in 0..50 {
+        call.step();
+    }
+    let start = Counter::snapshot();
+    const STEPS: u64 = 1_000;
+    for _ in 0..STEPS {
+        std::hint::black_box(call.step());
+    }
+    let allocations = Counter::snapshot().count - start.count;
+
+    println!("| what | bytes per call |");
+    println!("|---|---:|");
+    println!("| OpusToG711 + G711ToOpus, size_of (inline buffers) | {inline} |");
+    println!(
+        "| Rust heap allocated while building them (boxed, so includes the above) | {rust_heap} |"
+    );
+    println!(
+        "| libopus decoder + encoder, opus_*_get_size | {} |",
+        libopus.0 + libopus.1
+    );
+    println!(
+        "| whole heap in use per call (mallinfo2: Rust + libopus + malloc overhead) | {whole_heap} |"
+    );
+    println!();
+    println!(
+        "state per call: {:.1} KiB (target <= 64 KiB); libopus decoder {} B, encoder {} B",
+        whole_heap as f64 / 1024.0,
+        libopus.0,
+        libopus.1
+    );
+    println!("allocations during {STEPS} steady-state call steps: {allocations}");
+    drop(calls);
+}
+
+/// Bytes libopus needs for a mono decoder and encoder, by its own account.
+fn libopus_sizes() -> (usize, usize) {
+    // SAFETY: pure functions of the channel count; 1 is valid.
+    let (decoder, encoder) = unsafe {
+        (
+            audiopus::ffi::opus_decoder_get_size(1),
+            audiopus::ffi::opus_encoder_get_size(1),
+        )
+    };
+    (
+        usize::try_from(decoder).unwrap_or(0),
+        usize::try_from(encoder).unwrap_or(0),
+    )
+}
+
+/// Bytes glibc's malloc has handed out and not yet taken back: small blocks plus mmapped ones.
+fn heap_in_use() -> usize {
+    // SAFETY: mallinfo2 (glibc >= 2.33) only reads the allocator's statistics.
+    let info = unsafe { mallinfo2() };
+    info.uordblks + info.hblkhd
+}
+
+/// glibc's `struct mallinfo2`.
+#[repr(C)]
+struct MallInfo2 {
+    arena: usize,
+    ordblks: usize,
+    smblks: usize,
+    hblks: usize,
+    hblkhd: usize,
+    usmblks: usize,
+    fsmblks: usize,
+    uordblks: usize,
+    fordblks: usize,
+    keepcost: usize,
+}
+
+unsafe extern "C" {
+    fn mallinfo2() -> MallInfo2;
+}
+
+/// The system allocator, counting what passes through it.
+struct Counter;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Clone, Copy)]
+struct Snapshot {
+    live: usize,
+    count: u64,
+}
+
+impl Counter {
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            live: LIVE.load(Ordering::SeqCst),
+            count: COUNT.load(Ordering::SeqCst) as u64,
+        }
+    }
+}
+
+// SAFETY: defers to the system allocator; the counters do not affect what is returned.
+unsafe impl GlobalAlloc for Counter {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::SeqCst);
+        COUNT.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: the caller upholds `alloc`'s contract, passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::SeqCst);
+        LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
+        COUNT.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: as for `alloc` and `dealloc`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counter = Counter;

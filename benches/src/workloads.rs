@@ -1,0 +1,447 @@
+//! The measured operations, each one 20 ms of call time, shared by the criterion benches and the
+//! callgrind runner so that wall time and instruction counts describe the same work.
+//!
+//! Every workload owns its state and fixture copy and advances by one packet per
+//! [`step`](Workload::step): the pipelines see a continuous stream with the clock moving 20 ms per
+//! packet, so what is measured is a call's steady state, not its first packet.
+
+use std::time::Instant;
+
+use audiopus::coder::{Decoder, Encoder};
+use audiopus::packet::Packet;
+use audiopus::{Application, Bitrate, Channels, MutSignals, SampleRate, Signal};
+use landline_codecs::rtp::RTP_HEADER_LEN;
+use landline_codecs::{
+    G711Law, G711ToOpus, G711ToOpusConfig, MAX_FRAME_SAMPLES_8K, MAX_PACKET_LEN, OpusSettings,
+    OpusToG711, OpusToG711Config, OutputStream, PipelineStats, Timing,
+};
+
+use crate::fixtures::{
+    CLIENT_EVENT_PAYLOAD_TYPE, COMFORT_NOISE_PAYLOAD_TYPE, FRAME, Fixtures, OPUS_PAYLOAD_TYPE,
+    PTIME, RtpLoop, TRUNK_EVENT_PAYLOAD_TYPE,
+};
+
+/// One bench operation: 20 ms of call time for whatever it models.
+pub trait Workload {
+    /// Processes the next 20 ms; returns a value derived from the output, for `black_box`.
+    fn step(&mut self) -> usize;
+}
+
+/// The workloads by name, as the callgrind runner and the README know them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadName {
+    /// G.711 µ-law encode + decode of one 20 ms frame.
+    G711Mu,
+    /// G.711 A-law encode + decode of one 20 ms frame.
+    G711A,
+    /// [`OpusToG711`] fed one client packet.
+    OpusToG711,
+    /// [`G711ToOpus`] fed one trunk packet.
+    G711ToOpus,
+    /// One full-duplex call step: one packet each way.
+    Call,
+    /// Bare libopus: decode one client packet to 8 kHz.
+    LibopusDecode,
+    /// Bare libopus: encode one 8 kHz frame at the pipeline's default settings.
+    LibopusEncode,
+    /// Bare libopus: both of the above, the codec work inside one call step.
+    Libopus,
+}
+
+impl WorkloadName {
+    /// Every workload, in the order the README lists them.
+    pub const ALL: [WorkloadName; 8] = [
+        WorkloadName::G711Mu,
+        WorkloadName::G711A,
+        WorkloadName::OpusToG711,
+        WorkloadName::G711ToOpus,
+        WorkloadName::Call,
+        WorkloadName::LibopusDecode,
+        WorkloadName::LibopusEncode,
+        WorkloadName::Libopus,
+    ];
+
+    /// The name used on command lines and in bench ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadName::G711Mu => "g711_mu",
+            WorkloadName::G711A => "g711_a",
+            WorkloadName::OpusToG711 => "opus_to_g711",
+            WorkloadName::G711ToOpus => "g711_to_opus",
+            WorkloadName::Call => "call_full_duplex",
+            WorkloadName::LibopusDecode => "libopus_decode",
+            WorkloadName::LibopusEncode => "libopus_encode",
+            WorkloadName::Libopus => "libopus_decode_encode",
+        }
+    }
+
+    /// The workload called `name`, if there is one.
+    pub fn parse(name: &str) -> Option<WorkloadName> {
+        WorkloadName::ALL.into_iter().find(|w| w.as_str() == name)
+    }
+
+    /// A fresh instance of this workload, fed from `fixtures`.
+    pub fn build(self, fixtures: &Fixtures) -> Box<dyn Workload> {
+        match self {
+            WorkloadName::G711Mu => Box::new(G711Frame::new(G711Law::Mu, fixtures)),
+            WorkloadName::G711A => Box::new(G711Frame::new(G711Law::A, fixtures)),
+            WorkloadName::OpusToG711 => Box::new(PipelineStep::opus_to_g711(fixtures)),
+            WorkloadName::G711ToOpus => Box::new(PipelineStep::g711_to_opus(fixtures)),
+            WorkloadName::Call => Box::new(CallStep::new(fixtures)),
+            WorkloadName::LibopusDecode => Box::new(BareOpus::new(fixtures, true, false)),
+            WorkloadName::LibopusEncode => Box::new(BareOpus::new(fixtures, false, true)),
+            WorkloadName::Libopus => Box::new(BareOpus::new(fixtures, true, true)),
+        }
+    }
+}
+
+/// G.711 alone: encode a 20 ms frame of speech, decode it back.
+#[derive(Debug)]
+pub struct G711Frame {
+    law: G711Law,
+    frames: Vec<[i16; FRAME]>,
+    next: usize,
+    codes: [u8; FRAME],
+    decoded: [i16; FRAME],
+}
+
+impl G711Frame {
+    /// Encodes and decodes the fixture's 8 kHz speech with `law`.
+    pub fn new(law: G711Law, fixtures: &Fixtures) -> G711Frame {
+        G711Frame {
+            law,
+            frames: fixtures.speech_8k.clone(),
+            next: 0,
+            codes: [0; FRAME],
+            decoded: [0; FRAME],
+        }
+    }
+}
+
+impl Workload for G711Frame {
+    #[inline]
+    fn step(&mut self) -> usize {
+        let frame = &self.frames[self.next];
+        self.next = (self.next + 1) % self.frames.len();
+        self.law.encode(frame, &mut self.codes);
+        self.law.decode(&self.codes, &mut self.decoded);
+        self.decoded[FRAME - 1] as usize
+    }
+}
+
+/// What a media shard calls on a pipeline per packet; lets one step type drive either direction.
+pub trait Pipeline {
+    /// [`OpusToG711::push`] or [`G711ToOpus::push`].
+    fn push(&mut self, now: Instant, datagram: &[u8], emit: impl FnMut(&[u8]));
+    /// [`OpusToG711::poll_timeout`] or [`G711ToOpus::poll_timeout`].
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// [`OpusToG711::handle_timeout`] or [`G711ToOpus::handle_timeout`].
+    fn handle_timeout(&mut self, now: Instant, emit: impl FnMut(&[u8]));
+    /// The pipeline's counters.
+    fn stats(&self) -> &PipelineStats;
+}
+
+impl Pipeline for OpusToG711 {
+    #[inline]
+    fn push(&mut self, now: Instant, datagram: &[u8], emit: impl FnMut(&[u8])) {
+        OpusToG711::push(self, now, datagram, emit);
+    }
+    #[inline]
+    fn poll_timeout(&self) -> Option<Instant> {
+        OpusToG711::poll_timeout(self)
+    }
+    #[inline]
+    fn handle_timeout(&mut self, now: Instant, emit: impl FnMut(&[u8])) {
+        OpusToG711::handle_timeout(self, now, emit);
+    }
+    fn stats(&self) -> &PipelineStats {
+        OpusToG711::stats(self)
+    }
+}
+
+impl Pipeline for G711ToOpus {
+    #[inline]
+    fn push(&mut self, now: Instant, datagram: &[u8], emit: impl FnMut(&[u8])) {
+        G711ToOpus::push(self, now, datagram, emit);
+    }
+    #[inline]
+    fn poll_timeout(&self) -> Option<Instant> {
+        G711ToOpus::poll_timeout(self)
+    }
+    #[inline]
+    fn handle_timeout(&mut self, now: Instant, emit: impl FnMut(&[u8])) {
+        G711ToOpus::handle_timeout(self, now, emit);
+    }
+    fn stats(&self) -> &PipelineStats {
+        G711ToOpus::stats(self)
+    }
+}
+
+/// One direction of a call in its steady state: each step delivers the next packet 20 ms after
+/// the previous one, then does what a shard does after a packet (check the pipeline's timer).
+/// Sending is not included: output packets are only counted.
+pub struct PipelineStep<P> {
+    pipeline: P,
+    input: RtpLoop,
+    now: Instant,
+}
+
+impl PipelineStep<OpusToG711> {
+    /// Client → trunk: the browser's Opus in, PCMU out.
+    pub fn opus_to_g711(fixtures: &Fixtures) -> Self {
+        let pipeline = OpusToG711::new(&opus_to_g711_config()).expect("default config is valid");
+        PipelineStep {
+            pipeline,
+            input: RtpLoop::new(&fixtures.client_rtp, 6 * FRAME as u32),
+            now: Instant::now(),
+        }
+    }
+}
+
+impl PipelineStep<G711ToOpus> {
+    /// Trunk → client: PCMU in, Opus at the pipeline's default settings out.
+    pub fn g711_to_opus(fixtures: &Fixtures) -> Self {
+        let pipeline = G711ToOpus::new(&g711_to_opus_config()).expect("default config is valid");
+        PipelineStep {
+            pipeline,
+            input: RtpLoop::new(&fixtures.trunk_rtp, FRAME as u32),
+            now: Instant::now(),
+        }
+    }
+}
+
+impl<P: Pipeline> PipelineStep<P> {
+    /// The pipeline's counters, to check that the bench ran in the steady state it claims.
+    pub fn stats(&self) -> &PipelineStats {
+        self.pipeline.stats()
+    }
+}
+
+impl<P: Pipeline> Workload for PipelineStep<P> {
+    #[inline]
+    fn step(&mut self) -> usize {
+        let mut sent = 0;
+        let datagram = self.input.next_datagram();
+        self.pipeline
+            .push(self.now, datagram, |packet| sent += packet.len());
+        if self.pipeline.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.pipeline
+                .handle_timeout(self.now, |packet| sent += packet.len());
+        }
+        self.now += PTIME;
+        sent
+    }
+}
+
+/// One 20 ms step of a call: a client packet towards the trunk and a trunk packet towards the
+/// client, as the shard that owns the call would handle them.
+pub struct CallStep {
+    to_trunk: PipelineStep<OpusToG711>,
+    to_client: PipelineStep<G711ToOpus>,
+}
+
+impl CallStep {
+    /// Both directions of one call, on the fixtures.
+    pub fn new(fixtures: &Fixtures) -> CallStep {
+        CallStep {
+            to_trunk: PipelineStep::opus_to_g711(fixtures),
+            to_client: PipelineStep::g711_to_opus(fixtures),
+        }
+    }
+
+    /// Counters of the client → trunk and trunk → client directions.
+    pub fn stats(&self) -> (&PipelineStats, &PipelineStats) {
+        (self.to_trunk.stats(), self.to_client.stats())
+    }
+}
+
+impl Workload for CallStep {
+    #[inline]
+    fn step(&mut self) -> usize {
+        self.to_trunk.step() + self.to_client.step()
+    }
+}
+
+/// libopus with nothing around it: the codec work a call step cannot avoid, for comparison.
+///
+/// Decoding is the client's packet to 8 kHz, encoding the trunk's G.711-decoded audio, with the
+/// same settings as the pipeline (checked by a test: the packets are identical).
+pub struct BareOpus {
+    decoder: Option<Decoder>,
+    encoder: Option<Encoder>,
+    opus: Vec<Vec<u8>>,
+    pcm: Vec<[i16; FRAME]>,
+    next: usize,
+    decoded: [i16; MAX_FRAME_SAMPLES_8K],
+    packet: [u8; MAX_PACKET_LEN],
+}
+
+impl BareOpus {
+    /// Decodes, encodes, or both per step.
+    pub fn new(fixtures: &Fixtures, decode: bool, encode: bool) -> BareOpus {
+        BareOpus {
+            decoder: decode.then(|| {
+                Decoder::new(SampleRate::Hz8000, Channels::Mono).expect("libopus decoder")
+            }),
+            encoder: encode.then(|| bare_encoder(&OpusSettings::default())),
+            opus: fixtures.client_opus().map(<[u8]>::to_vec).collect(),
+            pcm: fixtures.trunk_pcm.clone(),
+            next: 0,
+            decoded: [0; MAX_FRAME_SAMPLES_8K],
+            packet: [0; MAX_PACKET_LEN],
+        }
+    }
+
+    /// The first `len` bytes of the last packet encoded.
+    pub fn last_packet(&self, len: usize) -> &[u8] {
+        &self.packet[RTP_HEADER_LEN..RTP_HEADER_LEN + len]
+    }
+}
+
+impl Workload for BareOpus {
+    #[inline]
+    fn step(&mut self) -> usize {
+        let i = self.next;
+        self.next = (i + 1) % self.opus.len();
+        let mut result = 0;
+        if let Some(decoder) = &mut self.decoder {
+            let packet = Packet::try_from(&self.opus[i][..]).expect("fixture packet is not empty");
+            let out = MutSignals::try_from(&mut self.decoded[..]).expect("buffer is not empty");
+            result += decoder
+                .decode(Some(packet), out, false)
+                .expect("fixture packet decodes");
+        }
+        if let Some(encoder) = &self.encoder {
+            result += encoder
+                // Leaves room for a header, as the pipeline does: libopus sees the same limit.
+                .encode(&self.pcm[i], &mut self.packet[RTP_HEADER_LEN..])
+                .expect("a 20 ms frame encodes");
+        }
+        result
+    }
+}
+
+impl std::fmt::Debug for BareOpus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BareOpus")
+            .field("decode", &self.decoder.is_some())
+            .field("encode", &self.encoder.is_some())
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The client → trunk configuration a gateway would build after negotiating PCMU.
+pub fn opus_to_g711_config() -> OpusToG711Config {
+    OpusToG711Config {
+        opus_payload_type: OPUS_PAYLOAD_TYPE,
+        event_payload_type_in: Some(CLIENT_EVENT_PAYLOAD_TYPE),
+        law: G711Law::Mu,
+        event_payload_type_out: Some(TRUNK_EVENT_PAYLOAD_TYPE),
+        output: OutputStream {
+            ssrc: 0x5EED_0001,
+            first_sequence: 7,
+            first_timestamp: 70,
+        },
+        timing: Timing::default(),
+    }
+}
+
+/// The trunk → client configuration, with the pipeline's default Opus settings.
+pub fn g711_to_opus_config() -> G711ToOpusConfig {
+    G711ToOpusConfig {
+        law: G711Law::Mu,
+        comfort_noise_payload_type: Some(COMFORT_NOISE_PAYLOAD_TYPE),
+        event_payload_type_in: Some(TRUNK_EVENT_PAYLOAD_TYPE),
+        opus_payload_type: OPUS_PAYLOAD_TYPE,
+        event_payload_type_out: Some(CLIENT_EVENT_PAYLOAD_TYPE),
+        opus: OpusSettings::default(),
+        output: OutputStream {
+            ssrc: 0x5EED_0002,
+            first_sequence: 9,
+            first_timestamp: 90,
+        },
+        timing: Timing::default(),
+    }
+}
+
+/// A narrowband encoder set up exactly as `landline_codecs::OpusEncoder::new(8_000, settings)`.
+fn bare_encoder(settings: &OpusSettings) -> Encoder {
+    let mut encoder = Encoder::new(SampleRate::Hz8000, Channels::Mono, Application::Voip)
+        .expect("libopus encoder");
+    encoder
+        .set_encoder_ctl_request(
+            audiopus::ffi::OPUS_SET_COMPLEXITY_REQUEST,
+            i32::from(settings.complexity),
+        )
+        .expect("complexity");
+    encoder
+        .set_bitrate(Bitrate::BitsPerSecond(settings.bitrate as i32))
+        .expect("bitrate");
+    encoder.set_inband_fec(settings.inband_fec).expect("fec");
+    encoder
+        .set_packet_loss_perc(settings.expected_loss_percent)
+        .expect("loss");
+    encoder.set_dtx(settings.dtx).expect("dtx");
+    encoder.set_signal(Signal::Voice).expect("signal");
+    encoder
+}
+
+#[cfg(test)]
+mod tests {
+    use landline_codecs::rtp::RtpPacket;
+
+    use super::*;
+    use crate::fixtures::PACKETS;
+
+    /// Over two and a half laps of the fixture the pipelines see a clean, continuous stream:
+    /// no loss, no restart, no concealment, one packet out per packet in.
+    #[test]
+    fn pipelines_run_in_steady_state() {
+        let mut call = CallStep::new(Fixtures::get());
+        let steps = 2 * PACKETS + PACKETS / 2;
+        for _ in 0..steps {
+            assert!(call.step() > 0);
+        }
+        for stats in [call.stats().0, call.stats().1] {
+            assert_eq!(stats.packets_in, steps as u64);
+            assert_eq!(stats.packets_out, steps as u64);
+            assert_eq!(
+                stats.restarts + stats.lost + stats.late + stats.realigned,
+                0
+            );
+            assert_eq!(
+                stats.decode_errors + stats.encode_errors + stats.malformed,
+                0
+            );
+            assert_eq!(stats.concealed_samples + stats.noise_samples, 0);
+        }
+    }
+
+    /// The bare encoder is configured like the pipeline's: same input, same packets.
+    #[test]
+    fn bare_encoder_matches_pipeline() {
+        let fixtures = Fixtures::get();
+        let mut bare = BareOpus::new(fixtures, false, true);
+        let mut pipeline = G711ToOpus::new(&g711_to_opus_config()).expect("config");
+        let now = Instant::now();
+        for (i, datagram) in fixtures.trunk_rtp.iter().take(100).enumerate() {
+            let len = bare.step();
+            let mut emitted = Vec::new();
+            pipeline.push(now + PTIME * i as u32, datagram, |p| emitted = p.to_vec());
+            let packet = RtpPacket::parse(&emitted).expect("pipeline emits RTP");
+            assert_eq!(packet.payload, bare.last_packet(len), "packet {i}");
+        }
+    }
+
+    #[test]
+    fn every_workload_runs() {
+        for name in WorkloadName::ALL {
+            assert_eq!(WorkloadName::parse(name.as_str()), Some(name));
+            let mut workload = name.build(Fixtures::get());
+            for _ in 0..10 {
+                workload.step();
+            }
+        }
+    }
+}
