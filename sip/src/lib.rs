@@ -8,3 +8,4 @@ pub mod auth;
 pub mod message;
 pub mod sdp;
 pub mod transaction;
+pub mod ua;

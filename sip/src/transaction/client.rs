@@ -100,6 +100,16 @@ impl ClientTransaction {
         &self.request
     }
 
+    /// Where the request goes (reused for an authenticated retry).
+    pub fn destination(&self) -> SocketAddr {
+        self.destination
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// Whether it is over and can be dropped.
     pub fn is_terminated(&self) -> bool {
         self.state == State::Terminated

@@ -1,0 +1,685 @@
+//! INVITE dialogs from the UAC side and everything time-driven about calls: 2xx and reliable
+//! provisional retransmission, glare retry, session-timer refresh and expiry (RFC 4028).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::dialog::Dialog;
+use super::route::{self, via};
+use super::{CallId, Event, Owner, UserAgent};
+use crate::auth::Credentials;
+use crate::message::{Header, Method, NameAddr, Request, Response, SipUri, StatusCode, Transport};
+use crate::transaction::{ClientEvent, TransactionKey};
+
+/// What a caller passes to [`UserAgent::call`].
+#[derive(Debug, Clone)]
+pub struct CallParams {
+    /// Request-URI and To.
+    pub target: SipUri,
+    /// From (a tag is added); `None` for `sip:landline@<local ip>`.
+    pub from: Option<NameAddr>,
+    /// Where to send the INVITE (the shell resolved it).
+    pub destination: SocketAddr,
+    /// Transport to use.
+    pub transport: Transport,
+    /// The SDP offer.
+    pub sdp: Option<Vec<u8>>,
+    /// Credentials for 401/407 challenges.
+    pub credentials: Option<Credentials>,
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// We sent BYE.
+    LocalBye,
+    /// The peer sent BYE.
+    RemoteBye,
+    /// The caller cancelled before answer.
+    Cancelled,
+    /// Our 2xx was never ACKed (RFC 3261 §13.3.1.4).
+    AckTimeout,
+    /// No session refresh arrived in time (RFC 4028 §10).
+    SessionExpired,
+    /// A mid-dialog request failed with 408/481, or we rejected the call.
+    Failed(StatusCode),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum State {
+    Calling,
+    Early,
+    /// UAS: 2xx sent, ACK awaited.
+    Answered,
+    Confirmed,
+}
+
+/// A response resent on its own timer (2xx until ACK, reliable 1xx until PRACK).
+#[derive(Debug, Clone)]
+pub(super) struct Retrans {
+    pub(super) data: Vec<u8>,
+    pub(super) at: Option<Instant>,
+    pub(super) interval: Duration,
+    pub(super) deadline: Instant,
+}
+
+/// One call.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(super) uac: bool,
+    pub(super) state: State,
+    pub(super) dialog: Option<Dialog>,
+    pub(super) invite: Request,
+    pub(super) invite_key: TransactionKey,
+    pub(super) peer: SocketAddr,
+    pub(super) transport: Transport,
+    pub(crate) credentials: Option<Credentials>,
+    pub(super) local_sdp: Option<Vec<u8>>,
+    pub(super) remote_sdp: Option<Vec<u8>>,
+    pub(super) ack: Option<(Vec<u8>, u32)>,
+    pub(super) cancel_requested: bool,
+    pub(super) last_rseq: Option<u32>,
+    pub(super) local_tag: String,
+    pub(super) pending_2xx: Option<Retrans>,
+    pub(super) reliable: Option<(Retrans, u32, bool)>,
+    pub(super) rseq: u32,
+    pub(super) queued_answer: Option<Response>,
+    pub(super) reinvite_out: Option<(TransactionKey, Option<Vec<u8>>)>,
+    pub(super) offer_in: Option<(TransactionKey, Request)>,
+    pub(super) glare_retry: Option<(Instant, Option<Vec<u8>>)>,
+    pub(super) session_expires: Option<u32>,
+    pub(super) we_refresh: bool,
+    pub(super) refresh_at: Option<Instant>,
+    pub(super) expire_at: Option<Instant>,
+}
+
+impl Call {
+    pub(super) fn next_timer(&self) -> Option<Instant> {
+        [
+            self.pending_2xx
+                .as_ref()
+                .and_then(|r| r.at.map(|a| a.min(r.deadline)).or(Some(r.deadline))),
+            self.reliable
+                .as_ref()
+                .and_then(|(r, _, _)| r.at.map(|a| a.min(r.deadline)).or(Some(r.deadline))),
+            self.glare_retry.as_ref().map(|(t, _)| *t),
+            self.refresh_at,
+            self.expire_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Arms RFC 4028 timers: the refresher refreshes at half the interval, the other side gives
+    /// up at the interval minus min(32 s, interval/3).
+    pub(super) fn arm_session(&mut self, now: Instant, se: u32, we_refresh: bool) {
+        self.session_expires = Some(se);
+        self.we_refresh = we_refresh;
+        let se_d = Duration::from_secs(u64::from(se));
+        if we_refresh {
+            self.refresh_at = Some(now + se_d / 2);
+            self.expire_at = None;
+        } else {
+            self.refresh_at = None;
+            self.expire_at = Some(now + se_d - Duration::from_secs(32).min(se_d / 3));
+        }
+    }
+
+    /// The Session-Expires value for a request or response we send.
+    pub(super) fn session_header(&self) -> Option<String> {
+        let se = self.session_expires?;
+        let refresher = if self.we_refresh == self.uac {
+            "uac"
+        } else {
+            "uas"
+        };
+        Some(format!("{se};refresher={refresher}"))
+    }
+}
+
+impl UserAgent {
+    /// Places a call: sends INVITE and returns the handle events will carry.
+    pub fn call(&mut self, now: Instant, params: CallParams) -> CallId {
+        let id = CallId(self.new_id());
+        let from = params.from.clone().unwrap_or_else(|| {
+            NameAddr::new(SipUri::new(
+                Some("landline"),
+                self.config.local_addr.ip().into(),
+                None,
+            ))
+        });
+        let to = NameAddr::new(params.target.clone());
+        let mut req = route::out_of_dialog_from(
+            self,
+            Method::Invite,
+            params.target,
+            from,
+            to,
+            &params.transport,
+        );
+        let contact = self.contact(Some("landline"), &params.transport);
+        req.headers
+            .push(Header::Contact(crate::message::Contact::Addr(contact)));
+        req.headers.set("Allow", route::ALLOW);
+        req.headers.set("Supported", "100rel, timer");
+        if let Some(se) = self.config.session_expires {
+            req.headers.set("Session-Expires", se.to_string());
+            req.headers.set("Min-SE", self.config.min_se.to_string());
+        }
+        set_body(&mut req.headers, &mut req.body, params.sdp.clone());
+        let local_tag = req
+            .headers
+            .from()
+            .and_then(|f| f.tag())
+            .unwrap_or("")
+            .to_owned();
+        let key = self.start_client(
+            now,
+            req.clone(),
+            params.destination,
+            params.transport.clone(),
+            Owner::Invite(id),
+        );
+        self.calls.insert(
+            id,
+            Call {
+                uac: true,
+                state: State::Calling,
+                dialog: None,
+                invite: req,
+                invite_key: key,
+                peer: params.destination,
+                transport: params.transport,
+                credentials: params.credentials,
+                local_sdp: params.sdp,
+                remote_sdp: None,
+                ack: None,
+                cancel_requested: false,
+                last_rseq: None,
+                local_tag,
+                pending_2xx: None,
+                reliable: None,
+                rseq: 0,
+                queued_answer: None,
+                reinvite_out: None,
+                offer_in: None,
+                glare_retry: None,
+                session_expires: None,
+                we_refresh: false,
+                refresh_at: None,
+                expire_at: None,
+            },
+        );
+        self.flush(now);
+        id
+    }
+
+    /// Ends a call the right way for its state: CANCEL before answer (once a provisional has
+    /// arrived, as RFC 3261 §9.1 asks), BYE after, a 480 if we are the unanswered UAS.
+    pub fn hangup(&mut self, now: Instant, call: CallId) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        match (c.uac, c.state) {
+            (true, State::Calling) => c.cancel_requested = true,
+            (true, State::Early) => {
+                c.cancel_requested = true;
+                send_cancel(self, now, call);
+            }
+            (false, State::Calling | State::Early) => {
+                self.reject(
+                    now,
+                    call,
+                    StatusCode::new(480).unwrap_or(StatusCode::SERVER_ERROR),
+                );
+            }
+            _ => self.send_bye(now, call),
+        }
+        self.flush(now);
+    }
+
+    /// Sends a re-INVITE with a new offer (hold: an offer with `a=sendonly`).
+    pub fn reinvite(&mut self, now: Instant, call: CallId, sdp: Vec<u8>) {
+        send_reinvite(self, now, call, Some(sdp));
+        self.flush(now);
+    }
+
+    /// Sends INFO in the dialog (e.g. `application/dtmf-relay`).
+    pub fn info(&mut self, now: Instant, call: CallId, content_type: &str, body: Vec<u8>) {
+        if let Some(mut req) = in_dialog(self, call, Method::Info) {
+            req.headers.set("Content-Type", content_type);
+            req.body = body;
+            send_in_dialog(self, now, call, req, Owner::InDialog(call));
+        }
+        self.flush(now);
+    }
+
+    /// Sends UPDATE (RFC 3311): a session refresh without SDP, or a new offer.
+    pub fn update(&mut self, now: Instant, call: CallId, sdp: Option<Vec<u8>>) {
+        if let Some(mut req) = in_dialog(self, call, Method::Update) {
+            add_session_headers(self, call, &mut req);
+            set_body(&mut req.headers, &mut req.body, sdp);
+            send_in_dialog(self, now, call, req, Owner::InDialog(call));
+        }
+        self.flush(now);
+    }
+
+    fn send_bye(&mut self, now: Instant, call: CallId) {
+        if let Some(req) = in_dialog(self, call, Method::Bye) {
+            send_in_dialog(self, now, call, req, Owner::Bye(call));
+        }
+        if let Some(c) = self.calls.remove(&call) {
+            drop(c);
+            self.events.push_back(Event::Ended {
+                call,
+                reason: super::Reason::LocalBye,
+            });
+        }
+    }
+}
+
+/// Sets a body with its Content-Type (SDP is the only body calls carry).
+pub(super) fn set_body(
+    headers: &mut crate::message::Headers,
+    body: &mut Vec<u8>,
+    sdp: Option<Vec<u8>>,
+) {
+    headers.remove("Content-Type");
+    match sdp {
+        Some(s) => {
+            headers.set("Content-Type", "application/sdp");
+            *body = s;
+        }
+        None => body.clear(),
+    }
+}
+
+/// A new in-dialog request with a fresh Via.
+pub(super) fn in_dialog(ua: &mut UserAgent, call: CallId, method: Method) -> Option<Request> {
+    let transport = ua.calls.get(&call)?.transport.clone();
+    let v = via(ua, &transport);
+    let contact = ua.contact(Some("landline"), &transport);
+    let c = ua.calls.get_mut(&call)?;
+    let d = c.dialog.as_mut()?;
+    let mut req = d.request(method, v, &contact, None);
+    req.headers.set("User-Agent", ua.config.user_agent.clone());
+    Some(req)
+}
+
+pub(super) fn send_in_dialog(
+    ua: &mut UserAgent,
+    now: Instant,
+    call: CallId,
+    req: Request,
+    owner: Owner,
+) -> Option<TransactionKey> {
+    let c = ua.calls.get(&call)?;
+    let dest = c.dialog.as_ref()?.destination(c.peer);
+    let transport = c.transport.clone();
+    Some(ua.start_client(now, req, dest, transport, owner))
+}
+
+fn add_session_headers(ua: &UserAgent, call: CallId, req: &mut Request) {
+    let Some(c) = ua.calls.get(&call) else { return };
+    if let Some(se) = c.session_expires {
+        // In our own request, "uac" is us.
+        let refresher = if c.we_refresh { "uac" } else { "uas" };
+        req.headers
+            .set("Session-Expires", format!("{se};refresher={refresher}"));
+        req.headers.set("Supported", "100rel, timer");
+    }
+}
+
+fn send_reinvite(ua: &mut UserAgent, now: Instant, call: CallId, sdp: Option<Vec<u8>>) {
+    let Some(c) = ua.calls.get(&call) else { return };
+    if c.reinvite_out.is_some() || c.offer_in.is_some() || c.state != State::Confirmed {
+        // One offer at a time (RFC 3261 §14.1): retry when the other finishes.
+        let at = now + ua.config.timers.t1;
+        if let Some(c) = ua.calls.get_mut(&call) {
+            c.glare_retry = Some((at, sdp));
+        }
+        return;
+    }
+    let body = sdp.clone().or_else(|| c.local_sdp.clone());
+    let Some(mut req) = in_dialog(ua, call, Method::Invite) else {
+        return;
+    };
+    add_session_headers(ua, call, &mut req);
+    set_body(&mut req.headers, &mut req.body, body);
+    if let Some(key) = send_in_dialog(ua, now, call, req, Owner::ReInvite(call)) {
+        if let Some(c) = ua.calls.get_mut(&call) {
+            c.reinvite_out = Some((key, sdp));
+            c.refresh_at = None;
+        }
+    }
+}
+
+fn send_cancel(ua: &mut UserAgent, now: Instant, call: CallId) {
+    let Some(c) = ua.calls.get(&call) else { return };
+    // CANCEL copies the INVITE's Request-URI, top Via, From, To, Call-ID, CSeq number, Route.
+    let mut req = crate::transaction::ack_for_non_2xx(
+        &c.invite,
+        &Response::to_request(&c.invite, StatusCode::OK),
+    );
+    req.method = Method::Cancel;
+    for h in req.headers.iter_mut() {
+        if let Header::CSeq(cs) = h {
+            cs.method = Method::Cancel;
+        }
+    }
+    let (dest, transport) = (c.peer, c.transport.clone());
+    ua.start_client(now, req, dest, transport, Owner::None);
+}
+
+/// Routes client transaction events of calls.
+pub(super) fn client_event(
+    ua: &mut UserAgent,
+    now: Instant,
+    call: CallId,
+    owner: Owner,
+    req: Request,
+    e: ClientEvent,
+) {
+    match owner {
+        Owner::Invite(_) => invite_event(ua, now, call, &req, e),
+        Owner::ReInvite(_) => reinvite_event(ua, now, call, &req, e),
+        Owner::InDialog(_) => {
+            if let ClientEvent::Final(r) = e {
+                if r.status.is_success() && req.method == Method::Update {
+                    rearm_from(ua, now, call, &r);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn invite_event(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, e: ClientEvent) {
+    match e {
+        ClientEvent::Provisional(r) => provisional(ua, now, call, req, r),
+        ClientEvent::Final(r) if r.status.is_success() => success(ua, now, call, req, r),
+        ClientEvent::Final(r) => {
+            if r.status == StatusCode::INTERVAL_TOO_SMALL {
+                if let Some(min) = r.headers.number("Min-SE") {
+                    let mut retry = req.clone();
+                    retry.headers.set("Session-Expires", min.to_string());
+                    retry.headers.set("Min-SE", min.to_string());
+                    route::bump_cseq_and_branch(ua, &mut retry);
+                    let Some(c) = ua.calls.get(&call) else { return };
+                    let (dest, t) = (c.peer, c.transport.clone());
+                    let key = ua.start_client(now, retry.clone(), dest, t, Owner::Invite(call));
+                    auth_retried(ua, Owner::Invite(call), &retry, &key);
+                    return;
+                }
+            }
+            ua.calls.remove(&call);
+            ua.events.push_back(Event::Failed {
+                call,
+                status: r.status,
+            });
+        }
+        ClientEvent::Timeout => {
+            if ua.calls.remove(&call).is_some() {
+                ua.events.push_back(Event::Failed {
+                    call,
+                    status: StatusCode::new(408).unwrap_or(StatusCode::SERVER_ERROR),
+                });
+            }
+        }
+    }
+}
+
+fn provisional(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, r: Response) {
+    let Some(c) = ua.calls.get_mut(&call) else {
+        return;
+    };
+    if r.status == StatusCode::TRYING {
+        return;
+    }
+    if r.headers.to().and_then(|t| t.tag()).is_some() && c.state != State::Confirmed {
+        // Early dialog with the latest forking branch that answered.
+        c.dialog = Dialog::from_uac(&c.invite, &r).or(c.dialog.take());
+        c.state = State::Early;
+    }
+    let first_cancel = c.cancel_requested;
+    let reliable = r.headers.has_token("Require", "100rel");
+    let rseq = r.headers.number("RSeq");
+    if reliable {
+        match (rseq, c.last_rseq) {
+            (Some(n), Some(last)) if n <= last => return, // retransmission: already PRACKed
+            (Some(n), _) => c.last_rseq = Some(n),
+            (None, _) => return,
+        }
+    }
+    let body = (!r.body.is_empty()).then(|| r.body.clone());
+    if body.is_some() {
+        c.remote_sdp = body.clone();
+    }
+    if let (true, Some(n)) = (reliable, rseq) {
+        if let Some(cseq) = req.headers.cseq() {
+            if let Some(mut prack) = in_dialog(ua, call, Method::Prack) {
+                prack
+                    .headers
+                    .set("RAck", format!("{n} {} INVITE", cseq.seq));
+                send_in_dialog(ua, now, call, prack, Owner::InDialog(call));
+            }
+        }
+    }
+    if first_cancel {
+        send_cancel(ua, now, call);
+    }
+    ua.events.push_back(Event::Progress {
+        call,
+        status: r.status,
+        sdp: body,
+    });
+}
+
+fn success(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, r: Response) {
+    let Some(c) = ua.calls.get_mut(&call) else {
+        return;
+    };
+    let tag = r
+        .headers
+        .to()
+        .and_then(|t| t.tag())
+        .unwrap_or("")
+        .to_owned();
+    if c.state == State::Confirmed {
+        let same = c.dialog.as_ref().is_some_and(|d| d.remote_tag == tag);
+        if same {
+            if let Some((ack, _)) = c.ack.clone() {
+                let dest = c.dialog.as_ref().map_or(c.peer, |d| d.destination(c.peer));
+                let transport = c.transport.clone();
+                ua.send(dest, transport, ack);
+            }
+        } else {
+            end_fork(ua, now, call, req, &r);
+        }
+        return;
+    }
+    let Some(dialog) = Dialog::from_uac(&c.invite, &r) else {
+        return;
+    };
+    c.dialog = Some(dialog);
+    c.state = State::Confirmed;
+    let seq = req.headers.cseq().map_or(1, |s| s.seq);
+    c.invite = req.clone();
+    if !r.body.is_empty() {
+        c.remote_sdp = Some(r.body.clone());
+    }
+    send_ack(ua, call, seq);
+    rearm_from(ua, now, call, &r);
+    let sdp = (!r.body.is_empty()).then(|| r.body.clone());
+    ua.events.push_back(Event::Answered { call, sdp });
+    if ua.calls.get(&call).is_some_and(|c| c.cancel_requested) {
+        ua.send_bye(now, call);
+    }
+}
+
+/// A second fork answered: ACK it and hang it up at once (RFC 3261 §13.2.2.4).
+fn end_fork(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, r: &Response) {
+    let Some(c) = ua.calls.get(&call) else { return };
+    let Some(mut d) = Dialog::from_uac(req, r) else {
+        return;
+    };
+    let (peer, transport) = (c.peer, c.transport.clone());
+    let dest = d.destination(peer);
+    let contact = ua.contact(Some("landline"), &transport);
+    let seq = req.headers.cseq().map_or(1, |s| s.seq);
+    let ack = d.request(Method::Ack, via(ua, &transport), &contact, Some(seq));
+    ua.send(dest, transport.clone(), ack.to_bytes());
+    let bye = d.request(Method::Bye, via(ua, &transport), &contact, None);
+    ua.start_client(now, bye, dest, transport, Owner::None);
+}
+
+fn send_ack(ua: &mut UserAgent, call: CallId, seq: u32) {
+    let Some(transport) = ua.calls.get(&call).map(|c| c.transport.clone()) else {
+        return;
+    };
+    let v = via(ua, &transport);
+    let contact = ua.contact(Some("landline"), &transport);
+    let Some(c) = ua.calls.get_mut(&call) else {
+        return;
+    };
+    let Some(d) = c.dialog.as_mut() else { return };
+    let ack = d.request(Method::Ack, v, &contact, Some(seq)).to_bytes();
+    let dest = d.destination(c.peer);
+    c.ack = Some((ack.clone(), seq));
+    ua.send(dest, transport, ack);
+}
+
+fn reinvite_event(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, e: ClientEvent) {
+    let status = match &e {
+        ClientEvent::Provisional(_) => return,
+        ClientEvent::Final(r) => r.status,
+        ClientEvent::Timeout => StatusCode::new(408).unwrap_or(StatusCode::SERVER_ERROR),
+    };
+    let Some(c) = ua.calls.get_mut(&call) else {
+        return;
+    };
+    let offered = c.reinvite_out.take().and_then(|(_, sdp)| sdp);
+    if let ClientEvent::Final(r) = e {
+        if r.status.is_success() {
+            let seq = req.headers.cseq().map_or(1, |s| s.seq);
+            if let Some(sdp) = offered {
+                c.local_sdp = Some(sdp);
+            }
+            if !r.body.is_empty() {
+                c.remote_sdp = Some(r.body.clone());
+            }
+            send_ack(ua, call, seq);
+            rearm_from(ua, now, call, &r);
+            let sdp = (!r.body.is_empty()).then(|| r.body.clone());
+            ua.events.push_back(Event::OfferAnswered { call, sdp });
+            return;
+        }
+    }
+    match status.code() {
+        491 => {
+            // RFC 3261 §14.1: the Call-ID owner waits 2.1–4 s, the other side 0–2 s.
+            let r = ua.random() % 1000;
+            let Some(c) = ua.calls.get_mut(&call) else {
+                return;
+            };
+            let wait = if c.uac { 2100 + r * 19 / 10 } else { r * 2 };
+            c.glare_retry = Some((now + Duration::from_millis(wait), offered));
+        }
+        408 | 481 => {
+            ua.send_bye(now, call);
+        }
+        _ => {
+            if let Some(c) = ua.calls.get_mut(&call) {
+                if c.session_expires.is_some() && c.we_refresh {
+                    c.arm_session(now, c.session_expires.unwrap_or(1800), true);
+                }
+            }
+            ua.events.push_back(Event::OfferRejected { call, status });
+        }
+    }
+}
+
+/// Re-arms session timers from a 2xx (ours as UAC, or a refresh answered).
+fn rearm_from(ua: &mut UserAgent, now: Instant, call: CallId, r: &Response) {
+    let Some(c) = ua.calls.get_mut(&call) else {
+        return;
+    };
+    let Some(value) = r.headers.get("Session-Expires") else {
+        if let Some(se) = c.session_expires {
+            let we = c.we_refresh;
+            c.arm_session(now, se, we);
+        }
+        return;
+    };
+    let mut parts = value.split(';');
+    let Some(se) = parts.next().and_then(|s| s.trim().parse::<u32>().ok()) else {
+        return;
+    };
+    let refresher_uac = !parts.any(|p| p.trim().eq_ignore_ascii_case("refresher=uas"));
+    // We sent the request this answers, so "uac" means us.
+    c.arm_session(now, se, refresher_uac);
+}
+
+/// Fixes up a call after an auth or 422 retry replaced its INVITE transaction.
+pub(super) fn auth_retried(
+    ua: &mut UserAgent,
+    owner: Owner,
+    retry: &Request,
+    key: &TransactionKey,
+) {
+    match owner {
+        Owner::Invite(c) => {
+            if let Some(call) = ua.calls.get_mut(&c) {
+                call.invite = retry.clone();
+                call.invite_key = key.clone();
+            }
+        }
+        Owner::ReInvite(c) => {
+            if let Some(call) = ua.calls.get_mut(&c) {
+                if let (Some(d), Some(cs)) = (call.dialog.as_mut(), retry.headers.cseq()) {
+                    d.local_seq = d.local_seq.max(cs.seq);
+                }
+                if let Some((k, _)) = call.reinvite_out.as_mut() {
+                    *k = key.clone();
+                }
+            }
+        }
+        Owner::InDialog(c) | Owner::Bye(c) => {
+            if let (Some(call), Some(cs)) = (ua.calls.get_mut(&c), retry.headers.cseq()) {
+                if let Some(d) = call.dialog.as_mut() {
+                    d.local_seq = d.local_seq.max(cs.seq);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Call timers due at `now`.
+pub(super) fn on_timeout(ua: &mut UserAgent, now: Instant) {
+    let ids: Vec<CallId> = ua.calls.keys().copied().collect();
+    for id in ids {
+        super::incoming::retransmit(ua, now, id);
+        let Some(c) = ua.calls.get_mut(&id) else {
+            continue;
+        };
+        if c.glare_retry.as_ref().is_some_and(|(t, _)| now >= *t) {
+            let sdp = c.glare_retry.take().and_then(|(_, s)| s);
+            send_reinvite(ua, now, id, sdp);
+            continue;
+        }
+        if c.refresh_at.is_some_and(|t| now >= t) {
+            c.refresh_at = None;
+            send_reinvite(ua, now, id, None);
+            continue;
+        }
+        if c.expire_at.is_some_and(|t| now >= t) {
+            c.expire_at = None;
+            ua.send_bye(now, id);
+            if let Some(Event::Ended { reason, .. }) = ua.events.back_mut() {
+                *reason = Reason::SessionExpired;
+            }
+        }
+    }
+}

@@ -1,0 +1,559 @@
+//! INVITE dialogs from the UAS side: new calls, 18x (reliable or not), 2xx retransmission until
+//! ACK, in-dialog requests (re-INVITE with 491 glare, UPDATE, BYE, PRACK, INFO) and CANCEL.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::call::{Call, Reason, Retrans, State, set_body};
+use super::dialog::Dialog;
+use super::route::{self, reply};
+use super::{CallId, Event, UserAgent};
+use crate::message::{Contact, Header, Method, Request, Response, StatusCode, Transport};
+use crate::transaction::TransactionKey;
+
+impl UserAgent {
+    /// Sends a provisional response (180, 183 with early media). `reliable` asks for RFC 3262
+    /// delivery, honoured when the caller supports 100rel.
+    pub fn ring(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        status: StatusCode,
+        sdp: Option<Vec<u8>>,
+        reliable: bool,
+    ) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.uac || !matches!(c.state, State::Calling | State::Early) {
+            return;
+        }
+        let peer_100rel = c.invite.headers.has_token("Supported", "100rel")
+            || c.invite.headers.has_token("Require", "100rel");
+        let mut resp = self.call_response(call, status);
+        let has_sdp = sdp.is_some();
+        set_body(&mut resp.headers, &mut resp.body, sdp.clone());
+        let t1 = self.config.timers.t1;
+        let t64 = self.config.timers.t64();
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.state = State::Early;
+        if sdp.is_some() {
+            c.local_sdp = sdp;
+        }
+        if reliable && peer_100rel {
+            c.rseq += 1;
+            resp.headers.set("Require", "100rel");
+            resp.headers.set("RSeq", c.rseq.to_string());
+            let at = (!c.transport.is_reliable()).then_some(now + t1);
+            let r = Retrans {
+                data: resp.to_bytes(),
+                at,
+                interval: t1,
+                deadline: now + t64,
+            };
+            c.reliable = Some((r, c.rseq, has_sdp));
+        }
+        let key = c.invite_key.clone();
+        self.respond(now, &key, &resp);
+        self.flush(now);
+    }
+
+    /// Answers an incoming call with 200 and our SDP answer.
+    pub fn answer(&mut self, now: Instant, call: CallId, sdp: Vec<u8>) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.uac || !matches!(c.state, State::Calling | State::Early) {
+            return;
+        }
+        let mut resp = self.call_response(call, StatusCode::OK);
+        set_body(&mut resp.headers, &mut resp.body, Some(sdp.clone()));
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.local_sdp = Some(sdp);
+        if let Some(v) = c.session_header() {
+            resp.headers.set("Session-Expires", v);
+            if c.invite.headers.has_token("Supported", "timer") {
+                resp.headers.set("Require", "timer");
+            }
+        }
+        // RFC 3262 §3: no 2xx while a reliable 1xx carrying SDP is unacknowledged.
+        if c.reliable.as_ref().is_some_and(|(_, _, sdp)| *sdp) {
+            c.queued_answer = Some(resp);
+            return;
+        }
+        send_2xx(self, now, call, resp);
+        self.flush(now);
+    }
+
+    /// Refuses an incoming call (486, 603, 488...).
+    pub fn reject(&mut self, now: Instant, call: CallId, status: StatusCode) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.uac || !matches!(c.state, State::Calling | State::Early) {
+            return;
+        }
+        let key = c.invite_key.clone();
+        let resp = self.call_response(call, status);
+        self.respond(now, &key, &resp);
+        self.calls.remove(&call);
+        self.events.push_back(Event::Ended {
+            call,
+            reason: Reason::Failed(status),
+        });
+        self.flush(now);
+    }
+
+    /// Answers the peer's re-INVITE or UPDATE offer ([`Event::Offer`]).
+    pub fn answer_offer(&mut self, now: Instant, call: CallId, sdp: Vec<u8>) {
+        self.finish_offer(now, call, StatusCode::OK, Some(sdp));
+    }
+
+    /// Refuses the peer's offer (488 when nothing fits); the previous session stays.
+    pub fn reject_offer(&mut self, now: Instant, call: CallId, status: StatusCode) {
+        self.finish_offer(now, call, status, None);
+    }
+
+    fn finish_offer(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        status: StatusCode,
+        sdp: Option<Vec<u8>>,
+    ) {
+        let Some((key, req)) = self.calls.get_mut(&call).and_then(|c| c.offer_in.take()) else {
+            return;
+        };
+        answer_in_dialog(self, now, call, &key, &req, status, sdp);
+        self.flush(now);
+    }
+
+    /// A response on the call's INVITE carrying our tag, Contact and capabilities.
+    fn call_response(&mut self, call: CallId, status: StatusCode) -> Response {
+        let Some(c) = self.calls.get(&call) else {
+            return Response::to_request(&dummy(), status);
+        };
+        let (invite, tag, transport) = (c.invite.clone(), c.local_tag.clone(), c.transport.clone());
+        let mut resp = Response::to_request(&invite, status);
+        if let Some(to) = resp.headers.to_mut() {
+            to.params.set("tag", Some(&tag));
+        }
+        if status.code() > 100 && status.code() < 300 {
+            resp.headers.push(Header::Contact(Contact::Addr(
+                self.contact(Some("landline"), &transport),
+            )));
+            resp.headers.set("Allow", route::ALLOW);
+            resp.headers.set("Supported", "100rel, timer");
+        }
+        resp.headers.set("Server", self.config.user_agent.clone());
+        resp
+    }
+}
+
+fn dummy() -> Request {
+    Request {
+        method: Method::Invite,
+        uri: crate::message::Uri::Other {
+            scheme: "x".into(),
+            rest: "x".into(),
+        },
+        headers: crate::message::Headers::new(),
+        body: Vec::new(),
+    }
+}
+
+fn send_2xx(ua: &mut UserAgent, now: Instant, call: CallId, resp: Response) {
+    let t1 = ua.config.timers.t1;
+    let t64 = ua.config.timers.t64();
+    let Some(c) = ua.calls.get_mut(&call) else {
+        return;
+    };
+    c.state = State::Answered;
+    let at = (!c.transport.is_reliable()).then_some(now + t1);
+    c.pending_2xx = Some(Retrans {
+        data: resp.to_bytes(),
+        at,
+        interval: t1,
+        deadline: now + t64,
+    });
+    if let Some(se) = c.session_expires {
+        let we = c.we_refresh;
+        c.arm_session(now, se, we);
+    }
+    let key = c.invite_key.clone();
+    ua.respond(now, &key, &resp);
+}
+
+/// A new request that is not a retransmission, for calls.
+pub(super) fn request(
+    ua: &mut UserAgent,
+    now: Instant,
+    source: SocketAddr,
+    transport: Transport,
+    key: TransactionKey,
+    req: Request,
+) {
+    let in_dialog = req.headers.to().and_then(|t| t.tag()).is_some();
+    if req.method == Method::Invite && !in_dialog {
+        return new_call(ua, now, source, transport, key, req);
+    }
+    let found = ua
+        .calls
+        .iter()
+        .find(|(_, c)| c.dialog.as_ref().is_some_and(|d| d.matches_request(&req)))
+        .map(|(id, _)| *id);
+    let Some(call) = found else {
+        return reply(ua, now, &key, &req, StatusCode::NO_TRANSACTION, |_| {});
+    };
+    let seq = req.headers.cseq().map_or(0, |c| c.seq);
+    if let Some(d) = ua.calls.get_mut(&call).and_then(|c| c.dialog.as_mut()) {
+        if d.remote_seq.is_some_and(|r| seq <= r) && req.method != Method::Prack {
+            return reply(ua, now, &key, &req, StatusCode::SERVER_ERROR, |h| {
+                h.set("Retry-After", "1")
+            });
+        }
+        d.remote_seq = Some(seq.max(d.remote_seq.unwrap_or(0)));
+        if let Some(c) = req.headers.contacts().next() {
+            d.remote_target = c.uri.clone();
+        }
+    }
+    match req.method {
+        Method::Bye => {
+            reply(ua, now, &key, &req, StatusCode::OK, |_| {});
+            if let Some(c) = ua.calls.remove(&call) {
+                if !c.uac && matches!(c.state, State::Calling | State::Early) {
+                    let resp = Response::to_request(&c.invite, StatusCode::REQUEST_TERMINATED);
+                    ua.respond(now, &c.invite_key, &resp);
+                }
+            }
+            ua.events.push_back(Event::Ended {
+                call,
+                reason: Reason::RemoteBye,
+            });
+        }
+        Method::Prack => prack(ua, now, call, &key, &req),
+        Method::Info => {
+            reply(ua, now, &key, &req, StatusCode::OK, |_| {});
+            let content_type = req.headers.get("Content-Type").map(str::to_owned);
+            ua.events.push_back(Event::Info {
+                call,
+                content_type,
+                body: req.body,
+            });
+        }
+        _ => offer(ua, now, call, key, req),
+    }
+}
+
+fn new_call(
+    ua: &mut UserAgent,
+    now: Instant,
+    source: SocketAddr,
+    transport: Transport,
+    key: TransactionKey,
+    req: Request,
+) {
+    // 100 Trying at once, so the caller's timer A stops (RFC 3261 §8.2.6.1).
+    let trying = Response::to_request(&req, StatusCode::TRYING);
+    ua.respond(now, &key, &trying);
+    let se = req.headers.number("Session-Expires");
+    if let Some(se) = se {
+        if se < ua.config.min_se {
+            let min = ua.config.min_se.to_string();
+            return reply(ua, now, &key, &req, StatusCode::INTERVAL_TOO_SMALL, |h| {
+                h.set("Min-SE", min)
+            });
+        }
+    }
+    let id = CallId(ua.new_id());
+    let local_tag = ua.token();
+    let dialog = Dialog::from_uas(&req, &local_tag);
+    let refresher_uac = !req
+        .headers
+        .get("Session-Expires")
+        .is_some_and(|v| v.contains("refresher=uas"));
+    let peer_timer = req.headers.has_token("Supported", "timer");
+    let sdp = (!req.body.is_empty()).then(|| req.body.clone());
+    let event = Event::IncomingCall {
+        call: id,
+        from: req
+            .headers
+            .from()
+            .map(|f| f.uri.to_string())
+            .unwrap_or_default(),
+        to: req.uri.to_string(),
+        sdp: sdp.clone(),
+    };
+    ua.calls.insert(
+        id,
+        Call {
+            uac: false,
+            state: State::Calling,
+            dialog,
+            invite: req,
+            invite_key: key,
+            peer: source,
+            transport,
+            credentials: None,
+            local_sdp: None,
+            remote_sdp: sdp,
+            ack: None,
+            cancel_requested: false,
+            last_rseq: None,
+            local_tag,
+            pending_2xx: None,
+            reliable: None,
+            rseq: 0,
+            queued_answer: None,
+            reinvite_out: None,
+            offer_in: None,
+            glare_retry: None,
+            session_expires: se,
+            // The UAC refreshes when it asked to or left it to us and supports timers.
+            we_refresh: se.is_some() && !(refresher_uac && peer_timer),
+            refresh_at: None,
+            expire_at: None,
+        },
+    );
+    ua.events.push_back(event);
+}
+
+/// re-INVITE or UPDATE from the peer: refresh, new offer, or glare.
+fn offer(ua: &mut UserAgent, now: Instant, call: CallId, key: TransactionKey, req: Request) {
+    let Some(c) = ua.calls.get(&call) else { return };
+    if req.method == Method::Invite && (c.reinvite_out.is_some() || c.offer_in.is_some()) {
+        return reply(ua, now, &key, &req, StatusCode::REQUEST_PENDING, |_| {});
+    }
+    if let Some(v) = req.headers.get("Session-Expires") {
+        let se = v
+            .split(';')
+            .next()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        let refresher_uas = v.contains("refresher=uas");
+        if let (Some(se), Some(c)) = (se, ua.calls.get_mut(&call)) {
+            // The requester names the refresher; "uac" in this request means its sender.
+            c.session_expires = Some(se);
+            c.we_refresh = refresher_uas;
+        }
+    }
+    let Some(c) = ua.calls.get(&call) else { return };
+    let same = req.body.is_empty() || Some(&req.body) == c.remote_sdp.as_ref();
+    if same {
+        // A session refresh: answer with the session as it is.
+        let sdp = if req.method == Method::Invite {
+            c.local_sdp.clone()
+        } else {
+            None
+        };
+        return answer_in_dialog(ua, now, call, &key, &req, StatusCode::OK, sdp);
+    }
+    let sdp = req.body.clone();
+    if let Some(c) = ua.calls.get_mut(&call) {
+        c.offer_in = Some((key, req));
+    }
+    ua.events.push_back(Event::Offer { call, sdp });
+}
+
+fn answer_in_dialog(
+    ua: &mut UserAgent,
+    now: Instant,
+    call: CallId,
+    key: &TransactionKey,
+    req: &Request,
+    status: StatusCode,
+    sdp: Option<Vec<u8>>,
+) {
+    let transport = ua
+        .calls
+        .get(&call)
+        .map(|c| c.transport.clone())
+        .unwrap_or(Transport::Udp);
+    let contact = ua.contact(Some("landline"), &transport);
+    let t1 = ua.config.timers.t1;
+    let t64 = ua.config.timers.t64();
+    let Some(c) = ua.calls.get_mut(&call) else {
+        return;
+    };
+    let mut resp = Response::to_request(req, status);
+    if status.is_success() {
+        resp.headers.push(Header::Contact(Contact::Addr(contact)));
+        if let Some(se) = c.session_expires {
+            // Reply naming the refresher from the requester's point of view.
+            let refresher = if c.we_refresh { "uas" } else { "uac" };
+            resp.headers
+                .set("Session-Expires", format!("{se};refresher={refresher}"));
+            let we = c.we_refresh;
+            c.arm_session(now, se, we);
+        }
+        if !req.body.is_empty() {
+            c.remote_sdp = Some(req.body.clone());
+        }
+        if let Some(s) = &sdp {
+            c.local_sdp = Some(s.clone());
+        }
+        set_body(&mut resp.headers, &mut resp.body, sdp);
+        if req.method == Method::Invite {
+            let at = (!c.transport.is_reliable()).then_some(now + t1);
+            c.pending_2xx = Some(Retrans {
+                data: resp.to_bytes(),
+                at,
+                interval: t1,
+                deadline: now + t64,
+            });
+        }
+    }
+    ua.respond(now, key, &resp);
+}
+
+fn prack(ua: &mut UserAgent, now: Instant, call: CallId, key: &TransactionKey, req: &Request) {
+    let rack = req
+        .headers
+        .get("RAck")
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok());
+    let Some(c) = ua.calls.get_mut(&call) else {
+        return;
+    };
+    let matches = c
+        .reliable
+        .as_ref()
+        .is_some_and(|(_, rseq, _)| Some(*rseq) == rack);
+    if !matches {
+        return reply(ua, now, key, req, StatusCode::NO_TRANSACTION, |_| {});
+    }
+    c.reliable = None;
+    let queued = c.queued_answer.take();
+    reply(ua, now, key, req, StatusCode::OK, |_| {});
+    if let Some(resp) = queued {
+        send_2xx(ua, now, call, resp);
+    }
+}
+
+/// CANCEL: 200 for the CANCEL, 487 for the INVITE if still unanswered (RFC 3261 §9.2). If our
+/// 2xx already went out, the CANCEL changes nothing and the call proceeds.
+pub(super) fn cancel(ua: &mut UserAgent, now: Instant, key: &TransactionKey, req: &Request) {
+    let invite_key = key.with_method(Method::Invite);
+    if !ua.servers.contains_key(&invite_key) {
+        return reply(ua, now, key, req, StatusCode::NO_TRANSACTION, |_| {});
+    }
+    let call = ua
+        .calls
+        .iter()
+        .find(|(_, c)| !c.uac && c.invite_key == invite_key)
+        .map(|(id, _)| *id);
+    let tag = call
+        .and_then(|id| ua.calls.get(&id))
+        .map(|c| c.local_tag.clone());
+    let mut ok = Response::to_request(req, StatusCode::OK);
+    if let (Some(to), Some(tag)) = (ok.headers.to_mut(), tag.as_ref()) {
+        to.params.set("tag", Some(tag));
+    }
+    ua.respond(now, key, &ok);
+    let Some(call) = call else { return };
+    let unanswered = ua.calls.get(&call).is_some_and(|c| {
+        matches!(c.state, State::Calling | State::Early) && c.queued_answer.is_none()
+    });
+    if unanswered {
+        let resp = ua.call_response(call, StatusCode::REQUEST_TERMINATED);
+        ua.respond(now, &invite_key, &resp);
+        ua.calls.remove(&call);
+        ua.events.push_back(Event::Ended {
+            call,
+            reason: Reason::Cancelled,
+        });
+    }
+}
+
+/// An ACK that matched no transaction: the ACK for a 2xx.
+pub(super) fn ack(ua: &mut UserAgent, _now: Instant, req: &Request) {
+    let found = ua
+        .calls
+        .iter_mut()
+        .find(|(_, c)| c.dialog.as_ref().is_some_and(|d| d.matches_request(req)));
+    let Some((id, c)) = found else { return };
+    c.pending_2xx = None;
+    if c.state == State::Answered {
+        c.state = State::Confirmed;
+        let call = *id;
+        ua.events.push_back(Event::Confirmed { call });
+    }
+}
+
+/// A 2xx retransmission that outlived its transaction: ACK again from the dialog.
+pub(super) fn stray_2xx(ua: &mut UserAgent, resp: &Response) {
+    let tag = resp.headers.to().and_then(|t| t.tag());
+    let call_id = resp.headers.call_id();
+    let found = ua.calls.values().find(|c| {
+        c.uac
+            && c.dialog.as_ref().is_some_and(|d| {
+                Some(d.call_id.as_str()) == call_id && Some(d.remote_tag.as_str()) == tag
+            })
+    });
+    if let Some(c) = found {
+        if let Some((ack, _)) = &c.ack {
+            let dest = c.dialog.as_ref().map_or(c.peer, |d| d.destination(c.peer));
+            let (t, data) = (c.transport.clone(), ack.clone());
+            ua.send(dest, t, data);
+        }
+    }
+}
+
+/// Resends a 2xx awaiting ACK or a reliable 1xx awaiting PRACK, or gives up on them.
+pub(super) fn retransmit(ua: &mut UserAgent, now: Instant, call: CallId) {
+    let t2 = ua.config.timers.t2;
+    let Some(c) = ua.calls.get_mut(&call) else {
+        return;
+    };
+    let (peer, transport) = (c.peer, c.transport.clone());
+    let mut out = Vec::new();
+    let mut ack_timeout = false;
+    let mut prack_timeout = false;
+    if let Some(r) = c.pending_2xx.as_mut() {
+        if now >= r.deadline {
+            ack_timeout = true;
+        } else if r.at.is_some_and(|a| now >= a) {
+            r.interval = (r.interval * 2).min(t2);
+            r.at = Some(now + r.interval);
+            out.push(r.data.clone());
+        }
+    }
+    if let Some((r, _, _)) = c.reliable.as_mut() {
+        if now >= r.deadline {
+            prack_timeout = true;
+        } else if r.at.is_some_and(|a| now >= a) {
+            r.interval *= 2;
+            r.at = Some(now + r.interval);
+            out.push(r.data.clone());
+        }
+    }
+    for data in out {
+        ua.send(peer, transport.clone(), data);
+    }
+    if ack_timeout {
+        // RFC 3261 §13.3.1.4: no ACK in 64*T1 — confirm and end the session with BYE.
+        let initial = ua
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.state == State::Answered);
+        if let Some(c) = ua.calls.get_mut(&call) {
+            c.pending_2xx = None;
+            c.state = State::Confirmed;
+        }
+        if initial {
+            ua.hangup(now, call);
+            if let Some(Event::Ended { reason, .. }) = ua.events.back_mut() {
+                *reason = Reason::AckTimeout;
+            }
+        }
+    }
+    if prack_timeout {
+        if let Some(c) = ua.calls.get_mut(&call) {
+            c.reliable = None;
+        }
+        ua.reject(now, call, StatusCode::SERVER_ERROR);
+    }
+}

@@ -1,0 +1,413 @@
+//! A sans-IO SIP user agent: transactions, INVITE dialogs (UAC and UAS), PRACK, session timers,
+//! OPTIONS, INFO, UPDATE and registration, driven by `handle_*` inputs and `poll_*` outputs.
+//!
+//! The application (the gateway's call control, or a test shell) feeds received bytes and
+//! time, issues commands ([`UserAgent::call`], [`UserAgent::answer`]...), and reacts to
+//! [`Event`]s. It never sees a transaction.
+
+mod call;
+mod dialog;
+mod incoming;
+mod register;
+mod route;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+pub use call::{CallParams, Reason};
+pub use register::{RegisterParams, Registrar};
+
+use crate::auth::Credentials;
+use crate::message::{Limits, NameAddr, Response, SipUri, StatusCode, Transport};
+use crate::transaction::{
+    ClientTransaction, ServerTransaction, TimerConfig, TransactionKey, Transmit,
+};
+
+/// Identifies a call (one INVITE dialog) across commands and events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// Identifies a registration binding we maintain, or an OPTIONS probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId(pub u64);
+
+/// User agent settings; defaults are RFC values.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Our address as put in Via and Contact.
+    pub local_addr: SocketAddr,
+    /// Timer base values.
+    pub timers: TimerConfig,
+    /// Parser limits.
+    pub limits: Limits,
+    /// `User-Agent`/`Server` header value.
+    pub user_agent: String,
+    /// Session interval we ask for / accept (RFC 4028); `None` disables session timers.
+    pub session_expires: Option<u32>,
+    /// Smallest session interval we accept (RFC 4028 Min-SE; ≥ 90 in production).
+    pub min_se: u32,
+    /// Seed for tags, branches, Call-IDs and cnonces (give it real entropy).
+    pub seed: u64,
+    /// First retry delay after a failed registration; doubles up to `register_backoff_max`.
+    pub register_backoff: Duration,
+    /// Cap on the registration retry delay.
+    pub register_backoff_max: Duration,
+}
+
+impl Config {
+    /// Defaults for `local_addr`.
+    pub fn new(local_addr: SocketAddr, seed: u64) -> Self {
+        Self {
+            local_addr,
+            timers: TimerConfig::default(),
+            limits: Limits::default(),
+            user_agent: "landline".into(),
+            session_expires: Some(1800),
+            min_se: 90,
+            seed,
+            register_backoff: Duration::from_secs(30),
+            register_backoff_max: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// What happened, for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new INVITE: answer with [`UserAgent::ring`], [`UserAgent::answer`] or
+    /// [`UserAgent::reject`].
+    IncomingCall {
+        /// The call.
+        call: CallId,
+        /// Caller URI as text.
+        from: String,
+        /// Request-URI as text (the dialled number).
+        to: String,
+        /// The offer, if any.
+        sdp: Option<Vec<u8>>,
+    },
+    /// A provisional response to our INVITE (early media if `sdp`).
+    Progress {
+        /// The call.
+        call: CallId,
+        /// 180, 183...
+        status: StatusCode,
+        /// Early-media answer.
+        sdp: Option<Vec<u8>>,
+    },
+    /// Our INVITE was answered (ACK already sent).
+    Answered {
+        /// The call.
+        call: CallId,
+        /// The answer.
+        sdp: Option<Vec<u8>>,
+    },
+    /// The ACK for our 2xx arrived: media may flow both ways.
+    Confirmed {
+        /// The call.
+        call: CallId,
+    },
+    /// The peer sent a new offer (re-INVITE or UPDATE); reply with [`UserAgent::answer_offer`].
+    Offer {
+        /// The call.
+        call: CallId,
+        /// The offer.
+        sdp: Vec<u8>,
+    },
+    /// Our re-INVITE was answered.
+    OfferAnswered {
+        /// The call.
+        call: CallId,
+        /// The answer.
+        sdp: Option<Vec<u8>>,
+    },
+    /// Our re-INVITE or UPDATE offer was refused; the previous session stays.
+    OfferRejected {
+        /// The call.
+        call: CallId,
+        /// The status.
+        status: StatusCode,
+    },
+    /// An INFO arrived (already answered 200).
+    Info {
+        /// The call.
+        call: CallId,
+        /// Content-Type.
+        content_type: Option<String>,
+        /// Body.
+        body: Vec<u8>,
+    },
+    /// Our INVITE failed with a final response (408 on timeout, 487 when cancelled).
+    Failed {
+        /// The call.
+        call: CallId,
+        /// The status.
+        status: StatusCode,
+    },
+    /// The call is over.
+    Ended {
+        /// The call.
+        call: CallId,
+        /// Why.
+        reason: Reason,
+    },
+    /// A registration succeeded; it will refresh itself.
+    Registered {
+        /// The binding.
+        id: RequestId,
+        /// Granted expiry in seconds.
+        expires: u32,
+    },
+    /// A registration failed; it retries after a backoff.
+    RegistrationFailed {
+        /// The binding.
+        id: RequestId,
+        /// The status (408 on timeout).
+        status: StatusCode,
+    },
+    /// The final response to an OPTIONS we sent.
+    OptionsResult {
+        /// The probe.
+        id: RequestId,
+        /// The status (408 on timeout).
+        status: StatusCode,
+    },
+}
+
+/// Who a client transaction works for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Invite(CallId),
+    ReInvite(CallId),
+    InDialog(CallId),
+    Bye(CallId),
+    Register(RequestId),
+    Options(RequestId),
+    None,
+}
+
+/// The user agent: one value, fed with `handle_*`, drained with `poll_*`.
+#[derive(Debug)]
+pub struct UserAgent {
+    config: Config,
+    rng: u64,
+    next_id: u64,
+    clients: HashMap<TransactionKey, (ClientTransaction, Owner)>,
+    servers: HashMap<TransactionKey, (ServerTransaction, Option<CallId>)>,
+    calls: HashMap<CallId, call::Call>,
+    registrations: HashMap<RequestId, register::Registration>,
+    registrar: Option<Registrar>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl UserAgent {
+    /// A user agent with no calls.
+    pub fn new(config: Config) -> Self {
+        let rng = config.seed | 1;
+        Self {
+            config,
+            rng,
+            next_id: 1,
+            clients: HashMap::new(),
+            servers: HashMap::new(),
+            calls: HashMap::new(),
+            registrations: HashMap::new(),
+            registrar: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Answers REGISTER requests with this registrar's bookkeeping (otherwise 501).
+    pub fn set_registrar(&mut self, registrar: Registrar) {
+        self.registrar = Some(registrar);
+    }
+
+    /// The registrar, to look bindings up.
+    pub fn registrar(&self) -> Option<&Registrar> {
+        self.registrar.as_ref()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Feeds bytes received from `source` over `transport` (one datagram or one stream frame).
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        transport: Transport,
+        data: &[u8],
+    ) {
+        route::receive(self, now, source, transport, data);
+        self.flush(now);
+    }
+
+    /// Runs everything due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (t, _) in self.clients.values_mut() {
+            t.handle_timeout(now);
+        }
+        for (t, _) in self.servers.values_mut() {
+            t.handle_timeout(now);
+        }
+        self.flush(now);
+        call::on_timeout(self, now);
+        register::on_timeout(self, now);
+        self.flush(now);
+    }
+
+    /// The next bytes to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`UserAgent::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let txns = self.clients.values().filter_map(|(t, _)| t.poll_timeout());
+        let srv = self.servers.values().filter_map(|(t, _)| t.poll_timeout());
+        let calls = self.calls.values().filter_map(call::Call::next_timer);
+        let regs = self.registrations.values().filter_map(|r| r.next_timer());
+        txns.chain(srv).chain(calls).chain(regs).min()
+    }
+
+    /// Number of live calls, for tests and metrics.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Sends OPTIONS to `target` at `destination` (a keep-alive or capability probe).
+    pub fn options(
+        &mut self,
+        now: Instant,
+        target: SipUri,
+        destination: SocketAddr,
+        transport: Transport,
+    ) -> RequestId {
+        let id = RequestId(self.new_id());
+        let req = route::out_of_dialog_request(
+            self,
+            crate::message::Method::Options,
+            target.clone(),
+            target,
+            &transport,
+        );
+        self.start_client(now, req, destination, transport, Owner::Options(id));
+        self.flush(now);
+        id
+    }
+
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// splitmix64: cheap, deterministic from the seed, good enough for tags and branches.
+    fn random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn token(&mut self) -> String {
+        format!("{:x}", self.random())
+    }
+
+    fn branch(&mut self) -> String {
+        format!("z9hG4bK{:x}", self.random())
+    }
+
+    fn contact(&self, user: Option<&str>, transport: &Transport) -> NameAddr {
+        let mut uri = SipUri::new(
+            user,
+            self.config.local_addr.ip().into(),
+            Some(self.config.local_addr.port()),
+        );
+        if *transport != Transport::Udp {
+            uri.params
+                .set("transport", Some(&transport.as_str().to_ascii_lowercase()));
+        }
+        NameAddr::new(uri)
+    }
+
+    fn start_client(
+        &mut self,
+        now: Instant,
+        req: crate::message::Request,
+        destination: SocketAddr,
+        transport: Transport,
+        owner: Owner,
+    ) -> TransactionKey {
+        let t = ClientTransaction::new(now, req, destination, transport, self.config.timers);
+        let key = t.key().clone();
+        self.clients.insert(key.clone(), (t, owner));
+        key
+    }
+
+    fn respond(&mut self, now: Instant, key: &TransactionKey, resp: &Response) {
+        if let Some((t, _)) = self.servers.get_mut(key) {
+            t.send_response(now, resp);
+        }
+    }
+
+    fn send(&mut self, destination: SocketAddr, transport: Transport, data: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            destination,
+            transport,
+            data,
+        });
+    }
+
+    /// Moves transaction output into our queues, dispatches client events, drops finished ones.
+    fn flush(&mut self, now: Instant) {
+        loop {
+            let mut pending = Vec::new();
+            for (key, (t, owner)) in &mut self.clients {
+                while let Some(x) = t.poll_transmit() {
+                    self.transmits.push_back(x);
+                }
+                while let Some(e) = t.poll_event() {
+                    pending.push((key.clone(), *owner, t.request().clone(), e));
+                }
+            }
+            for (t, _) in self.servers.values_mut() {
+                while let Some(x) = t.poll_transmit() {
+                    self.transmits.push_back(x);
+                }
+                while t.poll_event().is_some() {}
+            }
+            if pending.is_empty() {
+                break;
+            }
+            for (key, owner, req, e) in pending {
+                route::client_event(self, now, &key, owner, req, e);
+            }
+        }
+        self.clients.retain(|_, (t, _)| !t.is_terminated());
+        self.servers.retain(|_, (t, _)| !t.is_terminated());
+    }
+
+    fn credentials_for(&self, owner: Owner) -> Option<Credentials> {
+        match owner {
+            Owner::Invite(c) | Owner::ReInvite(c) | Owner::InDialog(c) | Owner::Bye(c) => {
+                self.calls.get(&c).and_then(|c| c.credentials.clone())
+            }
+            Owner::Register(r) => self
+                .registrations
+                .get(&r)
+                .and_then(|r| r.params.credentials.clone()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Registration: the client that keeps a binding alive (refresh before expiry, 423 Min-Expires,
+//! backoff on failure) and a registrar's bookkeeping (several bindings per user, expiry).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::route::{self, reply};
+use super::{Event, Owner, RequestId, UserAgent};
+use crate::auth::{Credentials, DigestClient};
+use crate::message::{Contact, Header, Method, NameAddr, Request, SipUri, StatusCode, Transport};
+use crate::transaction::{ClientEvent, TransactionKey};
+
+/// What [`UserAgent::register`] needs.
+#[derive(Debug, Clone)]
+pub struct RegisterParams {
+    /// The registrar's URI (Request-URI).
+    pub registrar: SipUri,
+    /// The address of record (From and To).
+    pub aor: SipUri,
+    /// Where to send.
+    pub destination: SocketAddr,
+    /// Transport.
+    pub transport: Transport,
+    /// Requested expiry in seconds.
+    pub expires: u32,
+    /// Credentials for 401/407.
+    pub credentials: Option<Credentials>,
+}
+
+#[derive(Debug)]
+pub(super) struct Registration {
+    pub(super) params: RegisterParams,
+    call_id: String,
+    from_tag: String,
+    seq: u32,
+    expires: u32,
+    auth: Option<(String, DigestClient)>,
+    refresh_at: Option<Instant>,
+    failures: u32,
+    removing: bool,
+}
+
+impl Registration {
+    pub(super) fn next_timer(&self) -> Option<Instant> {
+        self.refresh_at
+    }
+}
+
+impl UserAgent {
+    /// Registers `params.aor` and keeps it registered until [`UserAgent::unregister`].
+    pub fn register(&mut self, now: Instant, params: RegisterParams) -> RequestId {
+        let id = RequestId(self.new_id());
+        let call_id = format!("{}@{}", self.token(), self.config.local_addr.ip());
+        let from_tag = self.token();
+        let expires = params.expires;
+        self.registrations.insert(
+            id,
+            Registration {
+                params,
+                call_id,
+                from_tag,
+                seq: 0,
+                expires,
+                auth: None,
+                refresh_at: None,
+                failures: 0,
+                removing: false,
+            },
+        );
+        send_register(self, now, id);
+        self.flush(now);
+        id
+    }
+
+    /// Removes the binding (REGISTER with Expires: 0) and stops refreshing.
+    pub fn unregister(&mut self, now: Instant, id: RequestId) {
+        if let Some(r) = self.registrations.get_mut(&id) {
+            r.removing = true;
+            r.refresh_at = None;
+        }
+        send_register(self, now, id);
+        self.flush(now);
+    }
+}
+
+fn send_register(ua: &mut UserAgent, now: Instant, id: RequestId) {
+    let contact = ua.contact(
+        Some("landline"),
+        &ua.registrations
+            .get(&id)
+            .map_or(Transport::Udp, |r| r.params.transport.clone()),
+    );
+    let Some(r) = ua.registrations.get(&id) else {
+        return;
+    };
+    let p = r.params.clone();
+    let mut req = route::out_of_dialog_request(
+        ua,
+        Method::Register,
+        p.registrar.clone(),
+        p.aor.clone(),
+        &p.transport,
+    );
+    let Some(r) = ua.registrations.get_mut(&id) else {
+        return;
+    };
+    r.seq += 1;
+    let expires = if r.removing { 0 } else { r.expires };
+    for h in req.headers.iter_mut() {
+        match h {
+            Header::From(f) => {
+                *f = NameAddr::new(p.aor.clone());
+                f.params.set("tag", Some(&r.from_tag));
+            }
+            Header::CallId(c) => c.clone_from(&r.call_id),
+            Header::CSeq(c) => c.seq = r.seq,
+            _ => {}
+        }
+    }
+    req.headers.push(Header::Contact(Contact::Addr(contact)));
+    req.headers.set("Expires", expires.to_string());
+    // Reuse the last challenge with the next nonce count, saving a round trip (RFC 7616 §3.4).
+    if let (Some((name, client)), Some(creds)) = (r.auth.as_mut(), p.credentials.as_ref()) {
+        let value = client.authorize(creds, "REGISTER", &p.registrar.to_string());
+        req.headers.push(Header::Other(name.clone(), value));
+    }
+    ua.start_client(now, req, p.destination, p.transport, Owner::Register(id));
+}
+
+/// Remembers the digest state of an authenticated retry, for later refreshes.
+pub(super) fn auth_retried(
+    ua: &mut UserAgent,
+    owner: Owner,
+    retry: &Request,
+    client: DigestClient,
+) {
+    let Owner::Register(id) = owner else { return };
+    if let Some(r) = ua.registrations.get_mut(&id) {
+        let name = if retry.headers.get("Proxy-Authorization").is_some() {
+            "Proxy-Authorization"
+        } else {
+            "Authorization"
+        };
+        r.auth = Some((name.to_owned(), client));
+        r.seq = retry.headers.cseq().map_or(r.seq, |c| c.seq);
+    }
+}
+
+pub(super) fn client_event(
+    ua: &mut UserAgent,
+    now: Instant,
+    id: RequestId,
+    req: Request,
+    e: ClientEvent,
+) {
+    let status = match &e {
+        ClientEvent::Provisional(_) => return,
+        ClientEvent::Final(r) => r.status,
+        ClientEvent::Timeout => StatusCode::new(408).unwrap_or(StatusCode::SERVER_ERROR),
+    };
+    let (backoff, backoff_max) = (ua.config.register_backoff, ua.config.register_backoff_max);
+    let Some(r) = ua.registrations.get_mut(&id) else {
+        return;
+    };
+    r.seq = r.seq.max(req.headers.cseq().map_or(0, |c| c.seq));
+    if let ClientEvent::Final(resp) = &e {
+        if status.is_success() {
+            if r.removing {
+                ua.registrations.remove(&id);
+                return;
+            }
+            // The registrar may shorten our expiry: take it from our Contact or Expires.
+            let ours = resp
+                .headers
+                .contacts()
+                .find_map(|c| c.params.value("expires").and_then(|v| v.parse().ok()));
+            let granted = ours
+                .or_else(|| resp.headers.number("Expires"))
+                .unwrap_or(r.expires);
+            r.failures = 0;
+            r.refresh_at = (granted > 0).then(|| now + refresh_after(granted));
+            ua.events.push_back(Event::Registered {
+                id,
+                expires: granted,
+            });
+            return;
+        }
+        if status == StatusCode::INTERVAL_TOO_BRIEF {
+            if let Some(min) = resp.headers.number("Min-Expires") {
+                if min > r.expires {
+                    r.expires = min;
+                    send_register(ua, now, id);
+                    return;
+                }
+            }
+        }
+    }
+    // Failure: drop a stale auth state and retry after an exponential backoff.
+    r.auth = None;
+    r.failures += 1;
+    let wait = backoff
+        .saturating_mul(1 << r.failures.min(16).saturating_sub(1))
+        .min(backoff_max);
+    r.refresh_at = (!r.removing).then(|| now + wait);
+    ua.events
+        .push_back(Event::RegistrationFailed { id, status });
+}
+
+/// Refresh well before expiry: halfway for short registrations, 30 s early for long ones.
+fn refresh_after(expires: u32) -> Duration {
+    let e = u64::from(expires);
+    Duration::from_secs(if e > 120 { e - 30 } else { e / 2 }.max(1))
+}
+
+pub(super) fn on_timeout(ua: &mut UserAgent, now: Instant) {
+    let due: Vec<RequestId> = ua
+        .registrations
+        .iter()
+        .filter(|(_, r)| r.refresh_at.is_some_and(|t| now >= t))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in due {
+        if let Some(r) = ua.registrations.get_mut(&id) {
+            r.refresh_at = None;
+        }
+        send_register(ua, now, id);
+    }
+}
+
+/// One contact bound to an address of record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The contact URI as text.
+    pub contact: String,
+    /// When it lapses.
+    pub expires_at: Instant,
+    /// The registering Call-ID, so reordered REGISTERs are detected (RFC 3261 §10.3).
+    call_id: String,
+    cseq: u32,
+}
+
+/// A registrar's bookkeeping: bindings per address of record, with expiry. Authentication is
+/// the caller's policy (wrap it with [`crate::auth::DigestServer`]).
+#[derive(Debug, Clone)]
+pub struct Registrar {
+    bindings: HashMap<String, Vec<Binding>>,
+    min_expires: u32,
+    max_expires: u32,
+    max_bindings: usize,
+}
+
+impl Registrar {
+    /// A registrar accepting expiries in `min..=max` seconds and at most `max_bindings` per user.
+    pub fn new(min_expires: u32, max_expires: u32, max_bindings: usize) -> Self {
+        Self {
+            bindings: HashMap::new(),
+            min_expires,
+            max_expires,
+            max_bindings,
+        }
+    }
+
+    /// The live bindings of `aor` (`user@host`).
+    pub fn lookup(&self, now: Instant, aor: &str) -> Vec<&Binding> {
+        self.bindings.get(aor).map_or_else(Vec::new, |b| {
+            b.iter().filter(|b| b.expires_at > now).collect()
+        })
+    }
+
+    /// Applies a REGISTER; returns the status and the bindings to list in the 200.
+    pub fn apply(&mut self, now: Instant, req: &Request) -> (StatusCode, Vec<(String, u32)>) {
+        let Some(aor) = req
+            .headers
+            .to()
+            .and_then(|t| t.uri.as_sip())
+            .map(|u| format!("{}@{}", u.user.as_deref().unwrap_or(""), u.host))
+        else {
+            return (StatusCode::BAD_REQUEST, Vec::new());
+        };
+        let default = req.headers.number("Expires").unwrap_or(3600);
+        let call_id = req.headers.call_id().unwrap_or("").to_owned();
+        let cseq = req.headers.cseq().map_or(0, |c| c.seq);
+        let list = self.bindings.entry(aor.clone()).or_default();
+        list.retain(|b| b.expires_at > now);
+        let wildcard = req
+            .headers
+            .iter()
+            .any(|h| matches!(h, Header::Contact(Contact::Wildcard)));
+        if wildcard {
+            if default != 0 {
+                return (StatusCode::BAD_REQUEST, Vec::new());
+            }
+            list.clear();
+        }
+        for c in req.headers.contacts() {
+            let expires = c
+                .params
+                .value("expires")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default);
+            if expires != 0 && expires < self.min_expires {
+                return (StatusCode::INTERVAL_TOO_BRIEF, Vec::new());
+            }
+            let uri = c.uri.to_string();
+            let existing = list.iter().position(|b| b.contact == uri);
+            if let Some(i) = existing {
+                if list[i].call_id == call_id && list[i].cseq >= cseq {
+                    continue; // an old REGISTER arriving late
+                }
+                list.remove(i);
+            }
+            if expires > 0 {
+                if list.len() >= self.max_bindings {
+                    return (
+                        StatusCode::new(403).unwrap_or(StatusCode::BAD_REQUEST),
+                        Vec::new(),
+                    );
+                }
+                let secs = expires.min(self.max_expires);
+                let expires_at = now + Duration::from_secs(u64::from(secs));
+                list.push(Binding {
+                    contact: uri,
+                    expires_at,
+                    call_id: call_id.clone(),
+                    cseq,
+                });
+            }
+        }
+        let out = list
+            .iter()
+            .map(|b| {
+                (
+                    b.contact.clone(),
+                    b.expires_at.saturating_duration_since(now).as_secs() as u32,
+                )
+            })
+            .collect();
+        (StatusCode::OK, out)
+    }
+}
+
+/// REGISTER received: answered from the registrar, if we are one.
+pub(super) fn incoming(ua: &mut UserAgent, now: Instant, key: &TransactionKey, req: &Request) {
+    let Some(registrar) = ua.registrar.as_mut() else {
+        return reply(ua, now, key, req, StatusCode::NOT_IMPLEMENTED, |h| {
+            h.set("Allow", route::ALLOW)
+        });
+    };
+    let min = registrar.min_expires;
+    let (status, bindings) = registrar.apply(now, req);
+    reply(ua, now, key, req, status, |h| {
+        if status == StatusCode::INTERVAL_TOO_BRIEF {
+            h.set("Min-Expires", min.to_string());
+        }
+        for (contact, secs) in bindings {
+            h.push(Header::Other(
+                "Contact".into(),
+                format!("<{contact}>;expires={secs}"),
+            ));
+        }
+    });
+}

@@ -1,0 +1,369 @@
+//! Where every received message goes: parse, Via `received`/`rport` (RFC 3581), transaction
+//! matching, stateless checks (483, 482, 416, 420, 501), then the call or registration logic.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tracing::debug;
+
+use super::{Owner, UserAgent, call, incoming, register};
+use crate::message::{
+    CSeq, Header, Headers, Message, Method, NameAddr, Request, Response, SipUri, StatusCode,
+    Transport, Via, reject_response,
+};
+use crate::transaction::{ClientEvent, ServerTransaction, TransactionKey};
+
+/// Extensions we implement; a Require outside this list gets 420.
+const SUPPORTED: &[&str] = &["100rel", "timer"];
+/// Methods we answer.
+pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REGISTER";
+
+pub(super) fn receive(
+    ua: &mut UserAgent,
+    now: Instant,
+    source: SocketAddr,
+    transport: Transport,
+    data: &[u8],
+) {
+    let msg = match Message::parse(data, &ua.config.limits) {
+        Ok(m) => m,
+        Err(e) => {
+            debug!(%source, error = %e, "unparseable message");
+            if let Some(reply) = reject_response(data, &e) {
+                ua.send(source, transport, reply);
+            }
+            return;
+        }
+    };
+    match msg {
+        Message::Request(mut req) => {
+            stamp_via(&mut req, source);
+            request(ua, now, source, transport, req);
+        }
+        Message::Response(resp) => response(ua, now, resp),
+    }
+}
+
+/// RFC 3581 / RFC 3261 §18.2.1: record where the request really came from, so responses go
+/// back the way it came (through NATs), which is also how we send them.
+fn stamp_via(req: &mut Request, source: SocketAddr) {
+    if let Some(via) = req.headers.top_via_mut() {
+        if via.host.ip() != Some(source.ip()) {
+            via.params.set("received", Some(&source.ip().to_string()));
+        }
+        if via.params.contains("rport") {
+            via.params.set("received", Some(&source.ip().to_string()));
+            via.params.set("rport", Some(&source.port().to_string()));
+        }
+    }
+}
+
+fn response(ua: &mut UserAgent, now: Instant, resp: Response) {
+    let Some(key) = TransactionKey::for_response(&resp) else {
+        return;
+    };
+    if let Some((t, _)) = ua.clients.get_mut(&key) {
+        t.handle_response(now, resp);
+        return;
+    }
+    // A 2xx retransmission after the INVITE transaction is gone: re-ACK from the dialog.
+    if resp.status.is_success()
+        && resp
+            .headers
+            .cseq()
+            .is_some_and(|c| c.method == Method::Invite)
+    {
+        incoming::stray_2xx(ua, &resp);
+    }
+}
+
+fn request(
+    ua: &mut UserAgent,
+    now: Instant,
+    source: SocketAddr,
+    transport: Transport,
+    req: Request,
+) {
+    let Some(key) = TransactionKey::for_server(&req) else {
+        return;
+    };
+    if let Some((t, _)) = ua.servers.get_mut(&key) {
+        t.handle_request(now, &req);
+        return;
+    }
+    if req.method == Method::Ack {
+        incoming::ack(ua, now, &req);
+        return;
+    }
+    // RFC 3261 §8.2.2.2: the same request arriving by another path is a merged request.
+    if req.headers.to().and_then(|t| t.tag()).is_none() && is_merged(ua, &req, &key) {
+        return stateless(ua, source, transport, &req, StatusCode::LOOP_DETECTED);
+    }
+    if req.headers.max_forwards() == Some(0) && req.method != Method::Options {
+        return stateless(ua, source, transport, &req, StatusCode::TOO_MANY_HOPS);
+    }
+    let t = ServerTransaction::new(
+        key.clone(),
+        req.clone(),
+        source,
+        transport.clone(),
+        ua.config.timers,
+    );
+    ua.servers.insert(key.clone(), (t, None));
+    if req.uri.as_sip().is_none() {
+        return reply(
+            ua,
+            now,
+            &key,
+            &req,
+            StatusCode::UNSUPPORTED_URI_SCHEME,
+            |_| {},
+        );
+    }
+    let unsupported: Vec<String> = req
+        .headers
+        .get_all("Require")
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty() && !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        .collect();
+    if !unsupported.is_empty() {
+        let list = unsupported.join(", ");
+        return reply(ua, now, &key, &req, StatusCode::BAD_EXTENSION, |h| {
+            h.set("Unsupported", list)
+        });
+    }
+    match req.method {
+        Method::Invite | Method::Bye | Method::Prack | Method::Update | Method::Info => {
+            incoming::request(ua, now, source, transport, key, req);
+        }
+        Method::Cancel => incoming::cancel(ua, now, &key, &req),
+        Method::Options => {
+            reply(ua, now, &key, &req, StatusCode::OK, |h| {
+                h.set("Allow", ALLOW);
+                h.set("Accept", "application/sdp");
+                h.set("Supported", "100rel, timer");
+            });
+        }
+        Method::Register => register::incoming(ua, now, &key, &req),
+        _ => reply(ua, now, &key, &req, StatusCode::NOT_IMPLEMENTED, |h| {
+            h.set("Allow", ALLOW)
+        }),
+    }
+}
+
+fn is_merged(ua: &UserAgent, req: &Request, key: &TransactionKey) -> bool {
+    let id = |r: &Request| {
+        let h = &r.headers;
+        (
+            h.call_id().map(str::to_owned),
+            h.from().and_then(|f| f.tag()).map(str::to_owned),
+            h.cseq().cloned(),
+        )
+    };
+    let mine = id(req);
+    ua.servers.values().any(|(t, _)| {
+        t.key().branch != key.branch && t.request().method == req.method && id(t.request()) == mine
+    })
+}
+
+fn stateless(
+    ua: &mut UserAgent,
+    source: SocketAddr,
+    transport: Transport,
+    req: &Request,
+    status: StatusCode,
+) {
+    if req.method == Method::Ack {
+        return;
+    }
+    let resp = response_to(ua, req, status);
+    ua.send(source, transport, resp.to_bytes());
+}
+
+/// A response with our To tag (kept if present) and Server header.
+pub(super) fn response_to(ua: &mut UserAgent, req: &Request, status: StatusCode) -> Response {
+    let mut resp = Response::to_request(req, status);
+    if status.code() > 100 && resp.headers.to().and_then(|t| t.tag()).is_none() {
+        let tag = ua.token();
+        if let Some(to) = resp.headers.to_mut() {
+            to.params.set("tag", Some(&tag));
+        }
+    }
+    resp.headers.set("Server", ua.config.user_agent.clone());
+    resp
+}
+
+/// Answers a server transaction with `status`, letting `extra` add headers.
+pub(super) fn reply(
+    ua: &mut UserAgent,
+    now: Instant,
+    key: &TransactionKey,
+    req: &Request,
+    status: StatusCode,
+    extra: impl FnOnce(&mut Headers),
+) {
+    let mut resp = response_to(ua, req, status);
+    extra(&mut resp.headers);
+    ua.respond(now, key, &resp);
+}
+
+pub(super) fn client_event(
+    ua: &mut UserAgent,
+    now: Instant,
+    key: &TransactionKey,
+    owner: Owner,
+    req: Request,
+    e: ClientEvent,
+) {
+    // Digest challenges are answered the same way for every owner.
+    if let ClientEvent::Final(resp) = &e {
+        let code = resp.status.code();
+        if (code == 401 || code == 407) && retry_with_auth(ua, now, key, owner, &req, resp) {
+            return;
+        }
+    }
+    match owner {
+        Owner::Invite(c) | Owner::ReInvite(c) | Owner::InDialog(c) | Owner::Bye(c) => {
+            call::client_event(ua, now, c, owner, req, e);
+        }
+        Owner::Register(r) => register::client_event(ua, now, r, req, e),
+        Owner::Options(id) => {
+            let status = match e {
+                ClientEvent::Final(r) => Some(r.status),
+                ClientEvent::Timeout => StatusCode::new(408),
+                ClientEvent::Provisional(_) => None,
+            };
+            if let Some(status) = status {
+                ua.events
+                    .push_back(super::Event::OptionsResult { id, status });
+            }
+        }
+        Owner::None => {}
+    }
+}
+
+/// Re-sends `req` with credentials for the challenge in `resp`; false if we cannot or already
+/// failed with this nonce (then the 401/407 goes to the owner as a failure).
+fn retry_with_auth(
+    ua: &mut UserAgent,
+    now: Instant,
+    key: &TransactionKey,
+    owner: Owner,
+    req: &Request,
+    resp: &Response,
+) -> bool {
+    use crate::auth::{Challenge, DigestClient};
+    let Some(creds) = ua.credentials_for(owner) else {
+        return false;
+    };
+    let (challenge_name, answer_name) = if resp.status.code() == 407 {
+        ("Proxy-Authenticate", "Proxy-Authorization")
+    } else {
+        ("WWW-Authenticate", "Authorization")
+    };
+    let Some(challenge) = Challenge::best(resp.headers.get_all(challenge_name)) else {
+        return false;
+    };
+    // Already answered this nonce and still refused, and it is not merely stale: give up.
+    let used = req
+        .headers
+        .get(answer_name)
+        .is_some_and(|v| v.contains(&format!("nonce=\"{}\"", challenge.nonce)));
+    if used && !challenge.stale {
+        return false;
+    }
+    let mut client = DigestClient::new(challenge, ua.random());
+    let mut retry = req.clone();
+    let uri = retry.uri.to_string();
+    retry.headers.remove("Authorization");
+    retry.headers.remove("Proxy-Authorization");
+    retry.headers.push(Header::Other(
+        answer_name.into(),
+        client.authorize(&creds, req.method.as_str(), &uri),
+    ));
+    bump_cseq_and_branch(ua, &mut retry);
+    let Some((t, _)) = ua.clients.get(key) else {
+        return false;
+    };
+    let (dest, transport) = (t.destination(), t.transport().clone());
+    let new_key = ua.start_client(now, retry.clone(), dest, transport, owner);
+    call::auth_retried(ua, owner, &retry, &new_key);
+    register::auth_retried(ua, owner, &retry, client);
+    true
+}
+
+/// A new transaction for the same request: new branch, CSeq + 1 (RFC 3261 §22.2).
+pub(super) fn bump_cseq_and_branch(ua: &mut UserAgent, req: &mut Request) {
+    let branch = ua.branch();
+    for h in req.headers.iter_mut() {
+        match h {
+            Header::CSeq(c) => c.seq += 1,
+            Header::Via(v) => v.params.set("branch", Some(&branch)),
+            _ => {}
+        }
+    }
+}
+
+/// A new out-of-dialog request from us (OPTIONS, REGISTER, initial INVITE).
+pub(super) fn out_of_dialog_request(
+    ua: &mut UserAgent,
+    method: Method,
+    uri: SipUri,
+    to: SipUri,
+    transport: &Transport,
+) -> Request {
+    let from_uri = SipUri::new(Some("landline"), ua.config.local_addr.ip().into(), None);
+    out_of_dialog_from(
+        ua,
+        method,
+        uri,
+        NameAddr::new(from_uri),
+        NameAddr::new(to),
+        transport,
+    )
+}
+
+pub(super) fn out_of_dialog_from(
+    ua: &mut UserAgent,
+    method: Method,
+    uri: SipUri,
+    mut from: NameAddr,
+    to: NameAddr,
+    transport: &Transport,
+) -> Request {
+    let tag = ua.token();
+    from.params.set("tag", Some(&tag));
+    let call_id = format!("{}@{}", ua.token(), ua.config.local_addr.ip());
+    let mut headers = Headers::new();
+    headers.push(Header::Via(via(ua, transport)));
+    headers.push(Header::MaxForwards(70));
+    headers.push(Header::From(from));
+    headers.push(Header::To(to));
+    headers.push(Header::CallId(call_id));
+    headers.push(Header::CSeq(CSeq {
+        seq: 1,
+        method: method.clone(),
+    }));
+    headers.set("User-Agent", ua.config.user_agent.clone());
+    Request {
+        method,
+        uri: uri.into(),
+        headers,
+        body: Vec::new(),
+    }
+}
+
+/// Our Via for a new client transaction, asking for `rport`.
+pub(super) fn via(ua: &mut UserAgent, transport: &Transport) -> Via {
+    let mut params = crate::message::Params::new();
+    params.set("branch", Some(&ua.branch()));
+    params.set("rport", None);
+    let addr = ua.config.local_addr;
+    Via {
+        transport: transport.clone(),
+        host: addr.ip().into(),
+        port: Some(addr.port()),
+        params,
+    }
+}
