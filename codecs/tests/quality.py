@@ -53,8 +53,8 @@ LOSSES = [5, 10]
 # The target: at 0 % loss, within this much of G.711 alone.
 CEILING_MARGIN = 0.15
 # Floors below the ceiling for the mean over SEEDS; see codecs/QUALITY.md for the measurements
-# (mean deficits seen: to-trunk 0.32 at 5 %, 0.48-0.60 at 10 %; to-client 0.96-1.22 at 5 %,
-# 1.59-1.69 at 10 %), each with about 0.3 of headroom for another libopus build.
+# (mean deficits seen: to-trunk 0.32-0.33 at 5 %, 0.49-0.61 at 10 %; to-client 0.96-1.23 at
+# 5 %, 1.60-1.70 at 10 %), each with about 0.3 of headroom for another libopus build.
 FLOORS = {
     ("to-trunk", 5): 0.6,
     ("to-trunk", 10): 0.9,
@@ -64,7 +64,7 @@ FLOORS = {
 # More loss may score a little higher by chance (PESQ noise), never by more than this.
 ORDER_SLACK = 0.1
 # Concealment on the G.711 leg must beat silence in the same lost packets by this much
-# (measured: 0.4-0.5).
+# (measured: 0.40-0.63).
 PLC_GAIN = 0.2
 
 SUMMARY = re.compile(

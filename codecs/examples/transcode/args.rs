@@ -9,6 +9,25 @@ use landline_codecs::G711Law;
 pub(crate) const USAGE: &str = "usage: transcode --direction to-trunk|to-client [--codec pcmu|pcma] \
 [--loss PCT] [--seed N] IN.wav OUT.wav";
 
+/// `--help`: the usage line and what each choice means.
+pub(crate) const HELP: &str = "
+Plays IN.wav (mono, any rate, integer or float) through one direction of a call, as the far
+side would send it, over a leg that drops packets at random, through the real pipeline, and
+writes what the other side would hear.
+
+  --direction to-trunk   browser Opus (48 kHz, 20 ms, FEC, complexity 9, 32 kb/s) -> OpusToG711
+                         -> carrier's G.711 decoder; OUT.wav is 8 kHz
+  --direction to-client  carrier G.711 (20 ms) -> G711ToOpus -> browser's Opus decoder (FEC,
+                         PLC); OUT.wav is 48 kHz
+  --codec pcmu|pcma      the trunk's G.711 law (default pcmu)
+  --loss PCT             random packet loss on the far side's leg, 0-100 (default 0); the
+                         browser's encoder expects this much loss (10 % when not given)
+  --seed N               loss pattern and stream identities (default 1)
+
+Prints one line: packets in (reached the pipeline), out (sent by it), lost (dropped on the
+leg), concealed (8 kHz samples the pipeline filled: FEC, PLC or comfort noise).
+Exit status: 0 done, 1 a file or codec problem, 2 bad arguments.";
+
 /// Which leg the audio travels: it decides the far side's encoder and what OUT.wav is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Direction {

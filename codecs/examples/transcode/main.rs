@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use landline_codecs::PipelineStats;
 
-use args::{Args, Direction, Parsed, USAGE};
+use args::{Args, Direction, HELP, Parsed, USAGE};
 use network::{LossyLink, SplitMix};
 
 /// The packet time of both far sides.
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     let args = match args::parse(std::env::args().skip(1)) {
         Ok(Parsed::Run(args)) => args,
         Ok(Parsed::Help) => {
-            println!("{USAGE}");
+            println!("{USAGE}\n{HELP}");
             return ExitCode::SUCCESS;
         }
         Err(message) => {
