@@ -349,7 +349,11 @@ impl UserAgent {
         transport: Transport,
         owner: Owner,
     ) -> TransactionKey {
-        let t = ClientTransaction::new(now, req, destination, transport, self.config.timers);
+        let mut t = ClientTransaction::new(now, req, destination, transport, self.config.timers);
+        // Drain at once so the wire order is the order things happened.
+        while let Some(x) = t.poll_transmit() {
+            self.transmits.push_back(x);
+        }
         let key = t.key().clone();
         self.clients.insert(key.clone(), (t, owner));
         key
@@ -358,6 +362,9 @@ impl UserAgent {
     fn respond(&mut self, now: Instant, key: &TransactionKey, resp: &Response) {
         if let Some((t, _)) = self.servers.get_mut(key) {
             t.send_response(now, resp);
+            while let Some(x) = t.poll_transmit() {
+                self.transmits.push_back(x);
+            }
         }
     }
 
