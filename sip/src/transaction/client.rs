@@ -134,7 +134,9 @@ impl ClientTransaction {
             (State::Calling | State::Proceeding, true) => {
                 self.state = State::Proceeding;
                 if self.is_invite() {
+                    // Timer B guards Calling only; a ringing call may wait as long as it likes.
                     self.retransmit = None;
+                    self.timeout = None;
                 } else if let Some(b) = &mut self.retransmit {
                     // Timer E keeps firing at T2 in Proceeding.
                     b.interval = self.config.t2;
