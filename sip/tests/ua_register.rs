@@ -1,0 +1,146 @@
+//! Registration client against our own registrar: refresh before expiry, 423 Min-Expires,
+//! backoff after failures, unregister; registrar bindings per user and expiry.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ALICE, BOB, Clock, Pair, addr};
+use landline_sip::message::{Limits, Message, SipUri, StatusCode, Transport};
+use landline_sip::ua::{Event, RegisterParams, Registrar};
+
+fn params(expires: u32) -> RegisterParams {
+    RegisterParams {
+        registrar: SipUri::new(None, addr(BOB).ip().into(), Some(5070)),
+        aor: SipUri::new(
+            Some("alice"),
+            "127.0.0.1".parse::<std::net::IpAddr>().expect("ip").into(),
+            None,
+        ),
+        destination: addr(BOB),
+        transport: Transport::Udp,
+        expires,
+        credentials: None,
+    }
+}
+
+#[test]
+fn registers_and_refreshes_before_expiry() {
+    let mut p = Pair::new(Transport::Udp);
+    p.bob.set_registrar(Registrar::new(30, 3600, 5));
+    let now = p.clock.now;
+    let id = p.alice.register(now, params(60));
+    p.deliver();
+    assert!(
+        p.alice_events
+            .contains(&Event::Registered { id, expires: 60 })
+    );
+    let aor = "alice@127.0.0.1";
+    assert_eq!(
+        p.bob.registrar().map(|r| r.lookup(p.clock.now, aor).len()),
+        Some(1)
+    );
+    p.run_for(Duration::from_secs(29));
+    assert_eq!(p.count("A>REGISTER"), 1);
+    p.run_for(Duration::from_secs(2));
+    assert_eq!(p.count("A>REGISTER"), 2, "refreshed at half of 60 s");
+    p.run_for(Duration::from_secs(120));
+    assert_eq!(
+        p.bob.registrar().map(|r| r.lookup(p.clock.now, aor).len()),
+        Some(1),
+        "still bound"
+    );
+    let now = p.clock.now;
+    p.alice.unregister(now, id);
+    p.deliver();
+    assert_eq!(
+        p.bob.registrar().map(|r| r.lookup(p.clock.now, aor).len()),
+        Some(0)
+    );
+    p.run_for(Duration::from_secs(600));
+    let registers = p.count("A>REGISTER");
+    p.run_for(Duration::from_secs(600));
+    assert_eq!(
+        p.count("A>REGISTER"),
+        registers,
+        "no refresh after unregister"
+    );
+}
+
+#[test]
+fn interval_too_brief_is_raised_to_min_expires() {
+    let mut p = Pair::new(Transport::Udp);
+    p.bob.set_registrar(Registrar::new(300, 3600, 5));
+    let now = p.clock.now;
+    let id = p.alice.register(now, params(60));
+    p.deliver();
+    assert_eq!(p.count("B>SIP/2.0 423"), 1);
+    assert!(
+        p.alice_events
+            .contains(&Event::Registered { id, expires: 300 })
+    );
+}
+
+#[test]
+fn failures_back_off_exponentially() {
+    let mut p = Pair::new(Transport::Udp);
+    // No registrar: Bob answers 501.
+    let now = p.clock.now;
+    let t0 = now;
+    let id = p.alice.register(now, params(60));
+    p.deliver();
+    assert!(p.alice_events.contains(&Event::RegistrationFailed {
+        id,
+        status: StatusCode::NOT_IMPLEMENTED
+    }));
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let before = p.count("A>REGISTER");
+        while p.count("A>REGISTER") == before {
+            p.run_for(Duration::from_secs(1));
+        }
+        times.push((p.clock.now - t0).as_secs());
+    }
+    assert_eq!(times, vec![30, 90, 210], "30 s, then 60 s, then 120 s");
+}
+
+#[test]
+fn registrar_keeps_several_bindings_and_expires_them() {
+    let mut reg = Registrar::new(10, 3600, 2);
+    let clock = Clock::new();
+    let req = |contact: &str, expires: u32, cseq: u32| {
+        let text = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK{cseq}\r\n\
+             From: <sip:alice@127.0.0.1>;tag=x\r\nTo: <sip:alice@127.0.0.1>\r\nCall-ID: reg\r\n\
+             CSeq: {cseq} REGISTER\r\nContact: <{contact}>;expires={expires}\r\nContent-Length: 0\r\n\r\n"
+        );
+        match Message::parse(text.as_bytes(), &Limits::default()) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        reg.apply(clock.now, &req("sip:a@10.0.0.1", 60, 1)).0,
+        StatusCode::OK
+    );
+    let (status, bindings) = reg.apply(clock.now, &req("sip:a@10.0.0.2", 20, 2));
+    assert_eq!((status, bindings.len()), (StatusCode::OK, 2));
+    assert_eq!(
+        reg.apply(clock.now, &req("sip:a@10.0.0.3", 60, 3)).0.code(),
+        403,
+        "binding limit"
+    );
+    assert_eq!(
+        reg.apply(clock.now, &req("sip:a@10.0.0.3", 5, 4)).0,
+        StatusCode::INTERVAL_TOO_BRIEF
+    );
+    let later = clock.now + Duration::from_secs(30);
+    assert_eq!(
+        reg.lookup(later, "alice@127.0.0.1").len(),
+        1,
+        "the 20 s binding lapsed"
+    );
+    let (_, left) = reg.apply(later, &req("sip:a@10.0.0.1", 0, 5));
+    assert!(left.is_empty(), "expires=0 removes");
+    let _ = (ALICE, BOB);
+}
