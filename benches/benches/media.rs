@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
-use landline_benches::workloads::{BareOpus, CallStep, G711Frame, PipelineStep};
+use landline_benches::fixtures::ClientAudio;
+use landline_benches::workloads::{Bare, BareOpus, CallStep, G711Frame, PipelineStep};
 use landline_benches::{Fixtures, Workload, WorkloadName};
 use landline_codecs::G711Law;
 
@@ -30,22 +31,32 @@ fn media<M: Measurement>(c: &mut Criterion<M>, group: &str) {
     let f = Fixtures::get();
     let mut group = c.benchmark_group(group);
     let g = &mut group;
-    bench(g, WorkloadName::G711Mu, G711Frame::new(G711Law::Mu, f));
-    bench(g, WorkloadName::G711A, G711Frame::new(G711Law::A, f));
-    bench(g, WorkloadName::OpusToG711, PipelineStep::opus_to_g711(f));
-    bench(g, WorkloadName::G711ToOpus, PipelineStep::g711_to_opus(f));
-    bench(g, WorkloadName::Call, CallStep::new(f));
+    let (browser, narrow) = (ClientAudio::Browser, ClientAudio::BrowserNarrowband);
+    use WorkloadName as W;
+    bench(g, W::G711Mu, G711Frame::new(G711Law::Mu, f));
+    bench(g, W::G711A, G711Frame::new(G711Law::A, f));
+    bench(g, W::OpusToG711, PipelineStep::opus_to_g711(f, browser));
+    bench(g, W::G711ToOpus, PipelineStep::g711_to_opus(f));
+    bench(g, W::Call, CallStep::new(f, browser));
+    bench(g, W::LibopusDecode, BareOpus::new(f, browser, Bare::Decode));
+    bench(g, W::LibopusEncode, BareOpus::new(f, browser, Bare::Encode));
+    bench(g, W::Libopus, BareOpus::new(f, browser, Bare::DecodeEncode));
     bench(
         g,
-        WorkloadName::LibopusDecode,
-        BareOpus::new(f, true, false),
+        W::OpusToG711Narrowband,
+        PipelineStep::opus_to_g711(f, narrow),
+    );
+    bench(g, W::CallNarrowband, CallStep::new(f, narrow));
+    bench(
+        g,
+        W::LibopusDecodeNarrowband,
+        BareOpus::new(f, narrow, Bare::Decode),
     );
     bench(
         g,
-        WorkloadName::LibopusEncode,
-        BareOpus::new(f, false, true),
+        W::LibopusNarrowband,
+        BareOpus::new(f, narrow, Bare::DecodeEncode),
     );
-    bench(g, WorkloadName::Libopus, BareOpus::new(f, true, true));
     group.finish();
 }
 
@@ -114,7 +125,7 @@ fn thread_cpu_nanos() -> u64 {
 fn config<M: Measurement>(criterion: Criterion<M>) -> Criterion<M> {
     criterion
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(6))
+        .measurement_time(Duration::from_secs(5))
         .sample_size(50)
         .configure_from_args()
 }

@@ -4,12 +4,18 @@
 //! (48 kHz, 20 ms, in-band FEC, complexity 9, 32 kb/s), the trunk 20 ms G.711 packets. Both are
 //! ten seconds of [speech-like signal](crate::signal), long enough that a bench averages over
 //! vowels, consonants and pauses rather than timing one lucky frame.
+//!
+//! A second client stream is what the same browser sends when the gateway's SDP answer carries
+//! `maxplaybackrate=8000` in Opus's fmtp (RFC 7587 §6.1): WebRTC then caps the encoder at
+//! narrowband, so the packets are SILK-only and far cheaper to decode to 8 kHz.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use audiopus::coder::Encoder;
+use audiopus::{Application, Bandwidth, Bitrate, Channels, SampleRate, Signal};
 use landline_codecs::rtp::RtpHeader;
-use landline_codecs::{G711Law, MAX_PACKET_LEN, OpusEncoder, OpusSettings};
+use landline_codecs::{G711Law, MAX_PACKET_LEN, OpusSettings};
 
 use crate::signal::speech;
 
@@ -55,6 +61,8 @@ const TRUNK_SEED: u64 = 2;
 pub struct Fixtures {
     /// The client's Opus stream: RTP datagrams, payload type [`OPUS_PAYLOAD_TYPE`], 48 kHz clock.
     pub client_rtp: Vec<Vec<u8>>,
+    /// The same speech from a browser told `maxplaybackrate=8000`: narrowband SILK packets.
+    pub client_rtp_narrowband: Vec<Vec<u8>>,
     /// The trunk's PCMU stream: RTP datagrams, payload type 0, 8 kHz clock, 160 bytes each.
     pub trunk_rtp: Vec<Vec<u8>>,
     /// The trunk's audio as the gateway's Opus encoder sees it: G.711-decoded, 20 ms frames.
@@ -73,25 +81,8 @@ impl Fixtures {
     /// Builds the fixtures: synthesises both sides and encodes them as their senders would.
     pub fn build() -> Fixtures {
         let client = speech(48_000, SECONDS, CLIENT_SEED);
-        let mut encoder =
-            OpusEncoder::new(48_000, &BROWSER_OPUS).expect("libopus accepts the browser settings");
-        let mut payload = [0u8; MAX_PACKET_LEN];
-        let client_rtp = client
-            .chunks_exact(6 * FRAME)
-            .enumerate()
-            .map(|(i, frame)| {
-                let len = encoder
-                    .encode(frame, &mut payload)
-                    .expect("a 20 ms frame encodes");
-                datagram(
-                    OPUS_PAYLOAD_TYPE,
-                    CLIENT_SSRC,
-                    i,
-                    6 * FRAME,
-                    &payload[..len],
-                )
-            })
-            .collect();
+        let client_rtp = browser_stream(&client, Bandwidth::Fullband);
+        let client_rtp_narrowband = browser_stream(&client, Bandwidth::Narrowband);
 
         let trunk = speech(8_000, SECONDS, TRUNK_SEED);
         let mut codes = [0u8; FRAME];
@@ -117,22 +108,40 @@ impl Fixtures {
             .collect();
         Fixtures {
             client_rtp,
+            client_rtp_narrowband,
             trunk_rtp,
             trunk_pcm,
             speech_8k,
         }
     }
 
-    /// The Opus payload of each client datagram.
-    pub fn client_opus(&self) -> impl Iterator<Item = &[u8]> {
-        self.client_rtp.iter().map(|d| &d[RTP_HEADER_LEN..])
+    /// The client's datagrams of one kind.
+    pub fn client(&self, audio: ClientAudio) -> &[Vec<u8>] {
+        match audio {
+            ClientAudio::Browser => &self.client_rtp,
+            ClientAudio::BrowserNarrowband => &self.client_rtp_narrowband,
+        }
     }
 
-    /// One line about the client stream: bitrate and how libopus chose to code it.
+    /// The Opus payload of each client datagram of one kind.
+    pub fn client_opus(&self, audio: ClientAudio) -> impl Iterator<Item = &[u8]> {
+        self.client(audio).iter().map(|d| &d[RTP_HEADER_LEN..])
+    }
+
+    /// What the streams are: bitrate and how libopus chose to code the client's.
     pub fn describe(&self) -> String {
-        let bytes: usize = self.client_opus().map(<[u8]>::len).sum();
+        format!(
+            "client Opus: {}; with maxplaybackrate=8000: {}; trunk: {} PCMU packets",
+            self.describe_client(ClientAudio::Browser),
+            self.describe_client(ClientAudio::BrowserNarrowband),
+            self.trunk_rtp.len(),
+        )
+    }
+
+    fn describe_client(&self, audio: ClientAudio) -> String {
+        let bytes: usize = self.client_opus(audio).map(<[u8]>::len).sum();
         let (mut silk, mut hybrid, mut celt, mut fec) = (0, 0, 0, 0);
-        for payload in self.client_opus() {
+        for payload in self.client_opus(audio) {
             // RFC 6716 §3.1: the TOC's config number gives the mode; in SILK and hybrid frames
             // the LBRR flag (FEC present) follows the VAD flag at the top of the first byte.
             match payload[0] >> 3 {
@@ -145,13 +154,72 @@ impl Fixtures {
             }
         }
         format!(
-            "client Opus: {} packets, {:.1} kb/s, SILK {silk} / hybrid {hybrid} / CELT {celt}, \
-             {fec} with FEC; trunk: {} PCMU packets",
-            self.client_rtp.len(),
+            "{} packets, {:.1} kb/s, SILK {silk} / hybrid {hybrid} / CELT {celt}, {fec} with FEC",
+            self.client(audio).len(),
             bytes as f64 * 8.0 / SECONDS / 1000.0,
-            self.trunk_rtp.len(),
         )
     }
+}
+
+/// Which of the client's streams a workload is fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAudio {
+    /// A browser's default: up to fullband (at 32 kb/s libopus picks hybrid SILK+CELT).
+    Browser,
+    /// A browser whose answer said `maxplaybackrate=8000`: narrowband, SILK only.
+    BrowserNarrowband,
+}
+
+/// An Opus encoder at `rate` Hz set up exactly as `landline_codecs::OpusEncoder::new(rate,
+/// settings)`, with the widest audio band it may use.
+pub fn opus_encoder(
+    rate: SampleRate,
+    settings: &OpusSettings,
+    max_bandwidth: Bandwidth,
+) -> Encoder {
+    let mut encoder =
+        Encoder::new(rate, Channels::Mono, Application::Voip).expect("libopus encoder");
+    encoder
+        .set_encoder_ctl_request(
+            audiopus::ffi::OPUS_SET_COMPLEXITY_REQUEST,
+            i32::from(settings.complexity),
+        )
+        .expect("complexity");
+    let bitrate = i32::try_from(settings.bitrate).expect("bitrate fits an i32");
+    encoder
+        .set_bitrate(Bitrate::BitsPerSecond(bitrate))
+        .expect("bitrate");
+    encoder.set_inband_fec(settings.inband_fec).expect("fec");
+    encoder
+        .set_packet_loss_perc(settings.expected_loss_percent)
+        .expect("loss");
+    encoder.set_dtx(settings.dtx).expect("dtx");
+    encoder.set_signal(Signal::Voice).expect("signal");
+    encoder
+        .set_max_bandwidth(max_bandwidth)
+        .expect("max bandwidth");
+    encoder
+}
+
+/// `pcm` (48 kHz) as a browser would send it: 20 ms Opus packets in RTP.
+fn browser_stream(pcm: &[i16], max_bandwidth: Bandwidth) -> Vec<Vec<u8>> {
+    let encoder = opus_encoder(SampleRate::Hz48000, &BROWSER_OPUS, max_bandwidth);
+    let mut payload = [0u8; MAX_PACKET_LEN];
+    pcm.chunks_exact(6 * FRAME)
+        .enumerate()
+        .map(|(i, frame)| {
+            let len = encoder
+                .encode(frame, &mut payload)
+                .expect("a 20 ms frame encodes");
+            datagram(
+                OPUS_PAYLOAD_TYPE,
+                CLIENT_SSRC,
+                i,
+                6 * FRAME,
+                &payload[..len],
+            )
+        })
+        .collect()
 }
 
 /// An endless RTP stream made of a fixture's packets played over and over, with sequence
@@ -228,12 +296,20 @@ mod tests {
     fn streams_are_ten_seconds_of_twenty_ms_packets() {
         let f = Fixtures::get();
         assert_eq!(f.client_rtp.len(), PACKETS);
+        assert_eq!(f.client_rtp_narrowband.len(), PACKETS);
         assert_eq!(f.trunk_rtp.len(), PACKETS);
         assert_eq!(f.trunk_pcm.len(), PACKETS);
         assert_eq!(f.speech_8k.len(), PACKETS);
-        let bytes: usize = f.client_opus().map(<[u8]>::len).sum();
-        let kbps = bytes as f64 * 8.0 / SECONDS / 1000.0;
-        assert!((20.0..45.0).contains(&kbps), "{}", f.describe());
+        for audio in [ClientAudio::Browser, ClientAudio::BrowserNarrowband] {
+            let bytes: usize = f.client_opus(audio).map(<[u8]>::len).sum();
+            let kbps = bytes as f64 * 8.0 / SECONDS / 1000.0;
+            assert!((20.0..45.0).contains(&kbps), "{}", f.describe());
+        }
+        // Narrowband: every packet's TOC says SILK NB (configs 0-3).
+        assert!(
+            f.client_opus(ClientAudio::BrowserNarrowband)
+                .all(|p| p[0] >> 3 < 4)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use audiopus::coder::{Decoder, Encoder};
 use audiopus::packet::Packet;
-use audiopus::{Application, Bitrate, Channels, MutSignals, SampleRate, Signal};
+use audiopus::{Bandwidth, Channels, MutSignals, SampleRate};
 use landline_codecs::rtp::RTP_HEADER_LEN;
 use landline_codecs::{
     G711Law, G711ToOpus, G711ToOpusConfig, MAX_FRAME_SAMPLES_8K, MAX_PACKET_LEN, OpusSettings,
@@ -17,8 +17,8 @@ use landline_codecs::{
 };
 
 use crate::fixtures::{
-    CLIENT_EVENT_PAYLOAD_TYPE, COMFORT_NOISE_PAYLOAD_TYPE, FRAME, Fixtures, OPUS_PAYLOAD_TYPE,
-    PTIME, RtpLoop, TRUNK_EVENT_PAYLOAD_TYPE,
+    CLIENT_EVENT_PAYLOAD_TYPE, COMFORT_NOISE_PAYLOAD_TYPE, ClientAudio, FRAME, Fixtures,
+    OPUS_PAYLOAD_TYPE, PTIME, RtpLoop, TRUNK_EVENT_PAYLOAD_TYPE, opus_encoder,
 };
 
 /// One bench operation: 20 ms of call time for whatever it models.
@@ -28,6 +28,9 @@ pub trait Workload {
 }
 
 /// The workloads by name, as the callgrind runner and the README know them.
+///
+/// The `…Narrowband` ones are fed the client stream a browser sends after an answer with
+/// `maxplaybackrate=8000` (see [`ClientAudio`]); the others the browser's default stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkloadName {
     /// G.711 µ-law encode + decode of one 20 ms frame.
@@ -46,11 +49,19 @@ pub enum WorkloadName {
     LibopusEncode,
     /// Bare libopus: both of the above, the codec work inside one call step.
     Libopus,
+    /// [`OpusToG711`] fed one narrowband client packet.
+    OpusToG711Narrowband,
+    /// A full-duplex call step with a narrowband client.
+    CallNarrowband,
+    /// Bare libopus: decode one narrowband client packet.
+    LibopusDecodeNarrowband,
+    /// Bare libopus: the codec work inside a call step with a narrowband client.
+    LibopusNarrowband,
 }
 
 impl WorkloadName {
     /// Every workload, in the order the README lists them.
-    pub const ALL: [WorkloadName; 8] = [
+    pub const ALL: [WorkloadName; 12] = [
         WorkloadName::G711Mu,
         WorkloadName::G711A,
         WorkloadName::OpusToG711,
@@ -59,6 +70,10 @@ impl WorkloadName {
         WorkloadName::LibopusDecode,
         WorkloadName::LibopusEncode,
         WorkloadName::Libopus,
+        WorkloadName::OpusToG711Narrowband,
+        WorkloadName::CallNarrowband,
+        WorkloadName::LibopusDecodeNarrowband,
+        WorkloadName::LibopusNarrowband,
     ];
 
     /// The name used on command lines and in bench ids.
@@ -72,6 +87,10 @@ impl WorkloadName {
             WorkloadName::LibopusDecode => "libopus_decode",
             WorkloadName::LibopusEncode => "libopus_encode",
             WorkloadName::Libopus => "libopus_decode_encode",
+            WorkloadName::OpusToG711Narrowband => "opus_to_g711_nb",
+            WorkloadName::CallNarrowband => "call_full_duplex_nb",
+            WorkloadName::LibopusDecodeNarrowband => "libopus_decode_nb",
+            WorkloadName::LibopusNarrowband => "libopus_decode_encode_nb",
         }
     }
 
@@ -81,16 +100,25 @@ impl WorkloadName {
     }
 
     /// A fresh instance of this workload, fed from `fixtures`.
-    pub fn build(self, fixtures: &Fixtures) -> Box<dyn Workload> {
+    pub fn build(self, f: &Fixtures) -> Box<dyn Workload> {
+        use ClientAudio::{Browser, BrowserNarrowband as Narrow};
         match self {
-            WorkloadName::G711Mu => Box::new(G711Frame::new(G711Law::Mu, fixtures)),
-            WorkloadName::G711A => Box::new(G711Frame::new(G711Law::A, fixtures)),
-            WorkloadName::OpusToG711 => Box::new(PipelineStep::opus_to_g711(fixtures)),
-            WorkloadName::G711ToOpus => Box::new(PipelineStep::g711_to_opus(fixtures)),
-            WorkloadName::Call => Box::new(CallStep::new(fixtures)),
-            WorkloadName::LibopusDecode => Box::new(BareOpus::new(fixtures, true, false)),
-            WorkloadName::LibopusEncode => Box::new(BareOpus::new(fixtures, false, true)),
-            WorkloadName::Libopus => Box::new(BareOpus::new(fixtures, true, true)),
+            WorkloadName::G711Mu => Box::new(G711Frame::new(G711Law::Mu, f)),
+            WorkloadName::G711A => Box::new(G711Frame::new(G711Law::A, f)),
+            WorkloadName::OpusToG711 => Box::new(PipelineStep::opus_to_g711(f, Browser)),
+            WorkloadName::G711ToOpus => Box::new(PipelineStep::g711_to_opus(f)),
+            WorkloadName::Call => Box::new(CallStep::new(f, Browser)),
+            WorkloadName::LibopusDecode => Box::new(BareOpus::new(f, Browser, Bare::Decode)),
+            WorkloadName::LibopusEncode => Box::new(BareOpus::new(f, Browser, Bare::Encode)),
+            WorkloadName::Libopus => Box::new(BareOpus::new(f, Browser, Bare::DecodeEncode)),
+            WorkloadName::OpusToG711Narrowband => Box::new(PipelineStep::opus_to_g711(f, Narrow)),
+            WorkloadName::CallNarrowband => Box::new(CallStep::new(f, Narrow)),
+            WorkloadName::LibopusDecodeNarrowband => {
+                Box::new(BareOpus::new(f, Narrow, Bare::Decode))
+            }
+            WorkloadName::LibopusNarrowband => {
+                Box::new(BareOpus::new(f, Narrow, Bare::DecodeEncode))
+            }
         }
     }
 }
@@ -188,11 +216,11 @@ pub struct PipelineStep<P> {
 
 impl PipelineStep<OpusToG711> {
     /// Client → trunk: the browser's Opus in, PCMU out.
-    pub fn opus_to_g711(fixtures: &Fixtures) -> Self {
+    pub fn opus_to_g711(fixtures: &Fixtures, audio: ClientAudio) -> Self {
         let pipeline = OpusToG711::new(&opus_to_g711_config()).expect("default config is valid");
         PipelineStep {
             pipeline,
-            input: RtpLoop::new(&fixtures.client_rtp, 6 * FRAME as u32),
+            input: RtpLoop::new(fixtures.client(audio), 6 * FRAME as u32),
             now: Instant::now(),
         }
     }
@@ -242,9 +270,9 @@ pub struct CallStep {
 
 impl CallStep {
     /// Both directions of one call, on the fixtures.
-    pub fn new(fixtures: &Fixtures) -> CallStep {
+    pub fn new(fixtures: &Fixtures, audio: ClientAudio) -> CallStep {
         CallStep {
-            to_trunk: PipelineStep::opus_to_g711(fixtures),
+            to_trunk: PipelineStep::opus_to_g711(fixtures, audio),
             to_client: PipelineStep::g711_to_opus(fixtures),
         }
     }
@@ -277,14 +305,22 @@ pub struct BareOpus {
 }
 
 impl BareOpus {
-    /// Decodes, encodes, or both per step.
-    pub fn new(fixtures: &Fixtures, decode: bool, encode: bool) -> BareOpus {
+    /// Decodes `audio`, encodes the trunk's audio, or both, per step.
+    pub fn new(fixtures: &Fixtures, audio: ClientAudio, work: Bare) -> BareOpus {
+        let decode = matches!(work, Bare::Decode | Bare::DecodeEncode);
+        let encode = matches!(work, Bare::Encode | Bare::DecodeEncode);
         BareOpus {
             decoder: decode.then(|| {
                 Decoder::new(SampleRate::Hz8000, Channels::Mono).expect("libopus decoder")
             }),
-            encoder: encode.then(|| bare_encoder(&OpusSettings::default())),
-            opus: fixtures.client_opus().map(<[u8]>::to_vec).collect(),
+            encoder: encode.then(|| {
+                opus_encoder(
+                    SampleRate::Hz8000,
+                    &OpusSettings::default(),
+                    Bandwidth::Fullband,
+                )
+            }),
+            opus: fixtures.client_opus(audio).map(<[u8]>::to_vec).collect(),
             pcm: fixtures.trunk_pcm.clone(),
             next: 0,
             decoded: [0; MAX_FRAME_SAMPLES_8K],
@@ -296,6 +332,17 @@ impl BareOpus {
     pub fn last_packet(&self, len: usize) -> &[u8] {
         &self.packet[RTP_HEADER_LEN..RTP_HEADER_LEN + len]
     }
+}
+
+/// What a [`BareOpus`] does per step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bare {
+    /// Decode a client packet to 8 kHz.
+    Decode,
+    /// Encode a trunk frame.
+    Encode,
+    /// Both.
+    DecodeEncode,
 }
 
 impl Workload for BareOpus {
@@ -365,28 +412,6 @@ pub fn g711_to_opus_config() -> G711ToOpusConfig {
     }
 }
 
-/// A narrowband encoder set up exactly as `landline_codecs::OpusEncoder::new(8_000, settings)`.
-fn bare_encoder(settings: &OpusSettings) -> Encoder {
-    let mut encoder = Encoder::new(SampleRate::Hz8000, Channels::Mono, Application::Voip)
-        .expect("libopus encoder");
-    encoder
-        .set_encoder_ctl_request(
-            audiopus::ffi::OPUS_SET_COMPLEXITY_REQUEST,
-            i32::from(settings.complexity),
-        )
-        .expect("complexity");
-    encoder
-        .set_bitrate(Bitrate::BitsPerSecond(settings.bitrate as i32))
-        .expect("bitrate");
-    encoder.set_inband_fec(settings.inband_fec).expect("fec");
-    encoder
-        .set_packet_loss_perc(settings.expected_loss_percent)
-        .expect("loss");
-    encoder.set_dtx(settings.dtx).expect("dtx");
-    encoder.set_signal(Signal::Voice).expect("signal");
-    encoder
-}
-
 #[cfg(test)]
 mod tests {
     use landline_codecs::rtp::RtpPacket;
@@ -398,31 +423,36 @@ mod tests {
     /// no loss, no restart, no concealment, one packet out per packet in.
     #[test]
     fn pipelines_run_in_steady_state() {
-        let mut call = CallStep::new(Fixtures::get());
-        let steps = 2 * PACKETS + PACKETS / 2;
-        for _ in 0..steps {
-            assert!(call.step() > 0);
+        for audio in [ClientAudio::Browser, ClientAudio::BrowserNarrowband] {
+            let mut call = CallStep::new(Fixtures::get(), audio);
+            let steps = 2 * PACKETS + PACKETS / 2;
+            for _ in 0..steps {
+                assert!(call.step() > 0);
+            }
+            check_steady(call.stats().0, steps);
+            check_steady(call.stats().1, steps);
         }
-        for stats in [call.stats().0, call.stats().1] {
-            assert_eq!(stats.packets_in, steps as u64);
-            assert_eq!(stats.packets_out, steps as u64);
-            assert_eq!(
-                stats.restarts + stats.lost + stats.late + stats.realigned,
-                0
-            );
-            assert_eq!(
-                stats.decode_errors + stats.encode_errors + stats.malformed,
-                0
-            );
-            assert_eq!(stats.concealed_samples + stats.noise_samples, 0);
-        }
+    }
+
+    fn check_steady(stats: &PipelineStats, steps: usize) {
+        assert_eq!(stats.packets_in, steps as u64);
+        assert_eq!(stats.packets_out, steps as u64);
+        assert_eq!(
+            stats.restarts + stats.lost + stats.late + stats.realigned,
+            0
+        );
+        assert_eq!(
+            stats.decode_errors + stats.encode_errors + stats.malformed,
+            0
+        );
+        assert_eq!(stats.concealed_samples + stats.noise_samples, 0);
     }
 
     /// The bare encoder is configured like the pipeline's: same input, same packets.
     #[test]
     fn bare_encoder_matches_pipeline() {
         let fixtures = Fixtures::get();
-        let mut bare = BareOpus::new(fixtures, false, true);
+        let mut bare = BareOpus::new(fixtures, ClientAudio::Browser, Bare::Encode);
         let mut pipeline = G711ToOpus::new(&g711_to_opus_config()).expect("config");
         let now = Instant::now();
         for (i, datagram) in fixtures.trunk_rtp.iter().take(100).enumerate() {

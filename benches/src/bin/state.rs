@@ -10,6 +10,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use landline_benches::fixtures::ClientAudio;
 use landline_benches::workloads::{CallStep, g711_to_opus_config, opus_to_g711_config};
 use landline_benches::{Fixtures, Workload};
 use landline_codecs::{G711ToOpus, OpusToG711};
@@ -21,7 +22,6 @@ fn main() {
     let inline = size_of::<OpusToG711>() + size_of::<G711ToOpus>();
     let libopus = libopus_sizes();
 
-    let before = (Counter::snapshot(), heap_in_use());
     let mut calls = Vec::with_capacity(CALLS);
     let after_vec = (Counter::snapshot(), heap_in_use());
     for _ in 0..CALLS {
@@ -32,10 +32,9 @@ fn main() {
     let after = (Counter::snapshot(), heap_in_use());
     let rust_heap = (after.0.live - after_vec.0.live) / CALLS;
     let whole_heap = (after.1 - after_vec.1) / CALLS;
-    let _ = before;
 
     // Steady state: after warming up, a call step must not allocate at all.
-    let mut call = CallStep::new(Fixtures::get());
+    let mut call = CallStep::new(Fixtures::get(), ClientAudio::Browser);
     for _ in 0..50 {
         call.step();
     }
@@ -48,7 +47,11 @@ fn main() {
 
     println!("| what | bytes per call |");
     println!("|---|---:|");
-    println!("| OpusToG711 + G711ToOpus, size_of (inline buffers) | {inline} |");
+    println!(
+        "| OpusToG711 + G711ToOpus, size_of (inline buffers) | {} + {} = {inline} |",
+        size_of::<OpusToG711>(),
+        size_of::<G711ToOpus>()
+    );
     println!(
         "| Rust heap allocated while building them (boxed, so includes the above) | {rust_heap} |"
     );
