@@ -18,6 +18,12 @@ pub enum Error {
     /// An audio payload longer than the pipeline's 120 ms buffer.
     #[error("audio payload longer than 120 ms")]
     PayloadTooLong,
+    /// A character that is not a DTMF digit (0-9, *, #, A-D).
+    #[error("not a DTMF digit")]
+    NotADigit,
+    /// A digit was to be sent on a stream that negotiated no telephone-event.
+    #[error("telephone-event was not negotiated on this leg")]
+    NoTelephoneEvent,
     /// libopus rejected a packet or a buffer.
     #[error("opus: {0}")]
     Opus(audiopus::Error),

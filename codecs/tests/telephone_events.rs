@@ -160,3 +160,61 @@ fn a_trunk_digit_reaches_the_client_at_48_khz_and_long_events_are_segmented() {
     assert_eq!(digits[1].1.duration, (96_000 - 65_535) as u16);
     assert!(digits[2].1.end);
 }
+
+#[test]
+fn a_digit_from_sip_info_is_generated_on_the_trunk_stream() {
+    let mut pipeline = OpusToG711::new(&opus_to_g711_config(G711Law::Mu)).unwrap();
+    let mut sender = OpusSender::new(0x3333);
+    let mut clock = Clock::new();
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let now = clock.advance_ms(20);
+        pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
+    }
+    pipeline
+        .send_digit(clock.now, '#', std::time::Duration::from_millis(160), |p| {
+            sent.push(parse_sent(p))
+        })
+        .unwrap();
+    assert!(
+        pipeline
+            .send_digit(
+                clock.now,
+                'x',
+                std::time::Duration::from_millis(100),
+                |_| {}
+            )
+            .is_err()
+    );
+    // Audio keeps flowing while the digit's updates and end reports follow on the timer.
+    for _ in 0..15 {
+        let now = clock.advance_ms(20);
+        pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
+        pipeline.handle_timeout(now, |p| sent.push(parse_sent(p)));
+    }
+    let digits = events(&sent, EVENT_PT_8K);
+    let timestamp = sent[2].timestamp.wrapping_add(160);
+    assert!(
+        digits
+            .iter()
+            .all(|(p, e)| p.timestamp == timestamp && e.event == 11)
+    );
+    assert!(digits[0].0.marker && digits.iter().skip(1).all(|(p, _)| !p.marker));
+    assert_eq!(digits[0].1.duration, 160);
+    let durations: Vec<u16> = digits.iter().map(|(_, e)| e.duration).collect();
+    assert!(
+        durations.windows(2).all(|w| w[0] <= w[1]),
+        "durations grow: {durations:?}"
+    );
+    let ends: Vec<_> = digits.iter().filter(|(_, e)| e.end).collect();
+    assert_eq!(ends.len(), 3, "three end reports");
+    assert!(ends.iter().all(|(_, e)| e.duration == 1280));
+    for pair in sent.windows(2) {
+        assert_eq!(
+            pair[1].sequence,
+            pair[0].sequence.wrapping_add(1),
+            "one sequence space"
+        );
+    }
+    assert_eq!(pipeline.poll_timeout().map(|t| t > clock.now), Some(true));
+}

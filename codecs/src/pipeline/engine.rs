@@ -79,6 +79,8 @@ pub(crate) struct Engine<D, P> {
     concealed_run: usize,
     /// When the timer fills the next frame if no packet arrives.
     fill_deadline: Option<Instant>,
+    /// A digit we are sending ourselves (from SIP INFO), if any.
+    generated: Option<GeneratedEvent>,
     decoded: [i16; MAX_FRAME_SAMPLES_8K],
     packet: [u8; MAX_PACKET_LEN],
     stats: PipelineStats,
@@ -139,6 +141,7 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
             noise: NoiseGenerator::new(NoiseLevel::QUIET, stream.ssrc),
             concealed_run: 0,
             fill_deadline: None,
+            generated: None,
             decoded: [0; MAX_FRAME_SAMPLES_8K],
             packet: [0; MAX_PACKET_LEN],
             stats: PipelineStats::default(),
@@ -150,7 +153,53 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.fill_deadline
+        let generated = self.generated.as_ref().map(|g| g.next_at);
+        match (self.fill_deadline, generated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Starts sending a digit as RFC 4733 events on the output stream, as if the far end had.
+    ///
+    /// Updates follow every 50 ms from [`handle_timeout`](Self::handle_timeout), then three end
+    /// reports 20 ms apart. A digit still being sent is ended first.
+    pub(crate) fn send_digit(
+        &mut self,
+        now: Instant,
+        digit: char,
+        duration: Duration,
+        emit: &mut impl FnMut(&[u8]),
+    ) -> Result<(), Error> {
+        let event = dtmf_code(digit).ok_or(Error::NotADigit)?;
+        if self.payload_types.event_out.is_none() {
+            return Err(Error::NoTelephoneEvent);
+        }
+        if let Some(mut previous) = self.generated.take() {
+            previous.elapsed = previous.total;
+            while previous.ends_left > 0 {
+                self.send_generated(&mut previous, emit);
+            }
+        }
+        let ticks = |d: Duration| (d.as_micros() * 8 / 1000) as u32 * P::CLOCK_RATIO;
+        let mut generated = GeneratedEvent {
+            event,
+            timestamp: self
+                .output
+                .pending_timestamp
+                .wrapping_add(self.output.pending_len as u32 * P::CLOCK_RATIO),
+            // At least 40 ms, at most what 16 bits of duration hold at this clock.
+            total: ticks(duration).clamp(ticks(Duration::from_millis(40)), 0xFFFF),
+            // The first report already covers one frame, as senders usually start.
+            elapsed: ticks(Duration::from_millis(20)),
+            step: ticks(GENERATED_UPDATE),
+            first: true,
+            ends_left: 3,
+            next_at: now + GENERATED_UPDATE,
+        };
+        self.send_generated(&mut generated, emit);
+        self.generated = Some(generated);
+        Ok(())
     }
 
     /// Takes one received datagram; calls `emit` for each packet to send, in order.
@@ -177,6 +226,20 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
 
     /// Fills frames for input that is overdue, so the far end keeps receiving 20 ms packets.
     pub(crate) fn handle_timeout(&mut self, now: Instant, emit: &mut impl FnMut(&[u8])) {
+        if let Some(mut generated) = self.generated.take() {
+            if generated.next_at <= now {
+                self.send_generated(&mut generated, emit);
+                generated.next_at = now
+                    + if generated.elapsed >= generated.total {
+                        GENERATED_END_GAP
+                    } else {
+                        GENERATED_UPDATE
+                    };
+            }
+            if generated.ends_left > 0 {
+                self.generated = Some(generated);
+            }
+        }
         let mut produced = 0;
         while let Some(deadline) = self.fill_deadline {
             if now < deadline {
@@ -343,6 +406,39 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
         emit(&self.packet[..len]);
     }
 
+    /// Sends the next report of a digit we generate: an update, or one of its end reports.
+    fn send_generated(&mut self, generated: &mut GeneratedEvent, emit: &mut impl FnMut(&[u8])) {
+        let Some(event_out) = self.payload_types.event_out else {
+            return;
+        };
+        if !generated.first {
+            generated.elapsed = (generated.elapsed + generated.step).min(generated.total);
+        }
+        let end = generated.elapsed >= generated.total;
+        if end {
+            generated.ends_left = generated.ends_left.saturating_sub(1);
+        }
+        let header = RtpHeader {
+            marker: generated.first,
+            payload_type: event_out,
+            sequence: self.output.stream.next_sequence(),
+            timestamp: generated.timestamp,
+            ssrc: self.output.stream.ssrc,
+        };
+        generated.first = false;
+        let report = TelephoneEvent {
+            event: generated.event,
+            end,
+            volume: 10,
+            duration: generated.elapsed as u16,
+        };
+        let mut len = header.write(&mut self.packet);
+        len += report.write(&mut self.packet[len..]);
+        self.stats.events_out += 1;
+        self.stats.packets_out += 1;
+        emit(&self.packet[..len]);
+    }
+
     fn push_comfort_noise(&mut self, now: Instant, packet: &RtpPacket<'_>) {
         let Ok(level) = crate::comfort_noise::NoiseLevel::parse(packet.payload) else {
             self.stats.malformed += 1;
@@ -454,6 +550,34 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
             }
             Err(_) => self.stats.encode_errors += 1,
         }
+    }
+}
+
+/// A digit the gateway sends itself, in output clock ticks.
+struct GeneratedEvent {
+    event: u8,
+    timestamp: u32,
+    total: u32,
+    elapsed: u32,
+    step: u32,
+    first: bool,
+    ends_left: u8,
+    next_at: Instant,
+}
+
+/// How often a generated digit's duration is updated (RFC 4733 suggests 50 ms).
+const GENERATED_UPDATE: Duration = Duration::from_millis(50);
+/// The spacing of a generated digit's three end reports.
+const GENERATED_END_GAP: Duration = Duration::from_millis(20);
+
+/// The RFC 4733 event code of a DTMF character.
+fn dtmf_code(digit: char) -> Option<u8> {
+    match digit.to_ascii_uppercase() {
+        d @ '0'..='9' => Some(d as u8 - b'0'),
+        '*' => Some(10),
+        '#' => Some(11),
+        d @ 'A'..='D' => Some(d as u8 - b'A' + 12),
+        _ => None,
     }
 }
 

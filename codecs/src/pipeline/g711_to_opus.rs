@@ -76,6 +76,18 @@ impl G711ToOpus {
         self.engine.handle_timeout(now, &mut emit);
     }
 
+    /// Sends a DTMF digit to the client as RFC 4733 events (a SIP INFO digit, say); further
+    /// reports follow from [`handle_timeout`](Self::handle_timeout).
+    pub fn send_digit(
+        &mut self,
+        now: Instant,
+        digit: char,
+        duration: std::time::Duration,
+        mut emit: impl FnMut(&[u8]),
+    ) -> Result<(), Error> {
+        self.engine.send_digit(now, digit, duration, &mut emit)
+    }
+
     /// Counters for this direction.
     pub fn stats(&self) -> &PipelineStats {
         self.engine.stats()
