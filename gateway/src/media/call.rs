@@ -185,6 +185,35 @@ impl CallMedia {
         }
     }
 
+    /// Sends a DTMF digit towards a leg, on that leg's outgoing stream.
+    pub(crate) fn send_digit(
+        &mut self,
+        toward: LegRole,
+        now: Instant,
+        digit: char,
+        duration: Duration,
+        counters: &mut LocalCounters,
+    ) {
+        let CallMedia {
+            client,
+            trunk,
+            flow,
+            ..
+        } = self;
+        let result = match (flow, toward, trunk) {
+            (Flow::Bridge { to_trunk, .. }, LegRole::Trunk, Some(trunk)) => {
+                to_trunk.send_digit(now, digit, duration, &mut |p| trunk.send(p, counters))
+            }
+            (Flow::Bridge { to_client, .. }, LegRole::Client, _) => {
+                to_client.send_digit(now, digit, duration, &mut |p| client.send(p, counters))
+            }
+            _ => Err(landline_codecs::Error::NoTelephoneEvent),
+        };
+        if let Err(error) = result {
+            tracing::debug!(call = self.id.0, %error, "digit not sent");
+        }
+    }
+
     /// Runs the pipelines' timers and the media timeout.
     pub(crate) fn on_tick(
         &mut self,
@@ -448,6 +477,21 @@ impl Direction {
             Direction::OpusToG711(p) => p.push(now, datagram, emit),
             Direction::G711ToOpus(p) => p.push(now, datagram, emit),
             Direction::Relay(p) => p.push(now, datagram, emit),
+        }
+    }
+
+    fn send_digit(
+        &mut self,
+        now: Instant,
+        digit: char,
+        duration: Duration,
+        emit: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), landline_codecs::Error> {
+        match self {
+            Direction::OpusToG711(p) => p.send_digit(now, digit, duration, emit),
+            Direction::G711ToOpus(p) => p.send_digit(now, digit, duration, emit),
+            // A relayed stream's sequence space belongs to the far end; see ROADMAP.
+            Direction::Relay(_) => Err(landline_codecs::Error::NoTelephoneEvent),
         }
     }
 

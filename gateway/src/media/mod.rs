@@ -139,6 +139,8 @@ pub enum Command {
     SetRemote(MediaCallId, LegRole, SocketAddr),
     /// A leg was put on hold (or taken off it): no media timeout while held.
     SetHold(MediaCallId, LegRole, bool),
+    /// Send a DTMF digit towards a leg as RFC 4733 events (a SIP INFO digit from the other one).
+    SendDigit(MediaCallId, LegRole, char, Duration),
     /// Stop the shard thread (at process exit).
     Shutdown,
 }

@@ -171,6 +171,12 @@ impl Shard {
                         leg.set_hold(on_hold, now);
                     }
                 }
+                Command::SendDigit(id, toward, digit, duration) => {
+                    let slot = self.slot_of.get(&id).copied();
+                    if let Some(call) = slot.and_then(|s| self.calls.get_mut(s)?.as_mut()) {
+                        call.send_digit(toward, now, digit, duration, &mut self.local);
+                    }
+                }
                 Command::Shutdown => self.running = false,
             }
         }
