@@ -2,4 +2,5 @@
 //!
 //! - [`media`]: the sharded media plane (one thread per shard, each owning its calls).
 
+pub mod edge;
 pub mod media;
