@@ -4,3 +4,4 @@
 
 pub mod edge;
 pub mod media;
+pub mod trunks;
