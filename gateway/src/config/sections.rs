@@ -1,0 +1,594 @@
+//! The single-table sections: listeners, media, Opus, built-in numbers, CDRs and logging.
+//!
+//! Every section has defaults that run on a laptop over loopback, so an empty table (or none)
+//! is valid.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use landline_codecs::{OpusSettings, Timing};
+use landline_sip::message::Limits;
+use landline_sip::transaction::TimerConfig;
+use serde::Deserialize;
+
+use super::ConfigError;
+use super::layers::Layers;
+use super::types::{Digits, keyword_enum};
+
+fn any(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+}
+
+/// `[sip]`: the SIP listeners for clients and carriers, the domain, and protocol timers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// SIP over UDP.
+    pub udp: SocketAddr,
+    /// SIP over TCP.
+    pub tcp: SocketAddr,
+    /// SIP over TLS; only listened on when `tls_cert` and `tls_key` are set.
+    pub tls: SocketAddr,
+    /// PEM certificate chain for the TLS listener.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the TLS listener.
+    pub tls_key: Option<PathBuf>,
+    /// The domain users register in (`alice@domain`), also the digest realm by default.
+    pub domain: String,
+    /// The digest realm clients are challenged with; defaults to `domain`.
+    pub realm: Option<String>,
+    /// RFC 3261 T1, the round-trip estimate.
+    #[serde(with = "humantime_serde")]
+    pub t1: Duration,
+    /// RFC 3261 T2, the longest retransmit interval.
+    #[serde(with = "humantime_serde")]
+    pub t2: Duration,
+    /// RFC 3261 T4, how long a message may live in the network.
+    #[serde(with = "humantime_serde")]
+    pub t4: Duration,
+    /// The largest SIP message accepted, in bytes.
+    pub max_message_size: usize,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        let timers = TimerConfig::default();
+        SipConfig {
+            udp: any(5060),
+            tcp: any(5060),
+            tls: any(5061),
+            tls_cert: None,
+            tls_key: None,
+            domain: "landline.local".to_string(),
+            realm: None,
+            t1: timers.t1,
+            t2: timers.t2,
+            t4: timers.t4,
+            max_message_size: Limits::default().max_message,
+        }
+    }
+}
+
+impl SipConfig {
+    /// The TLS listener with its certificate and key, when both are configured.
+    pub fn tls_listener(&self) -> Option<TlsListener> {
+        Some(TlsListener {
+            listen: self.tls,
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
+    }
+
+    /// The digest realm: `realm`, or the domain.
+    pub fn realm(&self) -> &str {
+        self.realm.as_deref().unwrap_or(&self.domain)
+    }
+
+    /// The transaction timers for the sip crate.
+    pub fn timers(&self) -> TimerConfig {
+        TimerConfig {
+            t1: self.t1,
+            t2: self.t2,
+            t4: self.t4,
+        }
+    }
+
+    /// The parser limits for the sip crate.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_message: self.max_message_size,
+            ..Limits::default()
+        }
+    }
+
+    pub(crate) fn validate(&self, layers: &Layers) -> Result<(), ConfigError> {
+        cert_pair(layers, "sip", &self.tls_cert, &self.tls_key)?;
+        if self.domain.is_empty() || self.domain.contains(char::is_whitespace) {
+            return Err(layers.invalid(
+                "sip.domain",
+                format!("`{}` is not a domain", self.domain),
+                "write a DNS name such as `sip.example.com` (or keep `landline.local`)",
+            ));
+        }
+        if self.t1.is_zero() || self.t2 < self.t1 || self.t4.is_zero() {
+            return Err(layers.invalid(
+                "sip.t2",
+                "timers must be positive with t2 ≥ t1",
+                "keep the RFC 3261 defaults `500ms`, `4s`, `5s` unless you know why",
+            ));
+        }
+        if !(1500..=1 << 20).contains(&self.max_message_size) {
+            return Err(layers.invalid(
+                "sip.max_message_size",
+                format!("{} bytes is outside 1500–1048576", self.max_message_size),
+                "keep the default 65535",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A TLS listener's address, certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListener {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `[http]`: the dialer page and SIP over WebSocket, plain and secure.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// HTTP and WS.
+    pub listen: SocketAddr,
+    /// The WebSocket path SIP clients connect to.
+    pub ws_path: String,
+    /// HTTPS and WSS; only listened on when `tls_cert` and `tls_key` are set.
+    pub secure_listen: SocketAddr,
+    /// PEM certificate chain for `secure_listen`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `secure_listen`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: any(8080),
+            ws_path: "/ws".to_string(),
+            secure_listen: any(8443),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The HTTPS/WSS listener, when a certificate and key are configured.
+    pub fn secure_listener(&self) -> Option<TlsListener> {
+        Some(TlsListener {
+            listen: self.secure_listen,
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
+    }
+
+    pub(crate) fn validate(&self, layers: &Layers) -> Result<(), ConfigError> {
+        cert_pair(layers, "http", &self.tls_cert, &self.tls_key)?;
+        url_path(layers, "http.ws_path", &self.ws_path)
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where the exporter listens.
+    pub listen: SocketAddr,
+    /// The path it serves.
+    pub path: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: any(9090),
+            path: "/metrics".to_string(),
+        }
+    }
+}
+
+/// `[media]`: RTP addresses and ports, shards, and the media timing knobs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// The address written into SDP: where clients and carriers send RTP.
+    pub public_address: IpAddr,
+    /// The address RTP sockets bind to.
+    pub bind_address: IpAddr,
+    /// The first RTP port (even).
+    pub rtp_port_min: u16,
+    /// The last RTP port.
+    pub rtp_port_max: u16,
+    /// Media shard threads; 0 means one per core.
+    pub shards: usize,
+    /// A leg that sends no RTP for this long (and is not on hold) ends the call.
+    #[serde(with = "humantime_serde")]
+    pub rtp_timeout: Duration,
+    /// How long past its due time a packet is waited for before it is concealed.
+    #[serde(with = "humantime_serde")]
+    pub jitter_hold: Duration,
+    /// How long a loss is concealed by the codec before comfort noise takes over.
+    #[serde(with = "humantime_serde")]
+    pub max_conceal: Duration,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        let timing = Timing::default();
+        MediaConfig {
+            public_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            rtp_port_min: 20000,
+            rtp_port_max: 29999,
+            shards: 0,
+            rtp_timeout: Duration::from_secs(30),
+            jitter_hold: timing.hold,
+            max_conceal: timing.max_conceal,
+        }
+    }
+}
+
+/// Each call takes two even ports (client and trunk legs); fewer than this is a typo.
+const MIN_RTP_PORTS: u32 = 4;
+
+impl MediaConfig {
+    /// The number of shard threads to start: `shards`, or the number of cores.
+    pub fn shard_count(&self) -> usize {
+        match self.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The pipeline timing for calls.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            hold: self.jitter_hold,
+            max_conceal: self.max_conceal,
+        }
+    }
+
+    /// Even ports in the range (one per call leg).
+    pub fn rtp_ports(&self) -> u32 {
+        (u32::from(self.rtp_port_min)..=u32::from(self.rtp_port_max))
+            .filter(|p| p % 2 == 0)
+            .count() as u32
+    }
+
+    pub(crate) fn validate(&self, layers: &Layers) -> Result<(), ConfigError> {
+        if self.public_address.is_unspecified() {
+            return Err(layers.invalid(
+                "media.public_address",
+                "is unspecified (0.0.0.0 or ::), but it is written into SDP",
+                "write the address clients and carriers can reach, e.g. `127.0.0.1` on a laptop",
+            ));
+        }
+        if self.rtp_port_min % 2 != 0 {
+            return Err(layers.invalid(
+                "media.rtp_port_min",
+                format!("{} is odd; RTP uses even ports", self.rtp_port_min),
+                format!("write {}", self.rtp_port_min.saturating_add(1)),
+            ));
+        }
+        if self.rtp_port_min < 1024 {
+            return Err(layers.invalid(
+                "media.rtp_port_min",
+                format!("{} is a privileged port", self.rtp_port_min),
+                "use ports from 1024 up, e.g. 20000",
+            ));
+        }
+        if self.rtp_port_max < self.rtp_port_min {
+            return Err(layers.invalid(
+                "media.rtp_port_max",
+                format!(
+                    "{} is below rtp_port_min {}",
+                    self.rtp_port_max, self.rtp_port_min
+                ),
+                "make rtp_port_max the larger end of the range, e.g. 29999",
+            ));
+        }
+        if self.rtp_ports() < MIN_RTP_PORTS {
+            return Err(layers.invalid(
+                "media.rtp_port_max",
+                format!(
+                    "the range {}–{} has {} even ports, too few for two calls",
+                    self.rtp_port_min,
+                    self.rtp_port_max,
+                    self.rtp_ports()
+                ),
+                "allow two even ports per concurrent call, e.g. 20000–29999",
+            ));
+        }
+        if self.shards > 1024 {
+            return Err(layers.invalid(
+                "media.shards",
+                format!("{} shard threads is far more than cores", self.shards),
+                "write 0 (one per core) or the number of cores to use",
+            ));
+        }
+        if self.rtp_timeout < Duration::from_secs(1) {
+            return Err(layers.invalid(
+                "media.rtp_timeout",
+                "is under 1s, which would end calls on normal jitter",
+                "write e.g. `30s`",
+            ));
+        }
+        if self.jitter_hold > Duration::from_secs(1) || self.max_conceal > Duration::from_secs(10) {
+            return Err(layers.invalid(
+                "media.jitter_hold",
+                "jitter_hold over 1s or max_conceal over 10s",
+                "keep the defaults `60ms` and `100ms` unless measurements say otherwise",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[opus]`: how audio towards clients is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpusConfig {
+    /// 0 (cheapest) to 10.
+    pub complexity: u8,
+    /// Bits per second, 6000 to 510000.
+    pub bitrate: u32,
+    /// In-band forward error correction.
+    pub fec: bool,
+    /// Expected loss in percent; FEC only spends bits when this is above 0.
+    pub expected_loss_percent: u8,
+    /// Discontinuous transmission during silence.
+    pub dtx: bool,
+}
+
+impl Default for OpusConfig {
+    fn default() -> Self {
+        let s = OpusSettings::default();
+        OpusConfig {
+            complexity: s.complexity,
+            bitrate: s.bitrate,
+            fec: s.inband_fec,
+            expected_loss_percent: s.expected_loss_percent,
+            dtx: s.dtx,
+        }
+    }
+}
+
+impl OpusConfig {
+    /// The encoder settings for the codecs crate.
+    pub fn settings(&self) -> OpusSettings {
+        OpusSettings {
+            bitrate: self.bitrate,
+            complexity: self.complexity,
+            inband_fec: self.fec,
+            expected_loss_percent: self.expected_loss_percent,
+            dtx: self.dtx,
+        }
+    }
+
+    pub(crate) fn validate(&self, layers: &Layers) -> Result<(), ConfigError> {
+        if self.complexity > 10 {
+            return Err(layers.invalid(
+                "opus.complexity",
+                format!("{} is over 10", self.complexity),
+                "write 0 to 10; 1 keeps a call under 40 µs per frame",
+            ));
+        }
+        if !(6_000..=510_000).contains(&self.bitrate) {
+            return Err(layers.invalid(
+                "opus.bitrate",
+                format!("{} b/s is outside Opus's 6000–510000", self.bitrate),
+                "write e.g. 24000",
+            ));
+        }
+        if self.expected_loss_percent > 100 {
+            return Err(layers.invalid(
+                "opus.expected_loss_percent",
+                format!("{} is over 100", self.expected_loss_percent),
+                "write a percentage, e.g. 5",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[numbers]`: the built-in test numbers any user can dial.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NumbersConfig {
+    /// Dial this to hear yourself (through both transcoding directions).
+    pub echo: Digits,
+    /// Dial this to hear a steady tone.
+    pub tone: Digits,
+    /// The tone's frequency in Hz.
+    pub tone_hz: u32,
+}
+
+impl Default for NumbersConfig {
+    fn default() -> Self {
+        NumbersConfig {
+            echo: Digits::try_from("600".to_string()).unwrap_or_default(),
+            tone: Digits::try_from("601".to_string()).unwrap_or_default(),
+            tone_hz: 1000,
+        }
+    }
+}
+
+impl NumbersConfig {
+    pub(crate) fn validate(&self, layers: &Layers) -> Result<(), ConfigError> {
+        for (key, number) in [("numbers.echo", &self.echo), ("numbers.tone", &self.tone)] {
+            if number.is_empty() {
+                return Err(layers.invalid(
+                    key,
+                    "is empty",
+                    "write the digits to dial, e.g. `600`",
+                ));
+            }
+        }
+        if self.echo == self.tone {
+            return Err(layers.invalid(
+                "numbers.tone",
+                format!("`{}` is also the echo number", self.tone),
+                "give the tone its own number, e.g. `601`",
+            ));
+        }
+        if !(50..=3900).contains(&self.tone_hz) {
+            return Err(layers.invalid(
+                "numbers.tone_hz",
+                format!("{} Hz cannot be carried at 8 kHz", self.tone_hz),
+                "write 50 to 3900, e.g. 1000",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[cdr]`: where call records go.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CdrConfig {
+    /// The JSON-lines file records are appended to.
+    pub path: PathBuf,
+}
+
+impl Default for CdrConfig {
+    fn default() -> Self {
+        CdrConfig {
+            path: PathBuf::from("/tmp/landline-cdr.jsonl"),
+        }
+    }
+}
+
+impl CdrConfig {
+    pub(crate) fn validate(&self, layers: &Layers) -> Result<(), ConfigError> {
+        let dir = match self.path.parent() {
+            Some(d) if d.as_os_str().is_empty() => std::path::Path::new("."),
+            Some(d) => d,
+            None => {
+                return Err(layers.invalid(
+                    "cdr.path",
+                    "is not a file path",
+                    "write a file path, e.g. `/var/lib/landline/cdr.jsonl`",
+                ));
+            }
+        };
+        if !dir.is_dir() {
+            return Err(layers.invalid(
+                "cdr.path",
+                format!("its directory `{}` does not exist", dir.display()),
+                "create the directory, or point cdr.path somewhere writable",
+            ));
+        }
+        Ok(())
+    }
+}
+
+keyword_enum! {
+    /// How log lines are written.
+    #[derive(Default)]
+    pub enum LogFormat {
+        /// Human-readable lines.
+        #[default]
+        Text = "text",
+        /// One JSON object per line, for log shippers.
+        Json = "json",
+    }
+}
+
+/// `[log]`: what is logged and how.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `landline=debug,info`); `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl LogConfig {
+    pub(crate) fn validate(&self, layers: &Layers) -> Result<(), ConfigError> {
+        tracing_subscriber::EnvFilter::try_new(&self.level)
+            .map(drop)
+            .map_err(|e| {
+                layers.invalid(
+                    "log.level",
+                    format!("`{}` is not a log filter ({e})", self.level),
+                    "write `error`, `warn`, `info`, `debug` or `trace`, or e.g. `landline=debug,info`",
+                )
+            })
+    }
+}
+
+impl MetricsConfig {
+    pub(crate) fn validate(&self, layers: &Layers) -> Result<(), ConfigError> {
+        url_path(layers, "metrics.path", &self.path)
+    }
+}
+
+/// A certificate and its key come together.
+fn cert_pair(
+    layers: &Layers,
+    section: &str,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    match (cert, key) {
+        (Some(_), None) => Err(layers.missing(
+            &format!("{section}.tls_key"),
+            "set tls_key to the certificate's PEM private key, or remove tls_cert",
+        )),
+        (None, Some(_)) => Err(layers.missing(
+            &format!("{section}.tls_cert"),
+            "set tls_cert to the PEM certificate chain, or remove tls_key",
+        )),
+        (Some(cert), Some(key)) => {
+            for (name, path) in [("tls_cert", cert), ("tls_key", key)] {
+                if !path.is_file() {
+                    return Err(layers.invalid(
+                        &format!("{section}.{name}"),
+                        format!("`{}` is not a readable file", path.display()),
+                        "point it at an existing PEM file",
+                    ));
+                }
+            }
+            Ok(())
+        }
+        (None, None) => Ok(()),
+    }
+}
+
+fn url_path(layers: &Layers, key: &str, path: &str) -> Result<(), ConfigError> {
+    if path.starts_with('/') && !path.contains(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(layers.invalid(
+            key,
+            format!("`{path}` is not an absolute URL path"),
+            "start it with `/`, e.g. `/metrics`",
+        ))
+    }
+}
