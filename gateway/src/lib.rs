@@ -2,6 +2,7 @@
 //!
 //! - [`media`]: the sharded media plane (one thread per shard, each owning its calls).
 
+pub mod config;
 pub mod edge;
 pub mod media;
 pub mod trunks;
