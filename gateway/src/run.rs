@@ -34,7 +34,7 @@ pub enum RunError {
 /// Everything that can fail on bad configuration or a taken port fails here, before systemd is
 /// told the service is ready.
 pub async fn run(config: Config) -> Result<(), RunError> {
-    warn_about_demo_users(&config);
+    warn_about_laptop_defaults(&config);
     let shards = config.media.shard_count();
     let trunks: Vec<_> = config.trunks.iter().map(|t| t.name.clone()).collect();
     let (metrics, _exporter) = metrics::start(&config.metrics, &trunks, shards).await?;
@@ -89,11 +89,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 /// The shipped demo user's password: fine on loopback, dangerous anywhere else.
 const DEMO_PASSWORD: &str = "demo-password-change-me";
 
-fn warn_about_demo_users(config: &Config) {
+fn warn_about_laptop_defaults(config: &Config) {
     for user in config.users.iter().filter(|u| u.password == DEMO_PASSWORD) {
         tracing::warn!(
             user = %user.username,
             "user has the shipped demo password: change it before anyone else can reach this gateway"
+        );
+    }
+    if config.media.public_address.is_loopback() {
+        tracing::warn!(
+            public_address = %config.media.public_address,
+            "media.public_address is a loopback address: only clients on this machine will get audio"
         );
     }
 }

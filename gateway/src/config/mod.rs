@@ -159,7 +159,8 @@ impl Config {
         self.check_listeners(layers)
     }
 
-    /// The TCP listeners must not collide (UDP and TCP may share a port).
+    /// The TCP listeners must not collide (UDP and TCP may share a port), nor SIP over UDP
+    /// with the RTP range.
     fn check_listeners(&self, layers: &Layers) -> Result<(), ConfigError> {
         let mut tcp: Vec<(&str, SocketAddr)> = vec![
             ("sip.tcp", self.sip.tcp),
@@ -171,6 +172,19 @@ impl Config {
         }
         if let Some(secure) = self.http.secure_listener() {
             tcp.push(("http.secure_listen", secure.listen));
+        }
+        let rtp = self.media.rtp_port_min..=self.media.rtp_port_max;
+        if rtp.contains(&self.sip.udp.port()) {
+            return Err(layers.invalid(
+                "sip.udp",
+                format!(
+                    "port {} is inside the RTP range {}–{}",
+                    self.sip.udp.port(),
+                    rtp.start(),
+                    rtp.end()
+                ),
+                "move SIP (5060 is usual) or the RTP range",
+            ));
         }
         for (i, (key, addr)) in tcp.iter().enumerate() {
             for (other_key, other) in &tcp[..i] {

@@ -366,6 +366,11 @@ fn listeners_certificates_and_logging_are_checked() {
         &["also `http.listen`", "own port"],
     );
     assert_error(
+        "[sip]\nudp = \"0.0.0.0:20000\"\n",
+        "sip.udp",
+        &["inside the RTP range"],
+    );
+    assert_error(
         "[metrics]\npath = \"metrics\"\n",
         "metrics.path",
         &["start it with `/`"],
