@@ -1,4 +1,3 @@
-//! Carrier trunks: numbers, routes, and (with the signalling core) trunk state and probes.
+//! Carrier trunks: routes, and (with the signalling core) trunk state and probes.
 
-pub mod number;
 pub mod routes;
