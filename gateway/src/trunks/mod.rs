@@ -1,3 +1,4 @@
-//! Carrier trunks: routes, and (with the signalling core) trunk state and probes.
+//! Carrier trunks: routes, and each trunk's run-time state (probes, calls, registration).
 
 pub mod routes;
+pub mod state;
