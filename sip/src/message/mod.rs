@@ -39,6 +39,10 @@ impl StatusCode {
     pub const UNAUTHORIZED: Self = Self(401);
     /// 407 Proxy Authentication Required.
     pub const PROXY_AUTH_REQUIRED: Self = Self(407);
+    /// 403 Forbidden.
+    pub const FORBIDDEN: Self = Self(403);
+    /// 408 Request Timeout (also what a transaction timeout means).
+    pub const REQUEST_TIMEOUT: Self = Self(408);
     /// 413 Request Entity Too Large.
     pub const ENTITY_TOO_LARGE: Self = Self(413);
     /// 416 Unsupported URI Scheme.
@@ -49,6 +53,8 @@ impl StatusCode {
     pub const INTERVAL_TOO_SMALL: Self = Self(422);
     /// 423 Interval Too Brief.
     pub const INTERVAL_TOO_BRIEF: Self = Self(423);
+    /// 480 Temporarily Unavailable.
+    pub const TEMPORARILY_UNAVAILABLE: Self = Self(480);
     /// 481 Call/Transaction Does Not Exist.
     pub const NO_TRANSACTION: Self = Self(481);
     /// 482 Loop Detected.

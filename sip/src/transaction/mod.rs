@@ -153,6 +153,32 @@ pub fn ack_for_non_2xx(invite: &Request, resp: &Response) -> Request {
     }
 }
 
+/// Builds the CANCEL for a pending INVITE (RFC 3261 §9.1): same Request-URI, top Via, From,
+/// To, Call-ID, CSeq number and Route, method CANCEL.
+pub fn cancel_for(invite: &Request) -> Request {
+    let mut headers = crate::message::Headers::new();
+    for h in invite.headers.iter() {
+        match h {
+            Header::Via(_) if headers.top_via().is_none() => headers.push(h.clone()),
+            Header::From(_) | Header::To(_) | Header::CallId(_) | Header::Route(_) => {
+                headers.push(h.clone());
+            }
+            Header::MaxForwards(_) => headers.push(h.clone()),
+            Header::CSeq(c) => headers.push(Header::CSeq(crate::message::CSeq {
+                seq: c.seq,
+                method: Method::Cancel,
+            })),
+            _ => {}
+        }
+    }
+    Request {
+        method: Method::Cancel,
+        uri: invite.uri.clone(),
+        headers,
+        body: Vec::new(),
+    }
+}
+
 /// A retransmission timer: next fire time and current interval.
 #[derive(Debug, Clone, Copy)]
 struct Backoff {

@@ -9,7 +9,7 @@ use super::route::{self, via};
 use super::{CallId, Event, Owner, UserAgent};
 use crate::auth::Credentials;
 use crate::message::{Header, Method, NameAddr, Request, Response, SipUri, StatusCode, Transport};
-use crate::transaction::{ClientEvent, TransactionKey};
+use crate::transaction::TransactionKey;
 
 /// What a caller passes to [`UserAgent::call`].
 #[derive(Debug, Clone)]
@@ -228,11 +228,7 @@ impl UserAgent {
                 send_cancel(self, now, call);
             }
             (false, State::Calling | State::Early) => {
-                self.reject(
-                    now,
-                    call,
-                    StatusCode::new(480).unwrap_or(StatusCode::SERVER_ERROR),
-                );
+                self.reject(now, call, StatusCode::TEMPORARILY_UNAVAILABLE);
             }
             _ => self.send_bye(now, call),
         }
@@ -265,7 +261,7 @@ impl UserAgent {
         self.flush(now);
     }
 
-    fn send_bye(&mut self, now: Instant, call: CallId) {
+    pub(super) fn send_bye(&mut self, now: Instant, call: CallId) {
         if let Some(req) = in_dialog(self, call, Method::Bye) {
             send_in_dialog(self, now, call, req, Owner::Bye(call));
         }
@@ -355,305 +351,11 @@ fn send_reinvite(ua: &mut UserAgent, now: Instant, call: CallId, sdp: Option<Vec
     }
 }
 
-fn send_cancel(ua: &mut UserAgent, now: Instant, call: CallId) {
+pub(super) fn send_cancel(ua: &mut UserAgent, now: Instant, call: CallId) {
     let Some(c) = ua.calls.get(&call) else { return };
-    // CANCEL copies the INVITE's Request-URI, top Via, From, To, Call-ID, CSeq number, Route.
-    let mut req = crate::transaction::ack_for_non_2xx(
-        &c.invite,
-        &Response::to_request(&c.invite, StatusCode::OK),
-    );
-    req.method = Method::Cancel;
-    for h in req.headers.iter_mut() {
-        if let Header::CSeq(cs) = h {
-            cs.method = Method::Cancel;
-        }
-    }
+    let req = crate::transaction::cancel_for(&c.invite);
     let (dest, transport) = (c.peer, c.transport.clone());
-    ua.start_client(now, req, dest, transport, Owner::None);
-}
-
-/// Routes client transaction events of calls.
-pub(super) fn client_event(
-    ua: &mut UserAgent,
-    now: Instant,
-    call: CallId,
-    owner: Owner,
-    req: Request,
-    e: ClientEvent,
-) {
-    match owner {
-        Owner::Invite(_) => invite_event(ua, now, call, &req, e),
-        Owner::ReInvite(_) => reinvite_event(ua, now, call, &req, e),
-        Owner::InDialog(_) => {
-            if let ClientEvent::Final(r) = e {
-                if r.status.is_success() && req.method == Method::Update {
-                    rearm_from(ua, now, call, &r);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn invite_event(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, e: ClientEvent) {
-    match e {
-        ClientEvent::Provisional(r) => provisional(ua, now, call, req, r),
-        ClientEvent::Final(r) if r.status.is_success() => success(ua, now, call, req, r),
-        ClientEvent::Final(r) => {
-            if r.status == StatusCode::INTERVAL_TOO_SMALL {
-                if let Some(min) = r.headers.number("Min-SE") {
-                    let mut retry = req.clone();
-                    retry.headers.set("Session-Expires", min.to_string());
-                    retry.headers.set("Min-SE", min.to_string());
-                    route::bump_cseq_and_branch(ua, &mut retry);
-                    let Some(c) = ua.calls.get(&call) else { return };
-                    let (dest, t) = (c.peer, c.transport.clone());
-                    let key = ua.start_client(now, retry.clone(), dest, t, Owner::Invite(call));
-                    auth_retried(ua, Owner::Invite(call), &retry, &key);
-                    return;
-                }
-            }
-            ua.calls.remove(&call);
-            ua.events.push_back(Event::Failed {
-                call,
-                status: r.status,
-            });
-        }
-        ClientEvent::Timeout => {
-            if ua.calls.remove(&call).is_some() {
-                ua.events.push_back(Event::Failed {
-                    call,
-                    status: StatusCode::new(408).unwrap_or(StatusCode::SERVER_ERROR),
-                });
-            }
-        }
-    }
-}
-
-fn provisional(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, r: Response) {
-    let Some(c) = ua.calls.get_mut(&call) else {
-        return;
-    };
-    if r.status == StatusCode::TRYING {
-        return;
-    }
-    if r.headers.to().and_then(|t| t.tag()).is_some() && c.state != State::Confirmed {
-        // Early dialog with the latest forking branch that answered.
-        c.dialog = Dialog::from_uac(&c.invite, &r).or(c.dialog.take());
-        c.state = State::Early;
-    }
-    let first_cancel = c.cancel_requested;
-    let reliable = r.headers.has_token("Require", "100rel");
-    let rseq = r.headers.number("RSeq");
-    if reliable {
-        match (rseq, c.last_rseq) {
-            (Some(n), Some(last)) if n <= last => return, // retransmission: already PRACKed
-            (Some(n), _) => c.last_rseq = Some(n),
-            (None, _) => return,
-        }
-    }
-    let body = (!r.body.is_empty()).then(|| r.body.clone());
-    if body.is_some() {
-        c.remote_sdp = body.clone();
-    }
-    if let (true, Some(n)) = (reliable, rseq) {
-        if let Some(cseq) = req.headers.cseq() {
-            if let Some(mut prack) = in_dialog(ua, call, Method::Prack) {
-                prack
-                    .headers
-                    .set("RAck", format!("{n} {} INVITE", cseq.seq));
-                send_in_dialog(ua, now, call, prack, Owner::InDialog(call));
-            }
-        }
-    }
-    if first_cancel {
-        send_cancel(ua, now, call);
-    }
-    ua.events.push_back(Event::Progress {
-        call,
-        status: r.status,
-        sdp: body,
-    });
-}
-
-fn success(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, r: Response) {
-    let Some(c) = ua.calls.get_mut(&call) else {
-        return;
-    };
-    let tag = r
-        .headers
-        .to()
-        .and_then(|t| t.tag())
-        .unwrap_or("")
-        .to_owned();
-    if c.state == State::Confirmed {
-        let same = c.dialog.as_ref().is_some_and(|d| d.remote_tag == tag);
-        if same {
-            if let Some((ack, _)) = c.ack.clone() {
-                let dest = c.dialog.as_ref().map_or(c.peer, |d| d.destination(c.peer));
-                let transport = c.transport.clone();
-                ua.send(dest, transport, ack);
-            }
-        } else {
-            end_fork(ua, now, call, req, &r);
-        }
-        return;
-    }
-    let Some(dialog) = Dialog::from_uac(&c.invite, &r) else {
-        return;
-    };
-    c.dialog = Some(dialog);
-    c.state = State::Confirmed;
-    let seq = req.headers.cseq().map_or(1, |s| s.seq);
-    c.invite = req.clone();
-    if !r.body.is_empty() {
-        c.remote_sdp = Some(r.body.clone());
-    }
-    send_ack(ua, call, seq);
-    rearm_from(ua, now, call, &r);
-    let sdp = (!r.body.is_empty()).then(|| r.body.clone());
-    ua.events.push_back(Event::Answered { call, sdp });
-    if ua.calls.get(&call).is_some_and(|c| c.cancel_requested) {
-        ua.send_bye(now, call);
-    }
-}
-
-/// A second fork answered: ACK it and hang it up at once (RFC 3261 §13.2.2.4).
-fn end_fork(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, r: &Response) {
-    let Some(c) = ua.calls.get(&call) else { return };
-    let Some(mut d) = Dialog::from_uac(req, r) else {
-        return;
-    };
-    let (peer, transport) = (c.peer, c.transport.clone());
-    let dest = d.destination(peer);
-    let contact = ua.contact(Some("landline"), &transport);
-    let seq = req.headers.cseq().map_or(1, |s| s.seq);
-    let ack = d.request(Method::Ack, via(ua, &transport), &contact, Some(seq));
-    ua.send(dest, transport.clone(), ack.to_bytes());
-    let bye = d.request(Method::Bye, via(ua, &transport), &contact, None);
-    ua.start_client(now, bye, dest, transport, Owner::None);
-}
-
-fn send_ack(ua: &mut UserAgent, call: CallId, seq: u32) {
-    let Some(transport) = ua.calls.get(&call).map(|c| c.transport.clone()) else {
-        return;
-    };
-    let v = via(ua, &transport);
-    let contact = ua.contact(Some("landline"), &transport);
-    let Some(c) = ua.calls.get_mut(&call) else {
-        return;
-    };
-    let Some(d) = c.dialog.as_mut() else { return };
-    let ack = d.request(Method::Ack, v, &contact, Some(seq)).to_bytes();
-    let dest = d.destination(c.peer);
-    c.ack = Some((ack.clone(), seq));
-    ua.send(dest, transport, ack);
-}
-
-fn reinvite_event(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, e: ClientEvent) {
-    let status = match &e {
-        ClientEvent::Provisional(_) => return,
-        ClientEvent::Final(r) => r.status,
-        ClientEvent::Timeout => StatusCode::new(408).unwrap_or(StatusCode::SERVER_ERROR),
-    };
-    let Some(c) = ua.calls.get_mut(&call) else {
-        return;
-    };
-    let offered = c.reinvite_out.take().and_then(|(_, sdp)| sdp);
-    if let ClientEvent::Final(r) = e {
-        if r.status.is_success() {
-            let seq = req.headers.cseq().map_or(1, |s| s.seq);
-            if let Some(sdp) = offered {
-                c.local_sdp = Some(sdp);
-            }
-            if !r.body.is_empty() {
-                c.remote_sdp = Some(r.body.clone());
-            }
-            send_ack(ua, call, seq);
-            rearm_from(ua, now, call, &r);
-            let sdp = (!r.body.is_empty()).then(|| r.body.clone());
-            ua.events.push_back(Event::OfferAnswered { call, sdp });
-            return;
-        }
-    }
-    match status.code() {
-        491 => {
-            // RFC 3261 §14.1: the Call-ID owner waits 2.1–4 s, the other side 0–2 s.
-            let r = ua.random() % 1000;
-            let Some(c) = ua.calls.get_mut(&call) else {
-                return;
-            };
-            let wait = if c.uac { 2100 + r * 19 / 10 } else { r * 2 };
-            c.glare_retry = Some((now + Duration::from_millis(wait), offered));
-        }
-        408 | 481 => {
-            ua.send_bye(now, call);
-        }
-        _ => {
-            if let Some(c) = ua.calls.get_mut(&call) {
-                if c.session_expires.is_some() && c.we_refresh {
-                    c.arm_session(now, c.session_expires.unwrap_or(1800), true);
-                }
-            }
-            ua.events.push_back(Event::OfferRejected { call, status });
-        }
-    }
-}
-
-/// Re-arms session timers from a 2xx (ours as UAC, or a refresh answered).
-fn rearm_from(ua: &mut UserAgent, now: Instant, call: CallId, r: &Response) {
-    let Some(c) = ua.calls.get_mut(&call) else {
-        return;
-    };
-    let Some(value) = r.headers.get("Session-Expires") else {
-        if let Some(se) = c.session_expires {
-            let we = c.we_refresh;
-            c.arm_session(now, se, we);
-        }
-        return;
-    };
-    let mut parts = value.split(';');
-    let Some(se) = parts.next().and_then(|s| s.trim().parse::<u32>().ok()) else {
-        return;
-    };
-    let refresher_uac = !parts.any(|p| p.trim().eq_ignore_ascii_case("refresher=uas"));
-    // We sent the request this answers, so "uac" means us.
-    c.arm_session(now, se, refresher_uac);
-}
-
-/// Fixes up a call after an auth or 422 retry replaced its INVITE transaction.
-pub(super) fn auth_retried(
-    ua: &mut UserAgent,
-    owner: Owner,
-    retry: &Request,
-    key: &TransactionKey,
-) {
-    match owner {
-        Owner::Invite(c) => {
-            if let Some(call) = ua.calls.get_mut(&c) {
-                call.invite = retry.clone();
-                call.invite_key = key.clone();
-            }
-        }
-        Owner::ReInvite(c) => {
-            if let Some(call) = ua.calls.get_mut(&c) {
-                if let (Some(d), Some(cs)) = (call.dialog.as_mut(), retry.headers.cseq()) {
-                    d.local_seq = d.local_seq.max(cs.seq);
-                }
-                if let Some((k, _)) = call.reinvite_out.as_mut() {
-                    *k = key.clone();
-                }
-            }
-        }
-        Owner::InDialog(c) | Owner::Bye(c) => {
-            if let (Some(call), Some(cs)) = (ua.calls.get_mut(&c), retry.headers.cseq()) {
-                if let Some(d) = call.dialog.as_mut() {
-                    d.local_seq = d.local_seq.max(cs.seq);
-                }
-            }
-        }
-        _ => {}
-    }
+    ua.start_client(now, req, dest, transport, Owner::Detached);
 }
 
 /// Call timers due at `now`.

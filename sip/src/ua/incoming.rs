@@ -30,7 +30,9 @@ impl UserAgent {
         }
         let peer_100rel = c.invite.headers.has_token("Supported", "100rel")
             || c.invite.headers.has_token("Require", "100rel");
-        let mut resp = self.call_response(call, status);
+        let Some(mut resp) = self.call_response(call, status) else {
+            return;
+        };
         let has_sdp = sdp.is_some();
         set_body(&mut resp.headers, &mut resp.body, sdp.clone());
         let t1 = self.config.timers.t1;
@@ -68,7 +70,9 @@ impl UserAgent {
         if c.uac || !matches!(c.state, State::Calling | State::Early) {
             return;
         }
-        let mut resp = self.call_response(call, StatusCode::OK);
+        let Some(mut resp) = self.call_response(call, StatusCode::OK) else {
+            return;
+        };
         set_body(&mut resp.headers, &mut resp.body, Some(sdp.clone()));
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -98,7 +102,9 @@ impl UserAgent {
             return;
         }
         let key = c.invite_key.clone();
-        let resp = self.call_response(call, status);
+        let Some(resp) = self.call_response(call, status) else {
+            return;
+        };
         self.respond(now, &key, &resp);
         self.calls.remove(&call);
         self.events.push_back(Event::Ended {
@@ -133,10 +139,8 @@ impl UserAgent {
     }
 
     /// A response on the call's INVITE carrying our tag, Contact and capabilities.
-    fn call_response(&mut self, call: CallId, status: StatusCode) -> Response {
-        let Some(c) = self.calls.get(&call) else {
-            return Response::to_request(&dummy(), status);
-        };
+    fn call_response(&mut self, call: CallId, status: StatusCode) -> Option<Response> {
+        let c = self.calls.get(&call)?;
         let (invite, tag, transport) = (c.invite.clone(), c.local_tag.clone(), c.transport.clone());
         let mut resp = Response::to_request(&invite, status);
         if let Some(to) = resp.headers.to_mut() {
@@ -150,19 +154,7 @@ impl UserAgent {
             resp.headers.set("Supported", "100rel, timer");
         }
         resp.headers.set("Server", self.config.user_agent.clone());
-        resp
-    }
-}
-
-fn dummy() -> Request {
-    Request {
-        method: Method::Invite,
-        uri: crate::message::Uri::Other {
-            scheme: "x".into(),
-            rest: "x".into(),
-        },
-        headers: crate::message::Headers::new(),
-        body: Vec::new(),
+        Some(resp)
     }
 }
 
@@ -196,10 +188,11 @@ pub(super) fn request(
     transport: Transport,
     key: TransactionKey,
     req: Request,
+    user: Option<String>,
 ) {
     let in_dialog = req.headers.to().and_then(|t| t.tag()).is_some();
     if req.method == Method::Invite && !in_dialog {
-        return new_call(ua, now, source, transport, key, req);
+        return new_call(ua, now, source, transport, key, req, user);
     }
     let found = ua
         .calls
@@ -256,6 +249,7 @@ fn new_call(
     transport: Transport,
     key: TransactionKey,
     req: Request,
+    user: Option<String>,
 ) {
     // 100 Trying at once, so the caller's timer A stops (RFC 3261 §8.2.6.1).
     let trying = Response::to_request(&req, StatusCode::TRYING);
@@ -287,6 +281,7 @@ fn new_call(
             .unwrap_or_default(),
         to: req.uri.to_string(),
         sdp: sdp.clone(),
+        user,
     };
     ua.calls.insert(
         id,
@@ -458,7 +453,9 @@ pub(super) fn cancel(ua: &mut UserAgent, now: Instant, key: &TransactionKey, req
         matches!(c.state, State::Calling | State::Early) && c.queued_answer.is_none()
     });
     if unanswered {
-        let resp = ua.call_response(call, StatusCode::REQUEST_TERMINATED);
+        let Some(resp) = ua.call_response(call, StatusCode::REQUEST_TERMINATED) else {
+            return;
+        };
         ua.respond(now, &invite_key, &resp);
         ua.calls.remove(&call);
         ua.events.push_back(Event::Ended {

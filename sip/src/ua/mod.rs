@@ -5,9 +5,11 @@
 //! time, issues commands ([`UserAgent::call`], [`UserAgent::answer`]...), and reacts to
 //! [`Event`]s. It never sees a transaction.
 
+mod authn;
 mod call;
 mod dialog;
 mod incoming;
+mod outgoing;
 mod register;
 mod route;
 
@@ -15,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub use authn::Authenticator;
 pub use call::{CallParams, Reason};
 pub use register::{RegisterParams, Registrar};
 
@@ -86,6 +89,8 @@ pub enum Event {
         to: String,
         /// The offer, if any.
         sdp: Option<Vec<u8>>,
+        /// The Digest username, when an [`Authenticator`] is set.
+        user: Option<String>,
     },
     /// A provisional response to our INVITE (early media if `sdp`).
     Progress {
@@ -184,7 +189,8 @@ enum Owner {
     Bye(CallId),
     Register(RequestId),
     Options(RequestId),
-    None,
+    /// Fire and forget: CANCEL (its outcome shows on the INVITE) and BYE to an extra fork.
+    Detached,
 }
 
 /// The user agent: one value, fed with `handle_*`, drained with `poll_*`.
@@ -198,6 +204,7 @@ pub struct UserAgent {
     calls: HashMap<CallId, call::Call>,
     registrations: HashMap<RequestId, register::Registration>,
     registrar: Option<Registrar>,
+    authenticator: Option<Authenticator>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -215,6 +222,7 @@ impl UserAgent {
             calls: HashMap::new(),
             registrations: HashMap::new(),
             registrar: None,
+            authenticator: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -223,6 +231,11 @@ impl UserAgent {
     /// Answers REGISTER requests with this registrar's bookkeeping (otherwise 501).
     pub fn set_registrar(&mut self, registrar: Registrar) {
         self.registrar = Some(registrar);
+    }
+
+    /// Requires Digest credentials on incoming INVITE and REGISTER.
+    pub fn set_authenticator(&mut self, authenticator: Authenticator) {
+        self.authenticator = Some(authenticator);
     }
 
     /// The registrar, to look bindings up.

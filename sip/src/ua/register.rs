@@ -157,7 +157,7 @@ pub(super) fn client_event(
     let status = match &e {
         ClientEvent::Provisional(_) => return,
         ClientEvent::Final(r) => r.status,
-        ClientEvent::Timeout => StatusCode::new(408).unwrap_or(StatusCode::SERVER_ERROR),
+        ClientEvent::Timeout => StatusCode::REQUEST_TIMEOUT,
     };
     let (backoff, backoff_max) = (ua.config.register_backoff, ua.config.register_backoff_max);
     let Some(r) = ua.registrations.get_mut(&id) else {
@@ -312,10 +312,7 @@ impl Registrar {
             }
             if expires > 0 {
                 if list.len() >= self.max_bindings {
-                    return (
-                        StatusCode::new(403).unwrap_or(StatusCode::BAD_REQUEST),
-                        Vec::new(),
-                    );
+                    return (StatusCode::FORBIDDEN, Vec::new());
                 }
                 let secs = expires.min(self.max_expires);
                 let expires_at = now + Duration::from_secs(u64::from(secs));

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tracing::debug;
 
-use super::{Owner, UserAgent, call, incoming, register};
+use super::{Owner, UserAgent, incoming, outgoing, register};
 use crate::message::{
     CSeq, Header, Headers, Message, Method, NameAddr, Request, Response, SipUri, StatusCode,
     Transport, Via, reject_response,
@@ -133,9 +133,12 @@ fn request(
             h.set("Unsupported", list)
         });
     }
+    let Some(user) = super::authn::check(ua, now, &key, &req) else {
+        return;
+    };
     match req.method {
         Method::Invite | Method::Bye | Method::Prack | Method::Update | Method::Info => {
-            incoming::request(ua, now, source, transport, key, req);
+            incoming::request(ua, now, source, transport, key, req, user);
         }
         Method::Cancel => incoming::cancel(ua, now, &key, &req),
         Method::Options => {
@@ -225,13 +228,13 @@ pub(super) fn client_event(
     }
     match owner {
         Owner::Invite(c) | Owner::ReInvite(c) | Owner::InDialog(c) | Owner::Bye(c) => {
-            call::client_event(ua, now, c, owner, req, e);
+            outgoing::client_event(ua, now, c, owner, req, e);
         }
         Owner::Register(r) => register::client_event(ua, now, r, req, e),
         Owner::Options(id) => {
             let status = match e {
                 ClientEvent::Final(r) => Some(r.status),
-                ClientEvent::Timeout => StatusCode::new(408),
+                ClientEvent::Timeout => Some(StatusCode::REQUEST_TIMEOUT),
                 ClientEvent::Provisional(_) => None,
             };
             if let Some(status) = status {
@@ -239,7 +242,7 @@ pub(super) fn client_event(
                     .push_back(super::Event::OptionsResult { id, status });
             }
         }
-        Owner::None => {}
+        Owner::Detached => {}
     }
 }
 
@@ -265,12 +268,9 @@ fn retry_with_auth(
     let Some(challenge) = Challenge::best(resp.headers.get_all(challenge_name)) else {
         return false;
     };
-    // Already answered this nonce and still refused, and it is not merely stale: give up.
-    let used = req
-        .headers
-        .get(answer_name)
-        .is_some_and(|v| v.contains(&format!("nonce=\"{}\"", challenge.nonce)));
-    if used && !challenge.stale {
+    // We already answered a challenge and are challenged again: the credentials are wrong,
+    // unless the server only says our nonce went stale (RFC 7616 §3.3).
+    if req.headers.get(answer_name).is_some() && !challenge.stale {
         return false;
     }
     let mut client = DigestClient::new(challenge, ua.random());
@@ -288,7 +288,7 @@ fn retry_with_auth(
     };
     let (dest, transport) = (t.destination(), t.transport().clone());
     let new_key = ua.start_client(now, retry.clone(), dest, transport, owner);
-    call::auth_retried(ua, owner, &retry, &new_key);
+    outgoing::auth_retried(ua, owner, &retry, &new_key);
     register::auth_retried(ua, owner, &retry, client);
     true
 }

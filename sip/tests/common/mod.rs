@@ -142,7 +142,12 @@ impl Pair {
 
     /// Delivers everything in flight (repeatedly) without moving time.
     pub fn deliver(&mut self) {
-        loop {
+        for round in 0.. {
+            assert!(
+                round < 1000,
+                "livelock: messages keep flowing\n{:#?}",
+                &self.wire[self.wire.len().saturating_sub(20)..]
+            );
             let mut moved = false;
             while let Some(t) = self.alice.poll_transmit() {
                 moved = true;
@@ -176,7 +181,8 @@ impl Pair {
     pub fn run_for(&mut self, d: Duration) {
         let end = self.clock.now + d;
         self.deliver();
-        loop {
+        for step in 0.. {
+            assert!(step < 100_000, "timers never settle");
             let next = [self.alice.poll_timeout(), self.bob.poll_timeout()]
                 .into_iter()
                 .flatten()
