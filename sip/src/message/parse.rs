@@ -1,6 +1,7 @@
 //! The message parser: start line, unfolded header lines, compact names, typed values, body
 //! framing by Content-Length, and the limits that keep a hostile peer from costing us memory.
 
+use std::borrow::Cow;
 use std::io::Write as _;
 
 use super::header::{CSeq, Contact, Header, Method, NameAddr, split_list};
@@ -140,11 +141,11 @@ const CANONICAL: &[(&str, &str)] = &[
     ("server", "Server"),
 ];
 
-fn canonical(name: &str) -> String {
+fn canonical(name: &str) -> Cow<'_, str> {
     CANONICAL
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map_or_else(|| name.to_owned(), |(_, v)| (*v).to_owned())
+        .map_or(Cow::Borrowed(name), |(_, v)| Cow::Borrowed(*v))
 }
 
 /// Splits the header section from the body: the index of the first byte after the blank line and
@@ -166,14 +167,23 @@ pub(crate) fn find_head_end(data: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// Raw, unfolded header lines as (name, value); used by the parser and by [`reject_response`].
-fn header_lines(head: &str, limits: &Limits) -> Result<Vec<(String, String)>, ParseError> {
-    let mut lines: Vec<(String, String)> = Vec::new();
+/// Borrowed from the input unless a folded line had to be joined.
+type Lines<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+fn header_lines<'a>(head: &'a str, limits: &Limits) -> Result<Lines<'a>, ParseError> {
+    let mut lines: Lines<'a> = Vec::with_capacity(24);
     for line in head.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.starts_with([' ', '\t']) {
             let last = lines.last_mut().ok_or(ParseError::HeaderLine)?;
-            last.1.push(' ');
-            last.1.push_str(line.trim());
+            let folded = line.trim();
+            if !folded.is_empty() {
+                let v = last.1.to_mut();
+                if !v.is_empty() {
+                    v.push(' ');
+                }
+                v.push_str(folded);
+            }
             continue;
         }
         if lines.len() >= limits.max_headers {
@@ -184,10 +194,7 @@ fn header_lines(head: &str, limits: &Limits) -> Result<Vec<(String, String)>, Pa
         if !super::text::is_token(name) {
             return Err(ParseError::HeaderLine);
         }
-        lines.push((canonical(name), value.trim().to_owned()));
-    }
-    for (_, v) in &mut lines {
-        *v = v.trim().to_owned();
+        lines.push((canonical(name), Cow::Borrowed(value.trim())));
     }
     Ok(lines)
 }
@@ -263,7 +270,11 @@ fn frame_body(
     Ok(rest[..len].to_vec())
 }
 
-fn push_typed(headers: &mut Headers, name: String, value: String) -> Result<(), ParseError> {
+fn push_typed(
+    headers: &mut Headers,
+    name: Cow<'_, str>,
+    value: Cow<'_, str>,
+) -> Result<(), ParseError> {
     let single = |headers: &Headers, h: &Header, label: &'static str| {
         let dup = headers.iter().any(|x| x.name() == h.name());
         if dup {
@@ -272,7 +283,7 @@ fn push_typed(headers: &mut Headers, name: String, value: String) -> Result<(), 
             Ok(())
         }
     };
-    let header = match name.as_str() {
+    let header = match &*name {
         "Via" | "Contact" | "Route" | "Record-Route" => {
             let label = static_name(&name);
             let parts = split_list(&value).ok_or(ParseError::BadHeader(label))?;
@@ -293,7 +304,7 @@ fn push_typed(headers: &mut Headers, name: String, value: String) -> Result<(), 
         "To" => Header::To(parse_addr(&value, "To")?),
         "Call-ID" => {
             let ok = !value.is_empty() && !value.bytes().any(|b| b.is_ascii_whitespace());
-            ok.then(|| Header::CallId(value.clone()))
+            ok.then(|| Header::CallId(value.clone().into_owned()))
                 .ok_or(ParseError::BadHeader("Call-ID"))?
         }
         "CSeq" => Header::CSeq(
@@ -308,7 +319,7 @@ fn push_typed(headers: &mut Headers, name: String, value: String) -> Result<(), 
             Header::MaxForwards(n.ok_or(ParseError::BadHeader("Max-Forwards"))?)
         }
         _ => {
-            headers.push(Header::Other(name, value));
+            headers.push(Header::Other(name.into_owned(), value.into_owned()));
             return Ok(());
         }
     };
