@@ -69,3 +69,61 @@ fn too_small_interval_gets_422_and_a_retry_with_min_se() {
             .any(|e| matches!(e, Event::Answered { call, .. } if *call == a))
     );
 }
+
+#[test]
+fn callee_refreshes_when_asked_to_be_the_refresher() {
+    use common::{ALICE, BOB, Clock, addr, first_line, parse};
+    use landline_sip::ua::{Config, UserAgent};
+    let mut clock = Clock::new();
+    let mut bob = UserAgent::new(Config::new(addr(BOB), 4));
+    let invite = "INVITE sip:bob@127.0.0.1:5070 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKst\r\nMax-Forwards: 70\r\n\
+        From: <sip:alice@127.0.0.1>;tag=a\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: st\r\n\
+        CSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:5060>\r\nSupported: timer\r\n\
+        Session-Expires: 120;refresher=uas\r\nContent-Length: 0\r\n\r\n";
+    bob.handle_receive(clock.now, addr(ALICE), Transport::Udp, invite.as_bytes());
+    let Some(Event::IncomingCall { call, .. }) = bob.poll_event() else {
+        panic!("no call")
+    };
+    bob.answer(clock.now, call, b"v=0\r\n".to_vec());
+    let sent: Vec<_> = std::iter::from_fn(|| bob.poll_transmit()).collect();
+    let ok = parse(&sent.last().expect("200").data);
+    assert_eq!(
+        ok.headers().get("Session-Expires"),
+        Some("120;refresher=uas")
+    );
+    assert_eq!(ok.headers().get("Require"), Some("timer"));
+    let tag = ok
+        .headers()
+        .to()
+        .and_then(|t| t.tag())
+        .map(str::to_owned)
+        .expect("tag");
+    let ack = format!(
+        "ACK sip:bob@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKack\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a\r\nTo: <sip:bob@127.0.0.1>;tag={tag}\r\n\
+         Call-ID: st\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    bob.handle_receive(clock.now, addr(ALICE), Transport::Udp, ack.as_bytes());
+    let t0 = clock.now;
+    let refresh = loop {
+        let at = bob.poll_timeout().expect("a timer is pending");
+        bob.handle_timeout(clock.set(at));
+        if let Some(t) = bob.poll_transmit() {
+            break t;
+        }
+    };
+    assert_eq!(
+        clock.now - t0,
+        Duration::from_secs(60),
+        "refresh at half the interval"
+    );
+    assert_eq!(
+        first_line(&refresh.data),
+        "INVITE sip:alice@127.0.0.1:5060 SIP/2.0"
+    );
+    assert_eq!(
+        parse(&refresh.data).headers().get("Session-Expires"),
+        Some("120;refresher=uac")
+    );
+}

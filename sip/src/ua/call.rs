@@ -78,6 +78,8 @@ pub(crate) struct Call {
     pub(super) remote_sdp: Option<Vec<u8>>,
     pub(super) ack: Option<(Vec<u8>, u32)>,
     pub(super) cancel_requested: bool,
+    /// UAS: hang up once our 2xx is ACKed (RFC 3261 §15: no BYE before the ACK).
+    pub(super) bye_after_ack: bool,
     pub(super) last_rseq: Option<u32>,
     pub(super) local_tag: String,
     pub(super) pending_2xx: Option<Retrans>,
@@ -196,6 +198,7 @@ impl UserAgent {
                 remote_sdp: None,
                 ack: None,
                 cancel_requested: false,
+                bye_after_ack: false,
                 last_rseq: None,
                 local_tag,
                 pending_2xx: None,
@@ -227,6 +230,7 @@ impl UserAgent {
                 c.cancel_requested = true;
                 send_cancel(self, now, call);
             }
+            (false, State::Answered) => c.bye_after_ack = true,
             (false, State::Calling | State::Early) => {
                 self.reject(now, call, StatusCode::TEMPORARILY_UNAVAILABLE);
             }

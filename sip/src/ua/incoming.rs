@@ -298,6 +298,7 @@ fn new_call(
             remote_sdp: sdp,
             ack: None,
             cancel_requested: false,
+            bye_after_ack: false,
             last_rseq: None,
             local_tag,
             pending_2xx: None,
@@ -466,7 +467,7 @@ pub(super) fn cancel(ua: &mut UserAgent, now: Instant, key: &TransactionKey, req
 }
 
 /// An ACK that matched no transaction: the ACK for a 2xx.
-pub(super) fn ack(ua: &mut UserAgent, _now: Instant, req: &Request) {
+pub(super) fn ack(ua: &mut UserAgent, now: Instant, req: &Request) {
     let found = ua
         .calls
         .iter_mut()
@@ -475,8 +476,11 @@ pub(super) fn ack(ua: &mut UserAgent, _now: Instant, req: &Request) {
     c.pending_2xx = None;
     if c.state == State::Answered {
         c.state = State::Confirmed;
-        let call = *id;
+        let (call, bye) = (*id, c.bye_after_ack);
         ua.events.push_back(Event::Confirmed { call });
+        if bye {
+            ua.hangup(now, call);
+        }
     }
 }
 
