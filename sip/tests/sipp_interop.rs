@@ -50,6 +50,7 @@ fn free_udp_port() -> u16 {
 
 struct Sipp {
     child: Child,
+    calls: u64,
     dir: PathBuf,
     name: String,
 }
@@ -68,6 +69,7 @@ impl Sipp {
         scenario: &str,
         transport: &Transport,
         target: Option<SocketAddr>,
+        calls: u64,
     ) -> (Self, SocketAddr) {
         let port = free_udp_port();
         let dir = std::env::temp_dir().join(format!("landline-sipp-{}-{port}", std::process::id()));
@@ -87,9 +89,11 @@ impl Sipp {
                 "-p",
                 &port.to_string(),
                 "-m",
-                "1",
+                &calls.to_string(),
                 "-l",
-                "1",
+                "50",
+                "-r",
+                "50",
                 "-s",
                 "landline",
             ])
@@ -133,6 +137,7 @@ impl Sipp {
         (
             Self {
                 child,
+                calls,
                 dir,
                 name: scenario.to_owned(),
             },
@@ -163,7 +168,7 @@ impl Sipp {
                 self.diagnostics(shell)
             );
         };
-        if stats.failed != 0 || stats.successful != 1 {
+        if stats.failed != 0 || stats.successful != self.calls {
             panic!(
                 "{}: SIPp reports {stats:?}\n{}",
                 self.name,
@@ -256,13 +261,14 @@ fn sipp_calls_us(
     transport: Transport,
     behaviour: Callee,
     loss: Option<shell::Loss>,
+    calls: u64,
 ) -> (Stats, Vec<Event>) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut sh = Shell::bind(|_| {});
     if let Some(l) = loss {
         sh.loss = l;
     }
-    let (mut sipp, _) = Sipp::start(scenario, &transport, Some(sh.addr));
+    let (mut sipp, _) = Sipp::start(scenario, &transport, Some(sh.addr), calls);
     let mut events = Vec::new();
     let start = Instant::now();
     while !sipp.exited() && start.elapsed() < RUN_LIMIT {
@@ -328,7 +334,7 @@ fn we_call_sipp(
     if let Some(l) = loss {
         sh.loss = l;
     }
-    let (sipp, sipp_addr) = Sipp::start(scenario, &transport, None);
+    let (sipp, sipp_addr) = Sipp::start(scenario, &transport, None, 1);
     std::thread::sleep(Duration::from_millis(300));
     let now = Instant::now();
     let target = SipUri::new(
@@ -418,7 +424,7 @@ fn both(f: impl Fn(Transport)) {
 #[test]
 fn sipp_calls_us_plain_call_and_sipp_hangs_up() {
     both(|t| {
-        let (_, ev) = sipp_calls_us("uac_plain", t, Callee::Answer, None);
+        let (_, ev) = sipp_calls_us("uac_plain", t, Callee::Answer, None, 1);
         assert!(has(&ev, |e| matches!(e, Event::Confirmed { .. })));
         assert!(has(&ev, |e| matches!(
             e,
@@ -471,7 +477,7 @@ fn early_media_183_then_200() {
 fn prack_as_uac_and_as_uas() {
     both(|t| {
         we_call_sipp("uas_100rel", t.clone(), Caller::CallAndBye, None);
-        let (_, ev) = sipp_calls_us("uac_100rel", t, Callee::Reliable183, None);
+        let (_, ev) = sipp_calls_us("uac_100rel", t, Callee::Reliable183, None, 1);
         assert!(has(&ev, |e| matches!(e, Event::Confirmed { .. })));
     });
 }
@@ -484,7 +490,7 @@ fn cancel_before_answer_either_side() {
             &ev,
             |e| matches!(e, Event::Failed { status, .. } if status.code() == 487)
         ));
-        let (_, ev) = sipp_calls_us("uac_cancel", t, Callee::RingOnly, None);
+        let (_, ev) = sipp_calls_us("uac_cancel", t, Callee::RingOnly, None, 1);
         assert!(has(&ev, |e| matches!(
             e,
             Event::Ended {
@@ -505,7 +511,7 @@ fn hold_and_unhold_either_side() {
                 .count(),
             2
         );
-        let (_, ev) = sipp_calls_us("uac_hold", t, Callee::Answer, None);
+        let (_, ev) = sipp_calls_us("uac_hold", t, Callee::Answer, None, 1);
         assert_eq!(
             ev.iter()
                 .filter(|e| matches!(e, Event::Offer { .. }))
@@ -531,7 +537,7 @@ fn options_both_ways() {
             &ev,
             |e| matches!(e, Event::OptionsResult { status, .. } if status.code() == 200)
         ));
-        sipp_calls_us("uac_options", t, Callee::Nothing, None);
+        sipp_calls_us("uac_options", t, Callee::Nothing, None, 1);
     });
 }
 
@@ -585,6 +591,21 @@ fn lost_first_200_is_retransmitted_by_us() {
         lost |= hit;
         hit
     });
-    let (_, ev) = sipp_calls_us("uac_plain", Transport::Udp, Callee::Answer, Some(loss));
+    let (_, ev) = sipp_calls_us("uac_plain", Transport::Udp, Callee::Answer, Some(loss), 1);
     assert!(has(&ev, |e| matches!(e, Event::Confirmed { .. })));
+}
+
+/// 200 calls at 50 calls/s with up to 50 at once, over UDP and TCP: every one must succeed.
+#[test]
+fn load_200_calls_at_50_per_second() {
+    both(|t| {
+        let (stats, ev) = sipp_calls_us("uac_plain", t, Callee::Answer, None, 200);
+        assert_eq!(stats.successful, 200);
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e, Event::Confirmed { .. }))
+                .count(),
+            200
+        );
+    });
 }

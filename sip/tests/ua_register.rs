@@ -35,7 +35,7 @@ fn registers_and_refreshes_before_expiry() {
         p.alice_events
             .contains(&Event::Registered { id, expires: 60 })
     );
-    let aor = "alice@127.0.0.1";
+    let aor = "alice";
     assert_eq!(
         p.bob.registrar().map(|r| r.lookup(p.clock.now, aor).len()),
         Some(1)
@@ -104,6 +104,10 @@ fn failures_back_off_exponentially() {
     assert_eq!(times, vec![30, 90, 210], "30 s, then 60 s, then 120 s");
 }
 
+fn source() -> std::net::SocketAddr {
+    "127.0.0.1:5099".parse().unwrap()
+}
+
 #[test]
 fn registrar_keeps_several_bindings_and_expires_them() {
     let mut reg = Registrar::new(10, 3600, 2);
@@ -120,27 +124,27 @@ fn registrar_keeps_several_bindings_and_expires_them() {
         }
     };
     assert_eq!(
-        reg.apply(clock.now, &req("sip:a@10.0.0.1", 60, 1)).0,
+        reg.apply(clock.now, &req("sip:a@10.0.0.1", 60, 1), source(), Transport::Udp).0,
         StatusCode::OK
     );
-    let (status, bindings) = reg.apply(clock.now, &req("sip:a@10.0.0.2", 20, 2));
+    let (status, bindings) = reg.apply(clock.now, &req("sip:a@10.0.0.2", 20, 2), source(), Transport::Udp);
     assert_eq!((status, bindings.len()), (StatusCode::OK, 2));
     assert_eq!(
-        reg.apply(clock.now, &req("sip:a@10.0.0.3", 60, 3)).0.code(),
+        reg.apply(clock.now, &req("sip:a@10.0.0.3", 60, 3), source(), Transport::Udp).0.code(),
         403,
         "binding limit"
     );
     assert_eq!(
-        reg.apply(clock.now, &req("sip:a@10.0.0.3", 5, 4)).0,
+        reg.apply(clock.now, &req("sip:a@10.0.0.3", 5, 4), source(), Transport::Udp).0,
         StatusCode::INTERVAL_TOO_BRIEF
     );
     let later = clock.now + Duration::from_secs(30);
     assert_eq!(
-        reg.lookup(later, "alice@127.0.0.1").len(),
+        reg.lookup(later, "alice").len(),
         1,
         "the 20 s binding lapsed"
     );
-    let (_, left) = reg.apply(later, &req("sip:a@10.0.0.1", 0, 5));
+    let (_, left) = reg.apply(later, &req("sip:a@10.0.0.1", 0, 5), source(), Transport::Udp);
     assert!(left.is_empty(), "expires=0 removes");
     let _ = (ALICE, BOB);
 }

@@ -2,6 +2,7 @@
 //! callers get 401 and never reach the application as calls.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use tracing::debug;
@@ -17,12 +18,63 @@ use crate::transaction::TransactionKey;
 pub struct Authenticator {
     server: DigestServer,
     users: HashMap<String, String>,
+    trusted: Vec<IpRange>,
 }
 
 impl Authenticator {
     /// Challenges with `server`, checking passwords in `users` (username → password).
     pub fn new(server: DigestServer, users: HashMap<String, String>) -> Self {
-        Self { server, users }
+        Self {
+            server,
+            users,
+            trusted: Vec::new(),
+        }
+    }
+
+    /// INVITEs from `range` are admitted without credentials (peers known by address, such
+    /// as carrier trunks); they reach the application with no user. REGISTER is always
+    /// authenticated.
+    pub fn trust(&mut self, range: IpRange) {
+        self.trusted.push(range);
+    }
+}
+
+/// An IP address range (CIDR): `network` with its first `prefix` bits significant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// The range; a prefix longer than the address is cut to its length.
+    pub fn new(network: IpAddr, prefix: u8) -> Self {
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        Self {
+            network,
+            prefix: prefix.min(max),
+        }
+    }
+
+    /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let bits = |a: &[u8], b: &[u8]| {
+            let mut left = usize::from(self.prefix);
+            a.iter().zip(b).all(|(x, y)| {
+                let take = left.min(8);
+                left -= take;
+                take == 0 || (x ^ y) & (0xffu8 << (8 - take)) == 0
+            })
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => bits(&n.octets(), &i.octets()),
+            (IpAddr::V6(n), IpAddr::V6(i)) => bits(&n.octets(), &i.octets()),
+            _ => false,
+        }
     }
 }
 
@@ -33,6 +85,7 @@ pub(super) fn check(
     now: Instant,
     key: &TransactionKey,
     req: &Request,
+    source: SocketAddr,
 ) -> Option<Option<String>> {
     let initial_invite =
         req.method == Method::Invite && req.headers.to().and_then(|t| t.tag()).is_none();
@@ -42,6 +95,9 @@ pub(super) fn check(
     let Some(auth) = ua.authenticator.as_mut() else {
         return Some(None);
     };
+    if initial_invite && auth.trusted.iter().any(|r| r.contains(source.ip())) {
+        return Some(None);
+    }
     let users = &auth.users;
     let verdict = match req.headers.get("Authorization") {
         Some(value) => auth
@@ -63,5 +119,22 @@ pub(super) fn check(
             });
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_match_by_prefix() {
+        let net = IpRange::new("203.0.113.0".parse().unwrap(), 24);
+        assert!(net.contains("203.0.113.77".parse().unwrap()));
+        assert!(net.contains("::ffff:203.0.113.5".parse().unwrap()));
+        assert!(!net.contains("203.0.114.1".parse().unwrap()));
+        let host = IpRange::new("2001:db8::1".parse().unwrap(), 200);
+        assert!(host.contains("2001:db8::1".parse().unwrap()));
+        assert!(!host.contains("2001:db8::2".parse().unwrap()));
+        assert!(IpRange::new("0.0.0.0".parse().unwrap(), 0).contains("8.8.8.8".parse().unwrap()));
     }
 }

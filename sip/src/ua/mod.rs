@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-pub use authn::Authenticator;
+pub use authn::{Authenticator, IpRange};
 pub use call::{CallParams, Reason};
 pub use register::{RegisterParams, Registrar};
 
@@ -291,6 +291,12 @@ impl UserAgent {
         let calls = self.calls.values().filter_map(call::Call::next_timer);
         let regs = self.registrations.values().filter_map(|r| r.next_timer());
         txns.chain(srv).chain(calls).chain(regs).min()
+    }
+
+    /// Where a call's requests come from and go to, and over what (the INVITE's source for
+    /// calls we received, the destination for calls we placed).
+    pub fn peer(&self, call: CallId) -> Option<(SocketAddr, Transport)> {
+        self.calls.get(&call).map(|c| (c.peer, c.transport.clone()))
     }
 
     /// Number of live calls, for tests and metrics.

@@ -235,13 +235,20 @@ pub struct Binding {
     pub contact: String,
     /// When it lapses.
     pub expires_at: Instant,
+    /// Where the REGISTER came from: requests to this contact go there (RFC 5626's flow
+    /// idea, in its simplest form), which is what reaches a client behind NAT or on a
+    /// connection it opened.
+    pub source: SocketAddr,
+    /// The transport the REGISTER came over.
+    pub transport: Transport,
     /// The registering Call-ID, so reordered REGISTERs are detected (RFC 3261 §10.3).
     call_id: String,
     cseq: u32,
 }
 
-/// A registrar's bookkeeping: bindings per address of record, with expiry. Authentication is
-/// the caller's policy (wrap it with [`crate::auth::DigestServer`]).
+/// A registrar's bookkeeping for one domain: bindings per user (the AOR's user part, whatever
+/// host the client wrote), with expiry. Authentication is the caller's policy (the user agent
+/// checks that the Digest user owns the AOR when an authenticator is set).
 #[derive(Debug, Clone)]
 pub struct Registrar {
     bindings: HashMap<String, Vec<Binding>>,
@@ -261,21 +268,23 @@ impl Registrar {
         }
     }
 
-    /// The live bindings of `aor` (`user@host`).
-    pub fn lookup(&self, now: Instant, aor: &str) -> Vec<&Binding> {
-        self.bindings.get(aor).map_or_else(Vec::new, |b| {
+    /// The live bindings of `user`.
+    pub fn lookup(&self, now: Instant, user: &str) -> Vec<&Binding> {
+        self.bindings.get(user).map_or_else(Vec::new, |b| {
             b.iter().filter(|b| b.expires_at > now).collect()
         })
     }
 
-    /// Applies a REGISTER; returns the status and the bindings to list in the 200.
-    pub fn apply(&mut self, now: Instant, req: &Request) -> (StatusCode, Vec<(String, u32)>) {
-        let Some(aor) = req
-            .headers
-            .to()
-            .and_then(|t| t.uri.as_sip())
-            .map(|u| format!("{}@{}", u.user.as_deref().unwrap_or(""), u.host))
-        else {
+    /// Applies a REGISTER that came from `source` over `transport`; returns the status and
+    /// the bindings to list in the 200.
+    pub fn apply(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) -> (StatusCode, Vec<(String, u32)>) {
+        let Some(aor) = aor_user(req) else {
             return (StatusCode::BAD_REQUEST, Vec::new());
         };
         let default = req.headers.number("Expires").unwrap_or(3600);
@@ -319,6 +328,8 @@ impl Registrar {
                 list.push(Binding {
                     contact: uri,
                     expires_at,
+                    source,
+                    transport: transport.clone(),
                     call_id: call_id.clone(),
                     cseq,
                 });
@@ -337,15 +348,37 @@ impl Registrar {
     }
 }
 
-/// REGISTER received: answered from the registrar, if we are one.
-pub(super) fn incoming(ua: &mut UserAgent, now: Instant, key: &TransactionKey, req: &Request) {
-    let Some(registrar) = ua.registrar.as_mut() else {
+/// The AOR's user part: what bindings are filed under.
+fn aor_user(req: &Request) -> Option<String> {
+    let user = req.headers.to()?.uri.as_sip()?.user.clone()?;
+    (!user.is_empty()).then_some(user)
+}
+
+/// REGISTER received: answered from the registrar, if we are one. `user` is the Digest user
+/// when an authenticator checked it: a user may only bind their own AOR.
+pub(super) fn incoming(
+    ua: &mut UserAgent,
+    now: Instant,
+    key: &TransactionKey,
+    req: &Request,
+    (source, transport): (SocketAddr, Transport),
+    user: Option<&str>,
+) {
+    if ua.registrar.is_none() {
         return reply(ua, now, key, req, StatusCode::NOT_IMPLEMENTED, |h| {
             h.set("Allow", route::ALLOW)
         });
+    }
+    if let Some(user) = user {
+        if aor_user(req).as_deref() != Some(user) {
+            return reply(ua, now, key, req, StatusCode::FORBIDDEN, |_| {});
+        }
+    }
+    let Some(registrar) = ua.registrar.as_mut() else {
+        return;
     };
     let min = registrar.min_expires;
-    let (status, bindings) = registrar.apply(now, req);
+    let (status, bindings) = registrar.apply(now, req, source, transport);
     reply(ua, now, key, req, status, |h| {
         if status == StatusCode::INTERVAL_TOO_BRIEF {
             h.set("Min-Expires", min.to_string());

@@ -133,7 +133,7 @@ fn request(
             h.set("Unsupported", list)
         });
     }
-    let Some(user) = super::authn::check(ua, now, &key, &req) else {
+    let Some(user) = super::authn::check(ua, now, &key, &req, source) else {
         return;
     };
     match req.method {
@@ -148,7 +148,9 @@ fn request(
                 h.set("Supported", "100rel, timer");
             });
         }
-        Method::Register => register::incoming(ua, now, &key, &req),
+        Method::Register => {
+            register::incoming(ua, now, &key, &req, (source, transport), user.as_deref());
+        }
         _ => reply(ua, now, &key, &req, StatusCode::NOT_IMPLEMENTED, |h| {
             h.set("Allow", ALLOW)
         }),
