@@ -124,18 +124,42 @@ fn registrar_keeps_several_bindings_and_expires_them() {
         }
     };
     assert_eq!(
-        reg.apply(clock.now, &req("sip:a@10.0.0.1", 60, 1), source(), Transport::Udp).0,
+        reg.apply(
+            clock.now,
+            &req("sip:a@10.0.0.1", 60, 1),
+            source(),
+            Transport::Udp
+        )
+        .0,
         StatusCode::OK
     );
-    let (status, bindings) = reg.apply(clock.now, &req("sip:a@10.0.0.2", 20, 2), source(), Transport::Udp);
+    let (status, bindings) = reg.apply(
+        clock.now,
+        &req("sip:a@10.0.0.2", 20, 2),
+        source(),
+        Transport::Udp,
+    );
     assert_eq!((status, bindings.len()), (StatusCode::OK, 2));
     assert_eq!(
-        reg.apply(clock.now, &req("sip:a@10.0.0.3", 60, 3), source(), Transport::Udp).0.code(),
+        reg.apply(
+            clock.now,
+            &req("sip:a@10.0.0.3", 60, 3),
+            source(),
+            Transport::Udp
+        )
+        .0
+        .code(),
         403,
         "binding limit"
     );
     assert_eq!(
-        reg.apply(clock.now, &req("sip:a@10.0.0.3", 5, 4), source(), Transport::Udp).0,
+        reg.apply(
+            clock.now,
+            &req("sip:a@10.0.0.3", 5, 4),
+            source(),
+            Transport::Udp
+        )
+        .0,
         StatusCode::INTERVAL_TOO_BRIEF
     );
     let later = clock.now + Duration::from_secs(30);
@@ -144,7 +168,12 @@ fn registrar_keeps_several_bindings_and_expires_them() {
         1,
         "the 20 s binding lapsed"
     );
-    let (_, left) = reg.apply(later, &req("sip:a@10.0.0.1", 0, 5), source(), Transport::Udp);
+    let (_, left) = reg.apply(
+        later,
+        &req("sip:a@10.0.0.1", 0, 5),
+        source(),
+        Transport::Udp,
+    );
     assert!(left.is_empty(), "expires=0 removes");
     let _ = (ALICE, BOB);
 }
