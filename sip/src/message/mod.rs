@@ -41,6 +41,8 @@ impl StatusCode {
     pub const PROXY_AUTH_REQUIRED: Self = Self(407);
     /// 403 Forbidden.
     pub const FORBIDDEN: Self = Self(403);
+    /// 404 Not Found.
+    pub const NOT_FOUND: Self = Self(404);
     /// 408 Request Timeout (also what a transaction timeout means).
     pub const REQUEST_TIMEOUT: Self = Self(408);
     /// 413 Request Entity Too Large.
@@ -61,6 +63,10 @@ impl StatusCode {
     pub const LOOP_DETECTED: Self = Self(482);
     /// 483 Too Many Hops.
     pub const TOO_MANY_HOPS: Self = Self(483);
+    /// 484 Address Incomplete.
+    pub const ADDRESS_INCOMPLETE: Self = Self(484);
+    /// 486 Busy Here.
+    pub const BUSY_HERE: Self = Self(486);
     /// 487 Request Terminated.
     pub const REQUEST_TERMINATED: Self = Self(487);
     /// 488 Not Acceptable Here.
@@ -69,6 +75,8 @@ impl StatusCode {
     pub const REQUEST_PENDING: Self = Self(491);
     /// 500 Server Internal Error.
     pub const SERVER_ERROR: Self = Self(500);
+    /// 503 Service Unavailable.
+    pub const SERVICE_UNAVAILABLE: Self = Self(503);
     /// 501 Not Implemented.
     pub const NOT_IMPLEMENTED: Self = Self(501);
     /// 505 Version Not Supported.
@@ -123,6 +131,7 @@ impl StatusCode {
             481 => "Call/Transaction Does Not Exist",
             482 => "Loop Detected",
             483 => "Too Many Hops",
+            484 => "Address Incomplete",
             486 => "Busy Here",
             487 => "Request Terminated",
             488 => "Not Acceptable Here",
@@ -131,9 +140,12 @@ impl StatusCode {
             501 => "Not Implemented",
             503 => "Service Unavailable",
             504 => "Server Time-out",
+            502 => "Bad Gateway",
             505 => "Version Not Supported",
             513 => "Message Too Large",
+            600 => "Busy Everywhere",
             603 => "Decline",
+            604 => "Does Not Exist Anywhere",
             _ => "Unknown",
         }
     }

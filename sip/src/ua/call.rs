@@ -143,6 +143,16 @@ impl Call {
 impl UserAgent {
     /// Places a call: sends INVITE and returns the handle events will carry.
     pub fn call(&mut self, now: Instant, params: CallParams) -> CallId {
+        self.call_with_headers(now, params, &[])
+    }
+
+    /// Places a call with extra headers on the INVITE (P-Asserted-Identity, Privacy, ...).
+    pub fn call_with_headers(
+        &mut self,
+        now: Instant,
+        params: CallParams,
+        headers: &[(String, String)],
+    ) -> CallId {
         let id = CallId(self.new_id());
         let from = params.from.clone().unwrap_or_else(|| {
             NameAddr::new(SipUri::new(
@@ -168,6 +178,9 @@ impl UserAgent {
         if let Some(se) = self.config.session_expires {
             req.headers.set("Session-Expires", se.to_string());
             req.headers.set("Min-SE", self.config.min_se.to_string());
+        }
+        for (name, value) in headers {
+            req.headers.set(name, value.clone());
         }
         set_body(&mut req.headers, &mut req.body, params.sdp.clone());
         let local_tag = req
