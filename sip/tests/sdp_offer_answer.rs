@@ -150,3 +150,61 @@ fn malformed_sdp_is_an_error_not_a_panic() {
         assert!(bad.parse::<Sdp>().is_err(), "{bad:?}");
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn codecs() -> impl Strategy<Value = Vec<Codec>> {
+        proptest::sample::subsequence(vec![Codec::Pcmu, Codec::Pcma, Codec::Opus], 1..=3)
+            .prop_shuffle()
+    }
+
+    fn direction() -> impl Strategy<Value = Direction> {
+        prop_oneof![
+            Just(Direction::SendRecv),
+            Just(Direction::SendOnly),
+            Just(Direction::RecvOnly),
+            Just(Direction::Inactive)
+        ]
+    }
+
+    proptest! {
+        /// Every offer we build parses back to itself, and answering it with any policy either
+        /// picks a codec both sides listed or fails with NoCodec; the offerer accepts the answer.
+        #[test]
+        fn offers_round_trip_and_answers_are_consistent(
+            ours in codecs(), theirs in codecs(), prefs in codecs(), d in direction(),
+            te in any::<bool>(), mux in any::<bool>(), port in 1u16..,
+        ) {
+            let mut l = local(ours.clone(), d);
+            (l.telephone_event, l.rtcp_mux, l.port) = (te, mux, port);
+            let offer = build_offer(&l);
+            let text = offer.to_string();
+            let reparsed = text.parse::<Sdp>();
+            prop_assert_eq!(reparsed.as_ref(), Ok(&offer));
+            let them = local(theirs.clone(), Direction::SendRecv);
+            match answer(&offer, &them, &PreferenceOrder(prefs.clone())) {
+                Ok((ans, neg)) => {
+                    prop_assert!(ours.contains(&neg.codec) && theirs.contains(&neg.codec) && prefs.contains(&neg.codec));
+                    prop_assert_eq!(neg.direction, d.answer(Direction::SendRecv));
+                    let back = accept_answer(&offer, &ans);
+                    prop_assert_eq!(back.map(|n| n.codec), Ok(neg.codec));
+                }
+                Err(e) => {
+                    prop_assert_eq!(e, NegotiationError::NoCodec);
+                    prop_assert!(!ours.iter().any(|c| theirs.contains(c) && prefs.contains(c)));
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "(v=0|o=|m=audio|a=rtpmap:|a=fmtp:|c=IN IP4 |[ -~]|\r\n){0,80}") {
+            if let Ok(sdp) = text.parse::<Sdp>() {
+                let l = local(vec![Codec::Pcmu, Codec::Opus], Direction::SendRecv);
+                let _ = answer(&sdp, &l, &PreferenceOrder(vec![Codec::Opus, Codec::Pcmu]));
+                let _ = sdp.to_string().parse::<Sdp>();
+            }
+        }
+    }
+}

@@ -163,6 +163,8 @@ pub struct Sdp {
     pub session_name: String,
     /// Session-level `c=`.
     pub connection: Option<IpAddr>,
+    /// `t=` (start and stop time; `0 0` for the unbounded sessions telephony uses).
+    pub timing: String,
     /// Session-level lines other than v/o/s/c/t, verbatim.
     pub extra: Vec<String>,
     /// Session-level direction, the default for media without one.
@@ -209,6 +211,7 @@ impl TryFrom<&[u8]> for Sdp {
             origin_addr: IpAddr::from([0, 0, 0, 0]),
             session_name: String::new(),
             connection: None,
+            timing: "0 0".into(),
             extra: Vec::new(),
             direction: None,
             media: Vec::new(),
@@ -229,6 +232,7 @@ impl TryFrom<&[u8]> for Sdp {
                 ("v", _) => seen_v = value == "0" || return Err(bad()),
                 ("o", None) => origin = Some(parse_origin(value).ok_or_else(bad)?),
                 ("s", None) => session_name = Some(value.to_owned()),
+                ("t", None) => sdp.timing = value.to_owned(),
                 ("c", None) => sdp.connection = Some(parse_connection(value).ok_or_else(bad)?),
                 ("c", Some(m)) => m.connection = Some(parse_connection(value).ok_or_else(bad)?),
                 ("m", _) => sdp.media.push(parse_m(value).ok_or_else(bad)?),
@@ -362,10 +366,7 @@ impl fmt::Display for Sdp {
         if let Some(c) = &self.connection {
             write!(f, "c=IN {} {c}\r\n", ip_kind(c))?;
         }
-        let has_t = self.extra.iter().any(|l| l.starts_with("t="));
-        if !has_t {
-            write!(f, "t=0 0\r\n")?;
-        }
+        write!(f, "t={}\r\n", self.timing)?;
         for l in &self.extra {
             write!(f, "{l}\r\n")?;
         }

@@ -197,12 +197,16 @@ pub fn answer(
         .position(|m| m.kind == "audio" && m.port != 0)
         .ok_or(NegotiationError::NoAudio)?;
     let om = &offer.media[audio];
-    let offered = offered_codecs(om);
-    let chosen = offered.get(policy.choose(&offered).ok_or(NegotiationError::NoCodec)?);
-    let chosen = chosen.ok_or(NegotiationError::NoCodec)?.clone();
-    if !local.codecs.contains(&chosen.codec) {
-        return Err(NegotiationError::NoCodec);
-    }
+    // Only what we can handle goes to the policy, so it never picks a codec we lack.
+    let offered: Vec<OfferedCodec> = offered_codecs(om)
+        .into_iter()
+        .filter(|o| local.codecs.contains(&o.codec))
+        .collect();
+    let chosen = policy
+        .choose(&offered)
+        .and_then(|i| offered.get(i))
+        .cloned();
+    let chosen = chosen.ok_or(NegotiationError::NoCodec)?;
     let te = local
         .telephone_event
         .then(|| telephone_event_pt(om, chosen.codec.clock_rate()))
@@ -345,6 +349,7 @@ fn session(local: &LocalMedia, media: Vec<Media>) -> Sdp {
         origin_addr: local.addr,
         session_name: "landline".into(),
         connection: Some(local.addr),
+        timing: "0 0".into(),
         extra: Vec::new(),
         direction: None,
         media,

@@ -21,6 +21,8 @@ pub use authn::{Authenticator, IpRange};
 pub use call::{CallParams, Reason};
 pub use register::{RegisterParams, Registrar};
 
+use tracing::{debug, trace};
+
 use crate::auth::Credentials;
 use crate::message::{Limits, NameAddr, Response, SipUri, StatusCode, Transport};
 use crate::transaction::{
@@ -276,12 +278,16 @@ impl UserAgent {
 
     /// The next bytes to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front()?;
+        trace!(to = %t.destination, transport = %t.transport, line = %first_line(&t.data), "send");
+        Some(t)
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front()?;
+        debug!(event = ?e, "sip event");
+        Some(e)
     }
 
     /// When to call [`UserAgent::handle_timeout`] next.
@@ -436,4 +442,13 @@ impl UserAgent {
             _ => None,
         }
     }
+}
+
+/// The start line of a message, for logs (never the whole message: it may carry credentials).
+fn first_line(data: &[u8]) -> &str {
+    let end = data
+        .iter()
+        .position(|b| *b == b'\r' || *b == b'\n')
+        .unwrap_or(data.len());
+    std::str::from_utf8(&data[..end.min(200)]).unwrap_or("<binary>")
 }

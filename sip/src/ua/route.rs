@@ -25,6 +25,7 @@ pub(super) fn receive(
     transport: Transport,
     data: &[u8],
 ) {
+    tracing::trace!(from = %source, %transport, line = %super::first_line(data), "receive");
     let msg = match Message::parse(data, &ua.config.limits) {
         Ok(m) => m,
         Err(e) => {
