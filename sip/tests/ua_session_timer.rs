@@ -127,3 +127,67 @@ fn callee_refreshes_when_asked_to_be_the_refresher() {
         Some("120;refresher=uac")
     );
 }
+
+#[test]
+fn zero_interval_from_a_peer_does_not_cause_a_refresh_storm() {
+    use common::{BOB, Clock, addr, parse};
+    use landline_sip::message::{Message, Response, StatusCode};
+    use landline_sip::ua::{CallParams, Config, UserAgent};
+    let mut clock = Clock::new();
+    let mut alice = UserAgent::new(Config::new(addr(common::ALICE), 6));
+    alice.call(
+        clock.now,
+        CallParams {
+            target: landline_sip::message::SipUri::new(
+                Some("bob"),
+                addr(BOB).ip().into(),
+                Some(5070),
+            ),
+            from: None,
+            destination: addr(BOB),
+            transport: Transport::Udp,
+            sdp: None,
+            credentials: None,
+        },
+    );
+    let Message::Request(invite) = parse(&alice.poll_transmit().expect("INVITE").data) else {
+        panic!()
+    };
+    let mut ok = Response::to_request(&invite, StatusCode::OK);
+    if let Some(to) = ok.headers.to_mut() {
+        to.params.set("tag", Some("b"));
+    }
+    ok.headers.set("Session-Expires", "0;refresher=uac");
+    alice.handle_receive(clock.now, addr(BOB), Transport::Udp, &ok.to_bytes());
+    let t0 = clock.now;
+    let mut refreshes = std::collections::HashSet::new();
+    for _ in 0..10_000 {
+        if clock.now - t0 >= Duration::from_secs(10) {
+            break;
+        }
+        let Some(at) = alice.poll_timeout() else {
+            break;
+        };
+        alice.handle_timeout(clock.set(at));
+        let sent: Vec<_> = std::iter::from_fn(|| alice.poll_transmit()).collect();
+        for t in sent {
+            let Message::Request(r) = parse(&t.data) else {
+                continue;
+            };
+            if r.method != landline_sip::message::Method::Invite {
+                continue;
+            }
+            refreshes.insert(r.headers.cseq().map(|c| c.seq));
+            // The peer keeps answering with a zero interval.
+            let mut ok = Response::to_request(&r, StatusCode::OK);
+            ok.headers.set("Session-Expires", "0;refresher=uac");
+            alice.handle_receive(clock.now, addr(BOB), Transport::Udp, &ok.to_bytes());
+        }
+    }
+    // Floored to 2 s: one refresh a second at most, never a loop at one instant.
+    assert!(
+        (9..=10).contains(&refreshes.len()),
+        "{} refreshes",
+        refreshes.len()
+    );
+}

@@ -45,6 +45,9 @@ pub enum Reason {
     Failed(StatusCode),
 }
 
+/// Floor on any session interval we act on, in seconds.
+const MIN_SESSION_INTERVAL: u32 = 2;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
     Calling,
@@ -116,6 +119,9 @@ impl Call {
     /// Arms RFC 4028 timers: the refresher refreshes at half the interval, the other side gives
     /// up at the interval minus min(32 s, interval/3).
     pub(super) fn arm_session(&mut self, now: Instant, se: u32, we_refresh: bool) {
+        // RFC 4028 forbids intervals under 90 s; tolerate short ones (tests use a few seconds)
+        // but never 0 or 1, which would make refreshes a storm.
+        let se = se.max(MIN_SESSION_INTERVAL);
         self.session_expires = Some(se);
         self.we_refresh = we_refresh;
         let se_d = Duration::from_secs(u64::from(se));
