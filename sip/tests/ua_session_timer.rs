@@ -191,3 +191,51 @@ fn zero_interval_from_a_peer_does_not_cause_a_refresh_storm() {
         refreshes.len()
     );
 }
+
+#[test]
+fn repeated_422_is_retried_once_only() {
+    use common::{BOB, Clock, addr, parse};
+    use landline_sip::message::{Message, Response, StatusCode};
+    use landline_sip::ua::{CallParams, Config, UserAgent};
+    let clock = Clock::new();
+    let mut cfg = Config::new(addr(common::ALICE), 8);
+    cfg.session_expires = Some(60);
+    let mut alice = UserAgent::new(cfg);
+    let call = alice.call(
+        clock.now,
+        CallParams {
+            target: landline_sip::message::SipUri::new(
+                Some("bob"),
+                addr(BOB).ip().into(),
+                Some(5070),
+            ),
+            from: None,
+            destination: addr(BOB),
+            transport: Transport::Udp,
+            sdp: None,
+            credentials: None,
+        },
+    );
+    let mut invites = 0;
+    for _ in 0..10 {
+        let sent: Vec<_> = std::iter::from_fn(|| alice.poll_transmit()).collect();
+        for t in sent {
+            let Message::Request(r) = parse(&t.data) else {
+                continue;
+            };
+            if r.method != landline_sip::message::Method::Invite {
+                continue;
+            }
+            invites += 1;
+            let mut too_small = Response::to_request(&r, StatusCode::INTERVAL_TOO_SMALL);
+            too_small.headers.set("Min-SE", "90");
+            alice.handle_receive(clock.now, addr(BOB), Transport::Udp, &too_small.to_bytes());
+        }
+    }
+    assert_eq!(invites, 2, "one retry at Min-SE, then the 422 is final");
+    let events: Vec<_> = std::iter::from_fn(|| alice.poll_event()).collect();
+    assert!(events.contains(&Event::Failed {
+        call,
+        status: StatusCode::INTERVAL_TOO_SMALL
+    }));
+}

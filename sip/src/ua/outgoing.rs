@@ -40,7 +40,9 @@ fn invite_event(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, e
         ClientEvent::Final(r) if r.status.is_success() => success(ua, now, call, req, r),
         ClientEvent::Final(r) => {
             if r.status == StatusCode::INTERVAL_TOO_SMALL {
-                if let Some(min) = r.headers.number("Min-SE") {
+                let asked = req.headers.number("Session-Expires").unwrap_or(0);
+                // Retry only upward, so a peer repeating 422 cannot loop us.
+                if let Some(min) = r.headers.number("Min-SE").filter(|m| *m > asked) {
                     let mut retry = req.clone();
                     retry.headers.set("Session-Expires", min.to_string());
                     retry.headers.set("Min-SE", min.to_string());
