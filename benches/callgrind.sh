@@ -6,7 +6,9 @@
 # benches/src/bin/instructions.rs is counted (fixture building and warm-up are not).
 #
 # Usage: benches/callgrind.sh [--annotate] [WORKLOAD...]   (default: every workload)
-#   --annotate   also print the 25 functions with the most instructions (self cost) per workload
+#   --annotate   also print the 25 functions with the most instructions (self cost) per workload;
+#                libopus's own functions are named only with a libopus that has symbols:
+#                LD_LIBRARY_PATH=$(benches/libopus-symbols.sh) benches/callgrind.sh --annotate ...
 #   STEPS=N      steps counted per workload (default 500: one lap of the 10 s fixtures)
 #   CALLGRIND_OUT=DIR  keep callgrind.out.<workload> files there for callgrind_annotate
 set -euo pipefail
@@ -47,7 +49,8 @@ if [[ $annotate == 1 ]]; then
     for workload in "${workloads[@]}"; do
         printf '\n## %s: top functions (self instructions over %d steps)\n\n' "$workload" "$steps"
         callgrind_annotate --threshold=99 "$out/callgrind.out.$workload" 2>/dev/null |
-            sed -n '/^Ir/,$p' | head -n 30
+            sed -n '/file:function/,$p' | sed -n '3,27p' |
+            sed -E -e 's#[^ ]*/(opus|codecs|benches)/#\1/#' -e 's# \[[^]]*\]$##'
     done
 fi
 [[ -n "${CALLGRIND_OUT:-}" ]] || rm -rf "$out"

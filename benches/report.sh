@@ -21,24 +21,37 @@ median_us() {
     sed -E 's/.*"median":\{"confidence_interval":\{[^}]*\},"point_estimate":([0-9.eE+-]+).*/\1/' \
         "$file" | awk '{ printf "%.2f", $1 / 1000 }'
 }
+# The 10th percentile of criterion's per-sample means, in µs, over samples of at least one lap of
+# the fixture (500 steps): the least-disturbed samples, which a loaded machine inflates least.
+p10_us() {
+    local file="$target/criterion/$1/$2/new/sample.json"
+    [[ -f $file ]] || { echo "-"; return; }
+    sed -E 's/.*"iters":\[([^]]*)\].*"times":\[([^]]*)\].*/\1;\2/' "$file" |
+        awk -F';' '{ n = split($1, it, ","); split($2, tm, ",")
+                     for (i = 1; i <= n; i++) if (it[i] >= 500) print tm[i] / it[i] / 1000 }' |
+        sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", v[int(NR / 10) + 1] }'
+}
 instr() { awk -v w="$1" -F'|' '$2 ~ " "w" " { gsub(/ /, "", $3); print $3 }' <<<"$instructions"; }
 
 echo "$instructions" | head -n 1
 echo
-echo "| workload (per 20 ms) | CPU µs (median) | wall µs (median) | instructions |"
-echo "|---|---:|---:|---:|"
+echo "| workload (per 20 ms) | CPU µs (p10) | CPU µs (median) | wall µs (median) | instructions |"
+echo "|---|---:|---:|---:|---:|"
 for w in $("$target/release/instructions" --list); do
-    printf '| %s | %s | %s | %s |\n' "$w" "$(median_us cpu "$w")" "$(median_us wall "$w")" "$(instr "$w")"
+    printf '| %s | %s | %s | %s | %s |\n' "$w" "$(p10_us cpu "$w")" "$(median_us cpu "$w")" \
+        "$(median_us wall "$w")" "$(instr "$w")"
 done
 echo
 for suffix in "" _nb; do
     call="call_full_duplex$suffix"
     bare="libopus_decode_encode$suffix"
     awk -v name="$call" -v ci="$(instr "$call")" -v bi="$(instr "$bare")" \
-        -v ct="$(median_us cpu "$call")" -v bt="$(median_us cpu "$bare")" 'BEGIN {
-        printf "%s: overhead above bare libopus %+.2f %% in instructions, %+.1f %% in CPU time; ", \
-            name, 100 * (ci - bi) / bi, 100 * (ct - bt) / bt
-        printf "%.1f µs CPU per 20 ms -> %d calls per core\n", ct, 20000 / ct
+        -v cp="$(p10_us cpu "$call")" -v bp="$(p10_us cpu "$bare")" \
+        -v cm="$(median_us cpu "$call")" -v bm="$(median_us cpu "$bare")" 'BEGIN {
+        printf "%s: above bare libopus %+.2f %% in instructions, %+.1f %% (p10) / %+.1f %% ", \
+            name, 100 * (ci - bi) / bi, 100 * (cp - bp) / bp, 100 * (cm - bm) / bm
+        printf "(median) in CPU time; %.1f (p10) / %.1f (median) µs CPU per 20 ms ", cp, cm
+        printf "-> %d / %d calls per core\n", 20000 / cp, 20000 / cm
     }'
 done
 echo
