@@ -14,7 +14,9 @@ use std::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use landline_benches::fixtures::ClientAudio;
-use landline_benches::workloads::{Bare, BareOpus, CallStep, G711Frame, PipelineStep};
+use landline_benches::workloads::{
+    Bare, BareOpus, CallStep, G711Frame, PipelineStep, complexity_0,
+};
 use landline_benches::{Fixtures, Workload, WorkloadName};
 use landline_codecs::G711Law;
 
@@ -57,6 +59,7 @@ fn media<M: Measurement>(c: &mut Criterion<M>, group: &str) {
         W::LibopusNarrowband,
         BareOpus::new(f, narrow, Bare::DecodeEncode),
     );
+    bench(g, W::LibopusEncodeComplexity0, complexity_0(f));
     group.finish();
 }
 

@@ -57,11 +57,13 @@ pub enum WorkloadName {
     LibopusDecodeNarrowband,
     /// Bare libopus: the codec work inside a call step with a narrowband client.
     LibopusNarrowband,
+    /// Bare libopus: encode at complexity 0 instead of the default 1, to size that knob.
+    LibopusEncodeComplexity0,
 }
 
 impl WorkloadName {
     /// Every workload, in the order the README lists them.
-    pub const ALL: [WorkloadName; 12] = [
+    pub const ALL: [WorkloadName; 13] = [
         WorkloadName::G711Mu,
         WorkloadName::G711A,
         WorkloadName::OpusToG711,
@@ -74,6 +76,7 @@ impl WorkloadName {
         WorkloadName::CallNarrowband,
         WorkloadName::LibopusDecodeNarrowband,
         WorkloadName::LibopusNarrowband,
+        WorkloadName::LibopusEncodeComplexity0,
     ];
 
     /// The name used on command lines and in bench ids.
@@ -91,6 +94,7 @@ impl WorkloadName {
             WorkloadName::CallNarrowband => "call_full_duplex_nb",
             WorkloadName::LibopusDecodeNarrowband => "libopus_decode_nb",
             WorkloadName::LibopusNarrowband => "libopus_decode_encode_nb",
+            WorkloadName::LibopusEncodeComplexity0 => "libopus_encode_c0",
         }
     }
 
@@ -119,6 +123,7 @@ impl WorkloadName {
             WorkloadName::LibopusNarrowband => {
                 Box::new(BareOpus::new(f, Narrow, Bare::DecodeEncode))
             }
+            WorkloadName::LibopusEncodeComplexity0 => Box::new(complexity_0(f)),
         }
     }
 }
@@ -307,19 +312,24 @@ pub struct BareOpus {
 impl BareOpus {
     /// Decodes `audio`, encodes the trunk's audio, or both, per step.
     pub fn new(fixtures: &Fixtures, audio: ClientAudio, work: Bare) -> BareOpus {
+        BareOpus::with_settings(fixtures, audio, work, &OpusSettings::default())
+    }
+
+    /// As [`new`](Self::new), encoding with `settings` instead of the pipeline's defaults.
+    pub fn with_settings(
+        fixtures: &Fixtures,
+        audio: ClientAudio,
+        work: Bare,
+        settings: &OpusSettings,
+    ) -> BareOpus {
         let decode = matches!(work, Bare::Decode | Bare::DecodeEncode);
         let encode = matches!(work, Bare::Encode | Bare::DecodeEncode);
         BareOpus {
             decoder: decode.then(|| {
                 Decoder::new(SampleRate::Hz8000, Channels::Mono).expect("libopus decoder")
             }),
-            encoder: encode.then(|| {
-                opus_encoder(
-                    SampleRate::Hz8000,
-                    &OpusSettings::default(),
-                    Bandwidth::Fullband,
-                )
-            }),
+            encoder: encode
+                .then(|| opus_encoder(SampleRate::Hz8000, settings, Bandwidth::Fullband)),
             opus: fixtures.client_opus(audio).map(<[u8]>::to_vec).collect(),
             pcm: fixtures.trunk_pcm.clone(),
             next: 0,
@@ -332,6 +342,15 @@ impl BareOpus {
     pub fn last_packet(&self, len: usize) -> &[u8] {
         &self.packet[RTP_HEADER_LEN..RTP_HEADER_LEN + len]
     }
+}
+
+/// The bare encoder at complexity 0, otherwise at the pipeline's defaults.
+pub fn complexity_0(fixtures: &Fixtures) -> BareOpus {
+    let settings = OpusSettings {
+        complexity: 0,
+        ..OpusSettings::default()
+    };
+    BareOpus::with_settings(fixtures, ClientAudio::Browser, Bare::Encode, &settings)
 }
 
 /// What a [`BareOpus`] does per step.
