@@ -3,7 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
+use landline_sip::auth::{Algorithm, DigestServer};
+use landline_sip::ua::{Authenticator, Config as UaConfig, Registrar, UserAgent};
+
+use crate::calls::Signalling;
 use crate::config::Config;
+use crate::edge::{Edge, EdgeConfig, EdgeError};
 use crate::media::{MediaError, MediaPlane, PortPool};
 use crate::ops::cdr::{CdrError, CdrWriter};
 use crate::ops::metrics::{self, MetricsError};
@@ -24,6 +31,9 @@ pub enum RunError {
     /// The call record file could not be opened.
     #[error(transparent)]
     Cdr(#[from] CdrError),
+    /// A SIP listener could not start.
+    #[error(transparent)]
+    Edge(#[from] EdgeError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -46,7 +56,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         config.media.rtp_port_min,
         config.media.rtp_port_max,
     ));
-    let (plane, mut media_events) = MediaPlane::start(shards, ports)?;
+    let (plane, media_events) = MediaPlane::start(shards, ports)?;
     let plane = Arc::new(plane);
     let sampler = tokio::spawn({
         let (metrics, plane) = (metrics.clone(), plane.clone());
@@ -58,32 +68,116 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             }
         }
     });
-    // No call control yet: drain the events so the shards never see a full queue.
-    let events = tokio::spawn(async move {
-        while let Some(event) = media_events.recv().await {
-            tracing::debug!(?event, "media event with no call control to receive it");
-        }
-    });
+    let (edge, inbound) = Edge::start(edge_config(&config)).await?;
+    let ua = user_agent(&config);
+    let config = Arc::new(config);
+    let signalling = Signalling::new(
+        ua,
+        edge,
+        plane.clone(),
+        config.clone(),
+        metrics.clone(),
+        cdr,
+        random_seed(),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut calls = tokio::spawn(signalling.run(inbound, media_events, stop_rx, DRAIN_LIMIT));
 
     let mut signals = service::StopSignals::install().map_err(RunError::Signals)?;
     tracing::info!(shards, config = %config.summary(), "landline ready");
     service::notify_ready("ready");
     let watchdog = service::spawn_watchdog();
 
-    let stop = signals.wait().await;
-    tracing::info!(?stop, "stopping");
-    service::notify_stopping();
-    for task in [Some(sampler), Some(events), watchdog]
-        .into_iter()
-        .flatten()
-    {
+    tokio::select! {
+        stop = signals.wait() => {
+            tracing::info!(?stop, "stopping: draining calls");
+            service::notify_stopping();
+            let _ = stop_tx.send(true);
+            // A second signal, or the drain limit, ends the wait.
+            tokio::select! {
+                _ = &mut calls => {}
+                _ = signals.wait() => calls.abort(),
+            }
+        }
+        _ = &mut calls => tracing::error!("call control stopped unexpectedly"),
+    }
+    for task in [Some(sampler), watchdog].into_iter().flatten() {
         task.abort();
     }
     drop(plane);
-    drop(cdr);
     // The writer thread exits once the queue is written out.
     let _ = tokio::task::spawn_blocking(move || cdr_thread.wait()).await;
     Ok(())
+}
+
+/// How long SIGTERM waits for active calls to end before hanging them up.
+const DRAIN_LIMIT: Duration = Duration::from_secs(300);
+
+/// The SIP transports the configuration asks for.
+fn edge_config(config: &Config) -> EdgeConfig {
+    EdgeConfig {
+        udp: Some(config.sip.udp),
+        tcp: Some(config.sip.tcp),
+        tls: config.sip.tls_listener().map(|t| {
+            (
+                t.listen,
+                crate::edge::TlsFiles {
+                    cert: t.cert,
+                    key: t.key,
+                },
+            )
+        }),
+        limits: config.sip.limits(),
+        max_connections: 10_000,
+        idle_timeout: Duration::from_secs(600),
+    }
+}
+
+/// The sans-IO user agent with the gateway's registrar and its users' credentials.
+fn user_agent(config: &Config) -> UserAgent {
+    let local = SocketAddr::new(config.media.public_address, config.sip.udp.port());
+    let mut ua_config = UaConfig::new(local, random_seed());
+    ua_config.timers = config.sip.timers();
+    ua_config.limits = config.sip.limits();
+    let mut ua = UserAgent::new(ua_config);
+    ua.set_registrar(Registrar::new(60, 3600, 10));
+    let secret = random_seed().to_be_bytes();
+    let server = DigestServer::new(
+        config.sip.realm(),
+        Algorithm::Md5,
+        &secret,
+        Duration::from_secs(300),
+    );
+    let users = config
+        .users
+        .iter()
+        .map(|u| (u.username.as_str().to_owned(), u.password.clone()))
+        .collect();
+    let mut authenticator = Authenticator::new(server, users);
+    // Calls from trunks are admitted by their address, not by a password.
+    for trunk in &config.trunks {
+        for cidr in &trunk.allow {
+            authenticator.trust(cidr.range());
+        }
+    }
+    ua.set_authenticator(authenticator);
+    ua
+}
+
+/// Entropy for tags, SSRCs and nonces, from the kernel.
+fn random_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        if urandom.read_exact(&mut bytes).is_ok() {
+            return u64::from_ne_bytes(bytes);
+        }
+    }
+    // No /dev/urandom: the clock and the process id still differ between runs.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }
 
 /// The shipped demo user's password: fine on loopback, dangerous anywhere else.

@@ -429,32 +429,13 @@ impl Cidr {
 
     /// True when `ip` is in the range (an IPv4-mapped IPv6 address counts as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.network, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => mask_eq(&net.octets(), &ip.octets(), self.prefix),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => mask_eq(&net.octets(), &ip.octets(), self.prefix),
-            _ => false,
-        }
+        self.range().contains(ip)
     }
-}
 
-fn mask_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
-    let mut bits = usize::from(prefix);
-    for (x, y) in a.iter().zip(b) {
-        let take = bits.min(8);
-        if take == 0 {
-            return true;
-        }
-        let mask = 0xffu8 << (8 - take);
-        if x & mask != y & mask {
-            return false;
-        }
-        bits -= take;
+    /// The range as the SIP stack's authenticator takes it.
+    pub fn range(&self) -> landline_sip::ua::IpRange {
+        landline_sip::ua::IpRange::new(self.network, self.prefix)
     }
-    true
 }
 
 impl TryFrom<String> for Cidr {

@@ -1,0 +1,114 @@
+//! One B2BUA call: its two SIP legs, its media, and what goes in its call record.
+
+use std::net::UdpSocket;
+use std::time::SystemTime;
+
+use landline_sip::message::StatusCode;
+use landline_sip::sdp::{LocalMedia, Negotiated, Sdp};
+use landline_sip::ua::CallId as LegId;
+
+use crate::media::{MediaCallId, MediaEvent};
+use crate::ops::cdr::EndedBy;
+use crate::ops::metrics::{Direction, Outcome};
+
+/// Where a call is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// INVITE sent or received, no answer yet.
+    Setup,
+    /// Both legs answered; media flows.
+    Answered,
+}
+
+/// What the call's media is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    /// A client and a trunk.
+    Bridge,
+    /// The built-in echo test.
+    Echo,
+    /// The built-in tone.
+    Tone,
+}
+
+/// One leg's negotiation: our local media description and what was agreed.
+#[derive(Debug)]
+pub(crate) struct LegSession {
+    /// Our side (address, port, codecs), reused to answer re-INVITEs.
+    pub(crate) local: LocalMedia,
+    /// Our offer on this leg, while its answer is awaited.
+    pub(crate) offer: Option<Sdp>,
+    /// The far side's offer on this leg, while our answer is pending.
+    pub(crate) remote_offer: Option<Sdp>,
+    /// Our answer on this leg, kept to answer a 200 the same way as the 183 before it.
+    pub(crate) answer: Option<Sdp>,
+    /// The outcome, once both sides agreed.
+    pub(crate) negotiated: Option<Negotiated>,
+    /// The bound RTP socket, until the media plane takes it.
+    pub(crate) socket: Option<UdpSocket>,
+}
+
+/// A call through the gateway.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(crate) direction: Direction,
+    pub(crate) service: Service,
+    pub(crate) phase: Phase,
+    /// The authenticated user (outbound) or the user the DID belongs to (inbound).
+    pub(crate) user: Option<String>,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    /// The client leg (outbound: the caller; inbound: the fork that answered).
+    pub(crate) client: Option<LegId>,
+    /// Inbound: every registration being rung, until one answers.
+    pub(crate) forks: Vec<LegId>,
+    /// Inbound: the strongest failure seen from a fork (486 when all were busy).
+    pub(crate) fork_failure: Option<StatusCode>,
+    /// The trunk leg.
+    pub(crate) trunk: Option<LegId>,
+    /// Index of the trunk carrying the call, into the signalling core's trunk list.
+    pub(crate) trunk_index: Option<usize>,
+    /// Whether the trunk's call count was already given back.
+    pub(crate) trunk_released: bool,
+    /// Outbound: trunks still to try after the current one fails with 503, 408 or a timeout.
+    pub(crate) fallbacks: Vec<usize>,
+    /// The number as the trunk was asked for it (for retries on the next trunk).
+    pub(crate) called_e164: Option<crate::config::E164>,
+    pub(crate) client_session: LegSession,
+    pub(crate) trunk_session: Option<LegSession>,
+    pub(crate) media: Option<(MediaCallId, usize)>,
+    pub(crate) ringing_sent: bool,
+    pub(crate) started: SystemTime,
+    pub(crate) answered: Option<SystemTime>,
+    /// The SIP status the call ended with, for the record.
+    pub(crate) final_status: Option<StatusCode>,
+    pub(crate) ended_by: Option<EndedBy>,
+    pub(crate) hangup_cause: Option<String>,
+    pub(crate) media_stats: Option<crate::media::CallMediaStats>,
+    pub(crate) digits: String,
+}
+
+impl Call {
+    /// The metrics outcome this call ended with.
+    pub(crate) fn outcome(&self) -> Outcome {
+        if self.answered.is_some() {
+            return Outcome::Answered;
+        }
+        match self.final_status.map(StatusCode::code) {
+            Some(486) | Some(600) => Outcome::Busy,
+            Some(487) => Outcome::Cancelled,
+            Some(408) | Some(480) => Outcome::NoAnswer,
+            _ => Outcome::Failed,
+        }
+    }
+}
+
+/// A media event's call id.
+pub(crate) fn media_call_of(event: &MediaEvent) -> MediaCallId {
+    match event {
+        MediaEvent::Digit(id, ..)
+        | MediaEvent::MediaTimeout(id, _)
+        | MediaEvent::Failed(id, _)
+        | MediaEvent::Removed(id, _) => *id,
+    }
+}

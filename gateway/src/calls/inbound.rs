@@ -1,0 +1,361 @@
+//! A trunk calls a DID: find its user, ring every registration of that user (first answer wins,
+//! the others are cancelled), answer the trunk with the codec it offered that we prefer.
+
+use std::time::{Instant, SystemTime};
+
+use landline_sip::message::{NameAddr, SipUri, StatusCode, Uri};
+use landline_sip::sdp::{self, Codec, Sdp};
+use landline_sip::ua::{CallId as LegId, CallParams};
+
+use super::Signalling;
+use super::call::{Call, LegSession, Phase, Service};
+use super::outbound::user_part;
+use super::session::{self, TrunkCodecPolicy};
+use crate::config::{CountryCode, E164, TrunkCodec};
+use crate::ops::cdr::EndedBy;
+use crate::ops::metrics::Direction;
+
+/// A new INVITE from a trunk.
+pub(super) fn start(
+    s: &mut Signalling,
+    now: Instant,
+    leg: LegId,
+    trunk_index: usize,
+    from: &str,
+    to: &str,
+    offer: Option<Vec<u8>>,
+) {
+    let id = s.new_call_id();
+    let dialled = user_part(to).unwrap_or_default();
+    let caller = user_part(from).unwrap_or_default();
+    let trunk = s.trunks[trunk_index].config.clone();
+    let session_id = s.random() >> 1;
+    let call = Call {
+        direction: Direction::Inbound,
+        service: Service::Bridge,
+        phase: Phase::Setup,
+        user: None,
+        from: caller.clone(),
+        to: dialled.clone(),
+        client: None,
+        forks: Vec::new(),
+        fork_failure: None,
+        trunk: Some(leg),
+        trunk_index: Some(trunk_index),
+        trunk_released: true,
+        fallbacks: Vec::new(),
+        called_e164: None,
+        client_session: empty_session(session::client_media(
+            s.config.media.public_address,
+            0,
+            vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
+            session_id,
+        )),
+        trunk_session: Some(empty_session(session::trunk_media(
+            s.config.media.public_address,
+            0,
+            trunk.codecs.iter().map(|c| trunk_codec(*c)).collect(),
+            session_id ^ 1,
+        ))),
+        media: None,
+        ringing_sent: false,
+        started: SystemTime::now(),
+        answered: None,
+        final_status: None,
+        ended_by: None,
+        hangup_cause: None,
+        media_stats: None,
+        digits: String::new(),
+    };
+    s.calls.insert(id, call);
+    s.legs.insert(leg, id);
+    s.metrics.call_started(Direction::Inbound);
+    tracing::info!(call = id, trunk = %trunk.name.as_str(), did = %dialled, "inbound call");
+
+    if !s.trunks[trunk_index].can_take_call() {
+        return fail(
+            s,
+            now,
+            id,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "trunk_call_limit",
+        );
+    }
+    s.trunks[trunk_index].call_started();
+    if let Some(call) = s.calls.get_mut(&id) {
+        call.trunk_released = false;
+    }
+
+    let did = did_of(&dialled, trunk.country.as_ref());
+    let Some(user) = did
+        .as_ref()
+        .and_then(|d| s.config.users.iter().find(|u| u.dids.contains(d)))
+        .cloned()
+    else {
+        return fail(s, now, id, StatusCode::NOT_FOUND, "unknown_did");
+    };
+    if let Some(call) = s.calls.get_mut(&id) {
+        call.user = Some(user.username.as_str().to_owned());
+        if let Some(did) = &did {
+            call.to = did.to_string();
+        }
+        if let Some(e164) = did_of(&caller, trunk.country.as_ref()) {
+            call.from = e164.to_string();
+        }
+    }
+    let Some(offer) = offer.as_deref().and_then(|b| Sdp::parse(b).ok()) else {
+        return fail(s, now, id, StatusCode::NOT_ACCEPTABLE_HERE, "no_sdp_offer");
+    };
+    let bindings: Vec<(
+        String,
+        std::net::SocketAddr,
+        landline_sip::message::Transport,
+    )> =
+        s.ua.registrar()
+            .map(|r| {
+                r.lookup(now, user.username.as_str())
+                    .into_iter()
+                    .map(|b| (b.contact.clone(), b.source, b.transport.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+    if bindings.is_empty() {
+        return fail(
+            s,
+            now,
+            id,
+            StatusCode::TEMPORARILY_UNAVAILABLE,
+            "not_registered",
+        );
+    }
+    let (Some(trunk_socket), Some(client_socket)) = (s.bind_rtp(), s.bind_rtp()) else {
+        return fail(
+            s,
+            now,
+            id,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rtp_ports_exhausted",
+        );
+    };
+    let Some(call) = s.calls.get_mut(&id) else {
+        return;
+    };
+    // The trunk's offer is answered when a client answers; refuse now if that cannot work.
+    let Some(trunk_session) = call.trunk_session.as_mut() else {
+        return;
+    };
+    trunk_session.local.port = trunk_socket.local_addr().map(|a| a.port()).unwrap_or(0);
+    trunk_session.socket = Some(trunk_socket);
+    let policy = TrunkCodecPolicy {
+        codecs: trunk_session.local.codecs.clone(),
+    };
+    match sdp::answer(&offer, &trunk_session.local, &policy) {
+        Ok((answer, negotiated)) => {
+            trunk_session.answer = Some(answer);
+            trunk_session.negotiated = Some(negotiated);
+        }
+        Err(_) => {
+            return fail(
+                s,
+                now,
+                id,
+                StatusCode::NOT_ACCEPTABLE_HERE,
+                "no_common_codec",
+            );
+        }
+    }
+    call.client_session.local.port = client_socket.local_addr().map(|a| a.port()).unwrap_or(0);
+    call.client_session.socket = Some(client_socket);
+    let client_offer = sdp::build_offer(&call.client_session.local);
+    call.client_session.offer = Some(client_offer.clone());
+    let body = client_offer.to_string().into_bytes();
+    let from_uri = SipUri::new(
+        Some(call.from.as_str()),
+        s.ua.config().local_addr.ip().into(),
+        None,
+    );
+    for (contact, source, transport) in bindings {
+        let target = contact
+            .trim_matches(|c| c == '<' || c == '>')
+            .parse::<Uri>()
+            .ok()
+            .and_then(|u| u.as_sip().cloned())
+            .unwrap_or_else(|| {
+                SipUri::new(
+                    Some(user.username.as_str()),
+                    source.ip().into(),
+                    Some(source.port()),
+                )
+            });
+        let params = CallParams {
+            target,
+            from: Some(NameAddr::new(from_uri.clone())),
+            // Where the registration came from, so calls reach clients behind NAT.
+            destination: source,
+            transport,
+            sdp: Some(body.clone()),
+            credentials: None,
+        };
+        let fork = s.ua.call(now, params);
+        s.legs.insert(fork, id);
+        if let Some(call) = s.calls.get_mut(&id) {
+            call.forks.push(fork);
+        }
+    }
+}
+
+/// A registration rings: tell the trunk once.
+pub(super) fn fork_progress(
+    s: &mut Signalling,
+    now: Instant,
+    id: u64,
+    _fork: LegId,
+    status: StatusCode,
+) {
+    let Some(call) = s.calls.get_mut(&id) else {
+        return;
+    };
+    if call.ringing_sent || !matches!(status.code(), 180 | 183) {
+        return;
+    }
+    call.ringing_sent = true;
+    if let Some(trunk) = call.trunk {
+        s.ua.ring(now, trunk, StatusCode::RINGING, None, false);
+    }
+}
+
+/// A registration answered: it wins, the others are cancelled, the trunk is answered.
+pub(super) fn fork_answered(
+    s: &mut Signalling,
+    now: Instant,
+    id: u64,
+    fork: LegId,
+    sdp: Option<Vec<u8>>,
+) {
+    let Some(call) = s.calls.get_mut(&id) else {
+        return;
+    };
+    if call.client.is_some() {
+        // Another registration won already.
+        s.legs.remove(&fork);
+        s.ua.hangup(now, fork);
+        return;
+    }
+    call.forks.retain(|f| *f != fork);
+    call.client = Some(fork);
+    let losers: Vec<LegId> = call.forks.drain(..).collect();
+    let negotiated = sdp
+        .as_deref()
+        .and_then(|b| Sdp::parse(b).ok())
+        .and_then(|answer| sdp::accept_answer(call.client_session.offer.as_ref()?, &answer).ok());
+    call.client_session.negotiated = negotiated;
+    let trunk_answer = call
+        .trunk_session
+        .as_ref()
+        .and_then(|t| t.answer.as_ref())
+        .map(|a| a.to_string().into_bytes());
+    for loser in losers {
+        s.legs.remove(&loser);
+        s.ua.hangup(now, loser);
+    }
+    let usable = s
+        .calls
+        .get(&id)
+        .is_some_and(|c| c.client_session.negotiated.is_some());
+    if !usable || trunk_answer.is_none() || !s.start_media(id) {
+        tracing::warn!(call = id, "client answered without a usable SDP answer");
+        if let Some(call) = s.calls.get_mut(&id) {
+            // The client answered: it gets a BYE; the trunk a 503.
+            call.final_status = Some(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        s.end_call(
+            now,
+            id,
+            EndedBy::Gateway,
+            "bad_client_answer",
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+        );
+        return;
+    }
+    let Some(call) = s.calls.get_mut(&id) else {
+        return;
+    };
+    call.phase = Phase::Answered;
+    call.answered = Some(SystemTime::now());
+    if let (Some(trunk), Some(answer)) = (call.trunk, trunk_answer) {
+        s.ua.answer(now, trunk, answer);
+    }
+}
+
+/// A registration refused or timed out; when none is left, the trunk hears why.
+pub(super) fn fork_failed(
+    s: &mut Signalling,
+    now: Instant,
+    id: u64,
+    fork: LegId,
+    status: StatusCode,
+) {
+    let Some(call) = s.calls.get_mut(&id) else {
+        return;
+    };
+    call.forks.retain(|f| *f != fork);
+    // Busy only if every registration said busy; otherwise the user is unavailable.
+    let busy = matches!(status.code(), 486 | 600);
+    call.fork_failure = Some(match (call.fork_failure, busy) {
+        (None, true) | (Some(StatusCode::BUSY_HERE), true) => StatusCode::BUSY_HERE,
+        (Some(s), _) if s.code() == 603 => s,
+        _ if status.code() == 603 => status,
+        _ => StatusCode::TEMPORARILY_UNAVAILABLE,
+    });
+    if call.forks.is_empty() && call.client.is_none() {
+        let status = call
+            .fork_failure
+            .unwrap_or(StatusCode::TEMPORARILY_UNAVAILABLE);
+        call.final_status = Some(status);
+        s.end_call(
+            now,
+            id,
+            EndedBy::Client,
+            &format!("client_{}", status.code()),
+            Some(status),
+        );
+    }
+}
+
+fn fail(s: &mut Signalling, now: Instant, id: u64, status: StatusCode, cause: &str) {
+    if let Some(call) = s.calls.get_mut(&id) {
+        call.final_status = Some(status);
+    }
+    s.end_call(now, id, EndedBy::Gateway, cause, Some(status));
+}
+
+/// The E.164 number a trunk sent, written in whatever form the trunk uses.
+fn did_of(number: &str, country: Option<&CountryCode>) -> Option<E164> {
+    if let Ok(e164) = number.parse::<E164>() {
+        return Some(e164);
+    }
+    if let Some(country) = country {
+        if let Some(e164) = E164::from_dialled(number, country) {
+            return Some(e164);
+        }
+    }
+    format!("+{number}").parse().ok()
+}
+
+fn empty_session(local: sdp::LocalMedia) -> LegSession {
+    LegSession {
+        local,
+        offer: None,
+        remote_offer: None,
+        answer: None,
+        negotiated: None,
+        socket: None,
+    }
+}
+
+fn trunk_codec(codec: TrunkCodec) -> Codec {
+    match codec {
+        TrunkCodec::Pcmu => Codec::Pcmu,
+        TrunkCodec::Pcma => Codec::Pcma,
+    }
+}

@@ -1,0 +1,774 @@
+//! Call control: the B2BUA. One task owns the sans-IO user agent, the calls and the trunks'
+//! state; it feeds the user agent what the edge receives, sends what it produces, and turns its
+//! events into the other leg's actions and into media-plane commands.
+//!
+//! Where an INVITE goes: [`crate::edge`] → [`Signalling::run`] → `UserAgent::handle_receive` →
+//! `Event::IncomingCall` → [`outbound`] (from a client: authenticate, normalise, route, INVITE a
+//! trunk) or [`inbound`] (from a trunk: DID → user → ring every registration).
+
+mod call;
+mod inbound;
+mod outbound;
+mod session;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use landline_sip::message::{SipUri, StatusCode, Transport};
+use landline_sip::sdp::{self, Sdp};
+use landline_sip::ua::{CallId as LegId, Event, Reason, RequestId, UserAgent};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, TrunkTransport};
+use crate::edge::{Edge, Inbound};
+use crate::media::{
+    CallKind, CallSpec, Command, LatchPolicy, LegRole, LegSpec, MediaCallId, MediaEvent, MediaPlane,
+};
+use crate::ops::cdr::{CallRecord, CdrWriter, EndedBy, MediaRecord};
+use crate::ops::metrics::Metrics;
+use crate::trunks::routes::RouteTable;
+use crate::trunks::state::TrunkState;
+use call::{Call, Phase, Service};
+
+/// Everything call control needs, owned by its one task.
+pub struct Signalling {
+    ua: UserAgent,
+    edge: Edge,
+    media: Arc<MediaPlane>,
+    config: Arc<Config>,
+    routes: RouteTable,
+    trunks: Vec<TrunkState>,
+    /// Resolved trunk addresses (first address of each trunk), by trunk index.
+    trunk_addrs: Vec<Option<SocketAddr>>,
+    calls: HashMap<u64, Call>,
+    legs: HashMap<LegId, u64>,
+    media_calls: HashMap<MediaCallId, u64>,
+    probes: HashMap<RequestId, usize>,
+    registrations: HashMap<RequestId, usize>,
+    metrics: Arc<Metrics>,
+    cdr: CdrWriter,
+    next_call: u64,
+    rng: u64,
+    draining: bool,
+}
+
+/// How often trunk probes and housekeeping run.
+const HOUSEKEEPING: Duration = Duration::from_millis(500);
+
+impl Signalling {
+    /// Call control over a started edge and media plane.
+    pub fn new(
+        ua: UserAgent,
+        edge: Edge,
+        media: Arc<MediaPlane>,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        cdr: CdrWriter,
+        seed: u64,
+    ) -> Self {
+        let now = Instant::now();
+        let trunks: Vec<TrunkState> = config
+            .trunks
+            .iter()
+            .map(|t| TrunkState::new(t.clone(), now))
+            .collect();
+        let trunk_addrs = config
+            .trunks
+            .iter()
+            .map(|t| {
+                t.addresses
+                    .first()
+                    .and_then(|a| a.ip().map(|ip| SocketAddr::new(ip, a.port)))
+            })
+            .collect();
+        Signalling {
+            ua,
+            edge,
+            media,
+            routes: RouteTable::new(&config.routes),
+            config,
+            trunks,
+            trunk_addrs,
+            calls: HashMap::new(),
+            legs: HashMap::new(),
+            media_calls: HashMap::new(),
+            probes: HashMap::new(),
+            registrations: HashMap::new(),
+            metrics,
+            cdr,
+            next_call: 1,
+            rng: seed | 1,
+            draining: false,
+        }
+    }
+
+    /// Runs call control until `stop` fires; then refuses new calls and returns when the
+    /// active ones have ended (or `drain_limit` passed).
+    pub async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut media_events: mpsc::Receiver<MediaEvent>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        drain_limit: Duration,
+    ) {
+        self.start_registrations(Instant::now());
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        let mut drain_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let wake = self
+                .ua
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + HOUSEKEEPING);
+            tokio::select! {
+                Some(message) = inbound.recv() => {
+                    let now = Instant::now();
+                    self.ua.handle_receive(now, message.source, message.transport, &message.data);
+                }
+                Some(event) = media_events.recv() => self.on_media_event(Instant::now(), event),
+                _ = tokio::time::sleep_until(wake) => self.ua.handle_timeout(Instant::now()),
+                _ = housekeeping.tick() => self.housekeeping(Instant::now()),
+                changed = stop.changed(), if !self.draining => {
+                    if changed.is_err() || *stop.borrow() {
+                        tracing::info!(calls = self.calls.len(), "draining: new calls get 503");
+                        self.draining = true;
+                        drain_deadline = Some(tokio::time::Instant::now() + drain_limit);
+                    }
+                }
+            }
+            self.flush(Instant::now());
+            if self.draining {
+                let expired = drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+                if self.calls.is_empty() || expired {
+                    self.hang_up_everything(Instant::now());
+                    self.flush(Instant::now());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends what the user agent produced and handles its events, until both are empty.
+    fn flush(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(transmit) = self.ua.poll_transmit() {
+                self.edge.send(transmit);
+                progressed = true;
+            }
+            while let Some(event) = self.ua.poll_event() {
+                self.on_sip_event(now, event);
+                progressed = true;
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn on_sip_event(&mut self, now: Instant, event: Event) {
+        match event {
+            Event::IncomingCall {
+                call,
+                from,
+                to,
+                sdp,
+                user,
+            } => {
+                let source = self.ua.peer(call).map(|(addr, _)| addr.ip());
+                if self.draining {
+                    self.ua.reject(now, call, StatusCode::SERVICE_UNAVAILABLE);
+                } else if let Some(trunk) = source.and_then(|ip| self.trunk_of_source(ip)) {
+                    inbound::start(self, now, call, trunk, &from, &to, sdp);
+                } else {
+                    outbound::start(self, now, call, user, &from, &to, sdp);
+                }
+            }
+            Event::Progress { call, status, sdp } => self.with_call(call, |s, id| {
+                if s.is_trunk_leg(id, call) {
+                    outbound::trunk_progress(s, now, id, status, sdp);
+                } else {
+                    inbound::fork_progress(s, now, id, call, status);
+                }
+            }),
+            Event::Answered { call, sdp } => self.with_call(call, |s, id| {
+                if s.is_trunk_leg(id, call) {
+                    outbound::trunk_answered(s, now, id, sdp);
+                } else {
+                    inbound::fork_answered(s, now, id, call, sdp);
+                }
+            }),
+            Event::Failed { call, status } => self.with_call(call, |s, id| {
+                s.legs.remove(&call);
+                if s.is_trunk_leg(id, call) {
+                    outbound::trunk_failed(s, now, id, status);
+                } else {
+                    inbound::fork_failed(s, now, id, call, status);
+                }
+            }),
+            Event::Confirmed { .. } => {}
+            Event::Ended { call, reason } => self.with_call(call, |s, id| {
+                s.legs.remove(&call);
+                s.leg_ended(now, id, call, reason);
+            }),
+            Event::Offer { call, sdp } => self.with_call(call, |s, id| {
+                s.answer_reoffer(now, id, call, &sdp);
+            }),
+            Event::Info {
+                call,
+                content_type,
+                body,
+            } => self.with_call(call, |s, id| {
+                s.info(id, call, content_type.as_deref(), &body);
+            }),
+            Event::OfferAnswered { .. } | Event::OfferRejected { .. } => {}
+            Event::Registered { id, .. } => self.registration_result(id, true),
+            Event::RegistrationFailed { id, status } => {
+                tracing::warn!(
+                    status = status.code(),
+                    "trunk registration failed; retrying"
+                );
+                self.registration_result(id, false);
+            }
+            Event::OptionsResult { id, status } => self.probe_result(id, status),
+        }
+    }
+
+    fn with_call(&mut self, leg: LegId, f: impl FnOnce(&mut Self, u64)) {
+        if let Some(&id) = self.legs.get(&leg) {
+            f(self, id);
+        }
+    }
+
+    fn is_trunk_leg(&self, id: u64, leg: LegId) -> bool {
+        self.calls.get(&id).is_some_and(|c| c.trunk == Some(leg))
+    }
+
+    /// The trunk whose ACL admits `ip`, if any: calls from it are inbound.
+    fn trunk_of_source(&self, ip: IpAddr) -> Option<usize> {
+        self.trunks
+            .iter()
+            .position(|t| t.config.allow.iter().any(|cidr| cidr.contains(ip)))
+    }
+
+    fn new_call_id(&mut self) -> u64 {
+        self.next_call += 1;
+        self.next_call
+    }
+
+    fn random(&mut self) -> u64 {
+        // splitmix64, seeded from the OS at start: SSRCs, sequence starts, SDP session ids.
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Binds an RTP socket from the port range, on the media bind address.
+    fn bind_rtp(&self) -> Option<UdpSocket> {
+        self.media.ports().bind(self.config.media.bind_address).ok()
+    }
+
+    /// Starts a call's media on a shard; the legs' sockets move to it.
+    fn start_media(&mut self, id: u64) -> bool {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        if call.media.is_some() {
+            return true;
+        }
+        let media_id = MediaCallId(id);
+        let output = |rng: u64| landline_codecs::OutputStream {
+            ssrc: rng as u32,
+            first_sequence: (rng >> 32) as u16,
+            first_timestamp: (rng >> 16) as u32,
+        };
+        let (r1, r2) = (
+            self.rng.wrapping_mul(31).wrapping_add(id),
+            self.rng ^ id.rotate_left(17),
+        );
+        let client = leg_spec(&mut call.client_session, LatchPolicy::Learn, output(r1));
+        let kind = match call.service {
+            Service::Bridge => {
+                let trunk = call
+                    .trunk_session
+                    .as_mut()
+                    .and_then(|t| leg_spec(t, LatchPolicy::Strict, output(r2)));
+                match (client, trunk) {
+                    (Some(client), Some(trunk)) => CallKind::Bridge { client, trunk },
+                    _ => return false,
+                }
+            }
+            Service::Echo => match client {
+                Some(client) => CallKind::Echo { client },
+                None => return false,
+            },
+            Service::Tone => match client {
+                Some(client) => CallKind::Tone {
+                    client,
+                    hz: self.config.numbers.tone_hz,
+                },
+                None => return false,
+            },
+        };
+        let spec = CallSpec {
+            id: media_id,
+            kind,
+            opus: self.config.opus.settings(),
+            timing: self.config.media.timing(),
+            rtp_timeout: self.config.media.rtp_timeout,
+        };
+        match self.media.add_call(spec) {
+            Ok(shard) => {
+                call.media = Some((media_id, shard));
+                self.media_calls.insert(media_id, id);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(call = id, %error, "cannot start media");
+                false
+            }
+        }
+    }
+
+    fn on_media_event(&mut self, now: Instant, event: MediaEvent) {
+        let Some(&id) = self.media_calls.get(&call::media_call_of(&event)) else {
+            return;
+        };
+        match event {
+            MediaEvent::Digit(_, role, digit) => {
+                tracing::info!(call = id, ?role, %digit, "DTMF");
+                if let Some(call) = self.calls.get_mut(&id) {
+                    if call.digits.len() < 64 {
+                        call.digits.push(digit);
+                    }
+                }
+            }
+            MediaEvent::MediaTimeout(_, role) => {
+                tracing::info!(call = id, ?role, "no media: ending the call");
+                self.end_call(now, id, EndedBy::Gateway, "media_timeout", None);
+            }
+            MediaEvent::Failed(_, reason) => {
+                tracing::warn!(call = id, reason, "media failed: ending the call");
+                self.end_call(now, id, EndedBy::Gateway, reason, None);
+            }
+            MediaEvent::Removed(media_id, stats) => {
+                self.media_calls.remove(&media_id);
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.media_stats = Some(stats);
+                }
+                self.finish_if_done(id);
+            }
+        }
+    }
+
+    /// One leg of a call ended: end the other side too.
+    fn leg_ended(&mut self, now: Instant, id: u64, leg: LegId, reason: Reason) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.forks.contains(&leg) && call.client != Some(leg) {
+            // An unanswered fork of an inbound call: only that registration stopped ringing.
+            call.forks.retain(|f| *f != leg);
+            return;
+        }
+        let by_trunk = call.trunk == Some(leg);
+        let ended_by = if by_trunk {
+            EndedBy::Trunk
+        } else {
+            EndedBy::Client
+        };
+        let (cause, status) = match reason {
+            Reason::RemoteBye | Reason::LocalBye => ("normal_clearing", None),
+            Reason::Cancelled => ("cancelled", Some(StatusCode::REQUEST_TERMINATED)),
+            Reason::AckTimeout => ("ack_timeout", None),
+            Reason::SessionExpired => ("session_expired", None),
+            Reason::Failed(s) => ("failed", Some(s)),
+        };
+        self.end_call(now, id, ended_by, cause, status);
+    }
+
+    /// Ends every leg of a call and its media; the record is written once media is gone.
+    fn end_call(
+        &mut self,
+        now: Instant,
+        id: u64,
+        ended_by: EndedBy,
+        cause: &str,
+        status: Option<StatusCode>,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.ended_by.is_none() {
+            call.ended_by = Some(ended_by);
+            call.hangup_cause = Some(cause.to_owned());
+        }
+        if call.final_status.is_none() {
+            call.final_status = status;
+        }
+        // Legs we received are refused (before answer) or sent BYE; legs we placed are
+        // cancelled or sent BYE, which `hangup` chooses by their state.
+        let inbound = call.direction == crate::ops::metrics::Direction::Inbound;
+        let mut legs: Vec<(LegId, bool)> = Vec::new();
+        if let Some(leg) = call.client.take() {
+            legs.push((leg, !inbound));
+        }
+        if let Some(leg) = call.trunk.take() {
+            legs.push((leg, inbound));
+        }
+        legs.extend(call.forks.drain(..).map(|leg| (leg, false)));
+        let answered = call.phase == Phase::Answered;
+        let media = call.media;
+        let trunk_index = if call.trunk_released {
+            None
+        } else {
+            call.trunk_index
+        };
+        call.trunk_released = true;
+        for (leg, received) in legs {
+            if self.legs.remove(&leg).is_none() {
+                continue;
+            }
+            if received && !answered {
+                let status = status
+                    .filter(|s| s.code() >= 400)
+                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                self.ua.reject(now, leg, status);
+            } else {
+                self.ua.hangup(now, leg);
+            }
+        }
+        if let Some(index) = trunk_index {
+            if let Some(trunk) = self.trunks.get_mut(index) {
+                trunk.call_ended();
+            }
+        }
+        match media {
+            Some((media_id, shard)) => {
+                if self.media.send(shard, Command::Remove(media_id)).is_err() {
+                    self.media_calls.remove(&media_id);
+                    self.finish_if_done(id);
+                }
+            }
+            None => self.finish_if_done(id),
+        }
+    }
+
+    /// Writes the record and forgets the call once its legs and media are gone.
+    fn finish_if_done(&mut self, id: u64) {
+        let done = self.calls.get(&id).is_some_and(|c| {
+            c.ended_by.is_some()
+                && c.client.is_none()
+                && c.trunk.is_none()
+                && c.forks.is_empty()
+                && c.media
+                    .is_none_or(|(m, _)| !self.media_calls.contains_key(&m))
+        });
+        if !done {
+            return;
+        }
+        let Some(call) = self.calls.remove(&id) else {
+            return;
+        };
+        let end = SystemTime::now();
+        let outcome = call.outcome();
+        self.metrics.call_finished(call.direction, outcome);
+        tracing::info!(
+            call = id,
+            direction = call.direction.as_str(),
+            outcome = outcome.as_str(),
+            from = %call.from,
+            to = %call.to,
+            cause = call.hangup_cause.as_deref().unwrap_or(""),
+            "call ended"
+        );
+        self.cdr.record(CallRecord {
+            call_id: id.to_string(),
+            client_call_id: None,
+            trunk_call_id: None,
+            direction: call.direction,
+            user: call.user.clone(),
+            from: call.from.clone(),
+            to: call.to.clone(),
+            trunk: call
+                .trunk_index
+                .and_then(|i| self.trunks.get(i))
+                .map(|t| t.config.name.as_str().to_owned()),
+            start: call.started,
+            answer: call.answered,
+            end,
+            billable_seconds: CallRecord::billable(call.answered, end),
+            outcome,
+            sip_status: call
+                .final_status
+                .map(StatusCode::code)
+                .unwrap_or(if call.answered.is_some() { 200 } else { 500 }),
+            ended_by: call.ended_by.unwrap_or(EndedBy::Gateway),
+            hangup_cause: call.hangup_cause.clone().unwrap_or_default(),
+            media: call.media_stats.map(MediaRecord::from),
+        });
+    }
+
+    /// A re-INVITE or UPDATE offer on a leg: answer it ourselves with the same codec, and
+    /// follow its hold state on the media.
+    fn answer_reoffer(&mut self, now: Instant, id: u64, leg: LegId, body: &[u8]) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let role = if call.trunk == Some(leg) {
+            LegRole::Trunk
+        } else {
+            LegRole::Client
+        };
+        let session = match role {
+            LegRole::Trunk => call.trunk_session.as_mut(),
+            LegRole::Client => Some(&mut call.client_session),
+        };
+        let Some(session) = session else {
+            return;
+        };
+        let Ok(offer) = Sdp::parse(body) else {
+            self.ua.reject_offer(now, leg, StatusCode::BAD_REQUEST);
+            return;
+        };
+        let current = session.negotiated.as_ref().map(|n| n.codec);
+        let mut local = session.local.clone();
+        if let Some(codec) = current {
+            local.codecs = vec![codec];
+        }
+        local.session_version += 1;
+        session.local.session_version = local.session_version;
+        let policy = sdp::PreferenceOrder(local.codecs.clone());
+        match sdp::answer(&offer, &local, &policy) {
+            Ok((answer, negotiated)) => {
+                let remote = session::remote_of(&negotiated);
+                let held = offer_holds(&offer);
+                session.negotiated = Some(negotiated);
+                self.ua
+                    .answer_offer(now, leg, answer.to_string().into_bytes());
+                if let Some((media_id, shard)) = call.media {
+                    if let Some(remote) = remote {
+                        let _ = self
+                            .media
+                            .send(shard, Command::SetRemote(media_id, role, remote));
+                    }
+                    let _ = self
+                        .media
+                        .send(shard, Command::SetHold(media_id, role, held));
+                }
+            }
+            Err(_) => self
+                .ua
+                .reject_offer(now, leg, StatusCode::NOT_ACCEPTABLE_HERE),
+        }
+    }
+
+    /// SIP INFO DTMF from a client becomes RFC 4733 towards the trunk.
+    fn info(&mut self, id: u64, leg: LegId, content_type: Option<&str>, body: &[u8]) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.trunk == Some(leg) {
+            return;
+        }
+        let Some((digit, duration)) = parse_dtmf_info(content_type, body) else {
+            return;
+        };
+        if let Some((media_id, shard)) = call.media {
+            let command = Command::SendDigit(media_id, LegRole::Trunk, digit, duration);
+            let _ = self.media.send(shard, command);
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        for index in 0..self.trunks.len() {
+            if !self.trunks[index].probe_due(now) {
+                continue;
+            }
+            let Some(destination) = self.trunk_addrs[index] else {
+                continue;
+            };
+            let transport = sip_transport(self.trunks[index].config.transport);
+            let target = SipUri::new(None, destination.ip().into(), Some(destination.port()));
+            let probe = self.ua.options(now, target, destination, transport);
+            self.probes.insert(probe, index);
+        }
+        let bindings: usize = self
+            .ua
+            .registrar()
+            .map(|r| {
+                self.config
+                    .users
+                    .iter()
+                    .map(|u| r.lookup(now, u.username.as_str()).len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        self.metrics.set_registrations(bindings);
+    }
+
+    fn probe_result(&mut self, id: RequestId, status: StatusCode) {
+        let Some(index) = self.probes.remove(&id) else {
+            return;
+        };
+        let Some(trunk) = self.trunks.get_mut(index) else {
+            return;
+        };
+        if let Some(up) = trunk.probe_result(status) {
+            tracing::warn!(trunk = %trunk.config.name.as_str(), up, status = status.code(), "trunk state changed");
+            self.metrics.set_trunk_up(&trunk.config.name, up);
+        }
+    }
+
+    fn start_registrations(&mut self, now: Instant) {
+        for index in 0..self.trunks.len() {
+            let trunk = &self.trunks[index].config;
+            if trunk.kind != crate::config::TrunkKind::Registration {
+                continue;
+            }
+            let (Some(destination), Some(auth)) = (self.trunk_addrs[index], trunk.auth.as_ref())
+            else {
+                continue;
+            };
+            let host = trunk
+                .addresses
+                .first()
+                .map(|a| a.host.clone())
+                .unwrap_or_default();
+            let Some(host) = landline_sip::message::Host::parse(&host) else {
+                continue;
+            };
+            let params = landline_sip::ua::RegisterParams {
+                registrar: SipUri::new(None, host.clone(), Some(destination.port())),
+                aor: SipUri::new(Some(&auth.username), host, None),
+                destination,
+                transport: sip_transport(trunk.transport),
+                expires: trunk.expires.as_secs().min(u64::from(u32::MAX)) as u32,
+                credentials: Some(landline_sip::auth::Credentials {
+                    username: auth.username.clone(),
+                    password: auth.password.clone(),
+                }),
+            };
+            let id = self.ua.register(now, params);
+            self.registrations.insert(id, index);
+        }
+    }
+
+    fn registration_result(&mut self, id: RequestId, ok: bool) {
+        if let Some(trunk) = self
+            .registrations
+            .get(&id)
+            .and_then(|&i| self.trunks.get_mut(i))
+        {
+            trunk.set_registered(ok);
+            self.metrics.set_trunk_registered(&trunk.config.name, ok);
+        }
+    }
+
+    fn hang_up_everything(&mut self, now: Instant) {
+        let ids: Vec<u64> = self.calls.keys().copied().collect();
+        for id in ids {
+            self.end_call(now, id, EndedBy::Gateway, "shutdown", None);
+        }
+    }
+}
+
+/// The media-plane description of a negotiated leg, taking its socket.
+fn leg_spec(
+    session: &mut call::LegSession,
+    latch: LatchPolicy,
+    output: landline_codecs::OutputStream,
+) -> Option<LegSpec> {
+    let negotiated = session.negotiated.as_ref()?;
+    Some(LegSpec {
+        remote: session::remote_of(negotiated),
+        codec: session::leg_codec(negotiated),
+        socket: session.socket.take()?,
+        latch,
+        output,
+    })
+}
+
+/// Whether an offer puts us on hold: its audio stream will not send to us.
+fn offer_holds(offer: &Sdp) -> bool {
+    offer
+        .media
+        .iter()
+        .position(|m| m.kind == "audio" && m.port != 0)
+        .is_some_and(|i| {
+            matches!(
+                offer.direction_of(i),
+                sdp::Direction::SendOnly | sdp::Direction::Inactive
+            )
+        })
+}
+
+/// The sans-IO stack's transport for a trunk's configured one.
+fn sip_transport(transport: TrunkTransport) -> Transport {
+    match transport {
+        TrunkTransport::Udp => Transport::Udp,
+        TrunkTransport::Tcp => Transport::Tcp,
+        TrunkTransport::Tls => Transport::Tls,
+    }
+}
+
+/// Reads a DTMF digit from a SIP INFO body: `application/dtmf-relay` (`Signal=5`,
+/// `Duration=160` in ms) or `application/dtmf` (just the digit).
+fn parse_dtmf_info(content_type: Option<&str>, body: &[u8]) -> Option<(char, Duration)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let kind = content_type?.trim().to_ascii_lowercase();
+    let default = Duration::from_millis(160);
+    let valid = |c: char| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D' | 'a'..='d');
+    if kind.starts_with("application/dtmf-relay") {
+        let mut digit = None;
+        let mut duration = default;
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            match key.trim().to_ascii_lowercase().as_str() {
+                "signal" => digit = value.trim().chars().next().filter(|c| valid(*c)),
+                "duration" => {
+                    if let Ok(ms) = value.trim().parse::<u64>() {
+                        duration = Duration::from_millis(ms.clamp(40, 2000));
+                    }
+                }
+                _ => {}
+            }
+        }
+        return digit.map(|d| (d.to_ascii_uppercase(), duration));
+    }
+    if kind.starts_with("application/dtmf") {
+        let c = text.trim().chars().next().filter(|c| valid(*c))?;
+        return Some((c.to_ascii_uppercase(), default));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtmf_info_bodies_are_read() {
+        let relay = b"Signal=5\r\nDuration=250\r\n";
+        assert_eq!(
+            parse_dtmf_info(Some("application/dtmf-relay"), relay),
+            Some(('5', Duration::from_millis(250)))
+        );
+        assert_eq!(
+            parse_dtmf_info(Some("application/dtmf"), b"#"),
+            Some(('#', Duration::from_millis(160)))
+        );
+        assert_eq!(
+            parse_dtmf_info(Some("application/dtmf-relay"), b"Signal=x"),
+            None
+        );
+        assert_eq!(parse_dtmf_info(Some("text/plain"), b"5"), None);
+        assert_eq!(parse_dtmf_info(None, b"5"), None);
+    }
+}

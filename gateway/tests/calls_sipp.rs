@@ -1,0 +1,279 @@
+//! Calls through the real gateway binary, with SIPp as carriers and as SIP clients.
+//!
+//! Carriers listen on 127.0.0.2 and 127.0.0.3 (Linux routes all of 127/8 to loopback), clients
+//! on 127.0.0.1, so the gateway tells them apart by source address as it does in production.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::*;
+
+fn carrier_addr(last: u8) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, last], free_port()))
+}
+
+fn client_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+fn auth(password: &str) -> [&str; 4] {
+    ["-au", "alice", "-ap", password]
+}
+
+#[test]
+fn a_client_calls_out_through_the_trunk_and_hangs_up() {
+    let carrier = carrier_addr(2);
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let mut trunk = Sipp::start("carrier_answer", carrier, None, 1, &["-rtp_echo"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args = auth(PASSWORD).to_vec();
+    args.extend(["-s", "+15557654321"]);
+    let mut client = Sipp::start("client_call", client_addr(), Some(gateway.sip), 1, &args);
+    let client_stats = client.finish();
+    assert_calls(client_stats, 1, "client", &gateway, &[&client, &trunk]);
+    let trunk_stats = trunk.finish();
+    assert_calls(trunk_stats, 1, "carrier", &gateway, &[&client, &trunk]);
+
+    // The carrier saw our topology, not the client's: its own Call-ID and our addresses.
+    let at_carrier = trunk.messages();
+    assert!(
+        at_carrier.contains("INVITE sip:+15557654321@127.0.0.2"),
+        "{at_carrier}"
+    );
+    assert!(
+        !at_carrier.contains(&client_stats_marker(&client)),
+        "client Call-ID leaked"
+    );
+    assert!(
+        at_carrier.contains("From: <sip:+15551230001@"),
+        "caller ID is alice's DID"
+    );
+
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(cdrs.len(), 1, "{cdrs:?}");
+    assert_eq!(cdrs[0]["outcome"], "answered");
+    assert_eq!(cdrs[0]["to"], "+15557654321");
+    assert_eq!(cdrs[0]["trunk"], "carrier");
+    assert!(cdrs[0]["billable_seconds"].as_f64().unwrap_or(0.0) > 0.5);
+    gateway.assert_idle();
+}
+
+/// The client's Call-ID as SIPp writes it (`1-<pid>@127.0.0.1`), to check it never leaks.
+fn client_stats_marker(client: &Sipp) -> String {
+    client
+        .messages()
+        .lines()
+        .find_map(|l| l.strip_prefix("Call-ID: "))
+        .unwrap_or("no call id")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_wrong_password_never_reaches_a_trunk() {
+    let carrier = carrier_addr(2);
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let mut trunk = Sipp::start("carrier_answer", carrier, None, 1, &[]);
+    let mut args = auth("not-the-password").to_vec();
+    args.extend(["-s", "+15557654321"]);
+    let mut client = Sipp::start(
+        "client_wrong_password",
+        client_addr(),
+        Some(gateway.sip),
+        1,
+        &args,
+    );
+    let stats = client.finish();
+    assert_calls(stats, 1, "client", &gateway, &[&client]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !trunk.messages().contains("INVITE"),
+        "an unauthenticated call reached the carrier"
+    );
+    trunk.stop();
+    gateway.assert_idle();
+}
+
+#[test]
+fn a_503_from_the_first_trunk_fails_over_to_the_second() {
+    let first = carrier_addr(2);
+    let second = carrier_addr(3);
+    let gateway = Gateway::start(&[
+        TestTrunk {
+            name: "first",
+            addr: first,
+            probe: false,
+        },
+        TestTrunk {
+            name: "second",
+            addr: second,
+            probe: false,
+        },
+    ]);
+    let mut refusing = Sipp::start("carrier_503", first, None, 1, &[]);
+    let mut answering = Sipp::start("carrier_answer", second, None, 1, &["-rtp_echo"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args = auth(PASSWORD).to_vec();
+    args.extend(["-s", "2125550187"]);
+    let mut client = Sipp::start("client_call", client_addr(), Some(gateway.sip), 1, &args);
+    let stats = client.finish();
+    assert_calls(
+        stats,
+        1,
+        "client",
+        &gateway,
+        &[&client, &refusing, &answering],
+    );
+    assert_calls(
+        refusing.finish(),
+        1,
+        "first carrier",
+        &gateway,
+        &[&refusing],
+    );
+    assert_calls(
+        answering.finish(),
+        1,
+        "second carrier",
+        &gateway,
+        &[&answering],
+    );
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(cdrs[0]["trunk"], "second");
+    assert_eq!(
+        cdrs[0]["to"], "+12125550187",
+        "a national number normalised with alice's country"
+    );
+    gateway.assert_idle();
+}
+
+#[test]
+fn cancel_before_answer_reaches_the_carrier() {
+    let carrier = carrier_addr(2);
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let mut trunk = Sipp::start("carrier_ring_cancel", carrier, None, 1, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args = auth(PASSWORD).to_vec();
+    args.extend(["-s", "+15557654321"]);
+    let mut client = Sipp::start("client_cancel", client_addr(), Some(gateway.sip), 1, &args);
+    let stats = client.finish();
+    assert_calls(stats, 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(cdrs[0]["outcome"], "cancelled");
+    gateway.assert_idle();
+}
+
+#[test]
+fn a_call_to_a_did_rings_the_registered_client() {
+    let carrier = carrier_addr(2);
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    // The softphone registers, then answers on the port it registered from.
+    let phone = client_addr();
+    let mut register = Sipp::start(
+        "client_register",
+        phone,
+        Some(gateway.sip),
+        1,
+        &auth(PASSWORD),
+    );
+    assert_calls(register.finish(), 1, "register", &gateway, &[&register]);
+    let mut softphone = Sipp::start("client_answer", phone, None, 1, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut trunk = Sipp::start(
+        "carrier_call_did",
+        carrier,
+        Some(gateway.sip),
+        1,
+        &["-s", "+15551230001"],
+    );
+    assert_calls(
+        trunk.finish(),
+        1,
+        "carrier",
+        &gateway,
+        &[&trunk, &softphone],
+    );
+    assert_calls(
+        softphone.finish(),
+        1,
+        "softphone",
+        &gateway,
+        &[&trunk, &softphone],
+    );
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(cdrs[0]["direction"], "inbound");
+    assert_eq!(cdrs[0]["user"], "alice");
+    assert_eq!(cdrs[0]["outcome"], "answered");
+    gateway.assert_idle();
+}
+
+#[test]
+fn a_did_with_nobody_registered_gets_480() {
+    let carrier = carrier_addr(2);
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let mut trunk = Sipp::start(
+        "carrier_call_unavailable",
+        carrier,
+        Some(gateway.sip),
+        1,
+        &["-s", "+15551230001"],
+    );
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk]);
+    gateway.assert_idle();
+}
+
+#[test]
+fn malformed_sip_during_a_call_changes_nothing() {
+    let carrier = carrier_addr(2);
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let mut trunk = Sipp::start("carrier_answer", carrier, None, 1, &["-rtp_echo"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args = auth(PASSWORD).to_vec();
+    args.extend(["-s", "+15557654321"]);
+    let mut client = Sipp::start("client_call", client_addr(), Some(gateway.sip), 1, &args);
+    let attacker = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    let junk: [&[u8]; 6] = [
+        b"INVITE sip:x SIP/2.0\r\n\r\n",
+        b"SIP/2.0 200 OK\r\nVia: garbage\r\n\r\n",
+        b"\x00\x01\x02\x03 not sip at all",
+        b"BYE sip:alice@127.0.0.1 SIP/2.0\r\nContent-Length: 99999\r\n\r\n",
+        &[0xFF; 1400],
+        b"OPTIONS sip:a SIP/2.0\r\nVia: SIP/2.0/UDP [::1\r\n\r\n",
+    ];
+    for _ in 0..100 {
+        for datagram in junk {
+            let _ = attacker.send_to(datagram, gateway.sip);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    gateway.assert_idle();
+}

@@ -1,0 +1,400 @@
+//! Harness for the gateway's end-to-end tests: the real `landline` binary on a generated
+//! config, and SIPp playing carriers and clients, all on loopback.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Read;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// The password every test user has.
+pub const PASSWORD: &str = "test-password";
+
+/// A free UDP port on 127.0.0.1 (and, since it is picked by the kernel, unlikely to collide
+/// on the other loopback addresses the tests use).
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A distinct block of 200 RTP ports per gateway, so parallel tests never share ports.
+pub fn rtp_range() -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let block = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base = 30_000 + (std::process::id() % 40) as u16 * 800 + block * 200;
+    (base, base + 199)
+}
+
+/// A trunk in a test config.
+pub struct TestTrunk {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    pub probe: bool,
+}
+
+/// A running gateway; killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub sip: SocketAddr,
+    pub metrics: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl Gateway {
+    /// Starts the gateway with one user `alice` (DID +15551230001) and `trunks`, routed in
+    /// that order for every number.
+    pub fn start(trunks: &[TestTrunk]) -> Gateway {
+        let sip_port = free_port();
+        let metrics_port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("landline-gw-{}-{sip_port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (rtp_min, rtp_max) = rtp_range();
+        let mut config = format!(
+            r#"
+[sip]
+udp = "127.0.0.1:{sip_port}"
+tcp = "127.0.0.1:{sip_port}"
+domain = "landline.test"
+[http]
+listen = "127.0.0.1:{http}"
+secure_listen = "127.0.0.1:{https}"
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+[media]
+public_address = "127.0.0.1"
+bind_address = "127.0.0.1"
+rtp_port_min = {rtp_min}
+rtp_port_max = {rtp_max}
+shards = 2
+rtp_timeout = "10s"
+[cdr]
+path = "{cdr}"
+[log]
+level = "debug"
+[[users]]
+username = "alice"
+password = "{PASSWORD}"
+dids = ["+15551230001"]
+country = "1"
+"#,
+            http = free_port(),
+            https = free_port(),
+            cdr = dir.join("cdr.jsonl").display(),
+        );
+        for trunk in trunks {
+            config.push_str(&format!(
+                r#"
+[[trunks]]
+name = "{}"
+kind = "ip"
+address = "{}"
+codecs = ["pcmu", "pcma"]
+probe_interval = "{}"
+probe_up_after = 1
+probe_down_after = 2
+"#,
+                trunk.name,
+                trunk.addr,
+                if trunk.probe { "1s" } else { "0s" },
+            ));
+        }
+        let names: Vec<String> = trunks.iter().map(|t| format!("\"{}\"", t.name)).collect();
+        config.push_str(&format!(
+            "\n[[routes]]\nprefix = \"\"\ntrunks = [{}]\n",
+            names.join(", ")
+        ));
+        let path = dir.join("landline.toml");
+        std::fs::write(&path, config).expect("write config");
+        let log = std::fs::File::create(dir.join("landline.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_landline"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start landline");
+        let gateway = Gateway {
+            child,
+            sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
+            metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+            dir,
+        };
+        gateway.wait_ready();
+        gateway
+    }
+
+    /// Waits until the gateway answers an OPTIONS on its SIP port.
+    fn wait_ready(&self) {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let local = socket.local_addr().expect("local addr");
+        while Instant::now() < deadline {
+            let options = format!(
+                "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bKready{2}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:probe@{1}>;tag=p\r\nTo: <sip:{0}>\r\n\
+                 Call-ID: ready-{2}@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                self.sip,
+                local,
+                Instant::now().elapsed().as_nanos()
+            );
+            let _ = socket.send_to(options.as_bytes(), self.sip);
+            let mut buf = [0u8; 2048];
+            if let Ok((n, _)) = socket.recv_from(&mut buf) {
+                if buf[..n].starts_with(b"SIP/2.0 200") {
+                    return;
+                }
+            }
+        }
+        panic!("gateway did not become ready:\n{}", self.log());
+    }
+
+    /// The gateway's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("landline.log")).unwrap_or_default()
+    }
+
+    /// The call records written so far, one JSON object per line.
+    pub fn cdrs(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("cdr.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until `n` call records are written (calls end asynchronously).
+    pub fn wait_cdrs(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let cdrs = self.cdrs();
+            if cdrs.len() >= n || Instant::now() > deadline {
+                return cdrs;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// One metric's value (summed over its labels) from the Prometheus endpoint.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = http_get(self.metrics, "/metrics");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Asserts nothing is left over: no active call, no RTP port in use.
+    pub fn assert_idle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let calls = self.metric("landline_calls_active");
+            let ports = self.metric("landline_rtp_ports_in_use");
+            let shard_calls = self.metric("landline_shard_calls");
+            if calls == 0.0 && ports == 0.0 && shard_calls == 0.0 {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "gateway not idle: calls {calls}, shard calls {shard_calls}, ports {ports}\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::Write;
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    );
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body
+}
+
+/// SIPp's verdict from its statistics CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub successful: u64,
+    pub failed: u64,
+}
+
+/// A SIPp process playing one side.
+pub struct Sipp {
+    child: Child,
+    dir: PathBuf,
+    name: String,
+}
+
+impl Sipp {
+    /// Starts SIPp on `local` with `scenario` (from `gateway/tests/sipp/`), for `calls` calls;
+    /// `target` makes it a UAC. `extra` are further arguments (`-au`, `-rtp_echo`...).
+    pub fn start(
+        scenario: &str,
+        local: SocketAddr,
+        target: Option<SocketAddr>,
+        calls: u64,
+        extra: &[&str],
+    ) -> Sipp {
+        let dir = std::env::temp_dir().join(format!(
+            "landline-sipp-{}-{}-{}",
+            std::process::id(),
+            local.port(),
+            scenario
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let xml = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(format!("{scenario}.xml"));
+        let mut cmd = Command::new("sipp");
+        if let Some(target) = target {
+            cmd.arg(target.to_string());
+        }
+        let ip = local.ip().to_string();
+        cmd.arg("-sf")
+            .arg(&xml)
+            .args([
+                "-i",
+                &ip,
+                "-p",
+                &local.port().to_string(),
+                "-m",
+                &calls.to_string(),
+            ])
+            .args(["-mi", &ip, "-mp", &free_port().to_string()])
+            .args([
+                "-trace_stat",
+                "-fd",
+                "1",
+                "-trace_err",
+                "-trace_msg",
+                "-nostdin",
+            ])
+            .args(["-timeout", "30s", "-timeout_error", "-aa"])
+            .arg("-stf")
+            .arg(dir.join("stat.csv"))
+            .arg("-error_file")
+            .arg(dir.join("err.log"))
+            .arg("-message_file")
+            .arg(dir.join("msg.log"))
+            .args(extra)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot run sipp ({e}): install it with `apt-get install sip-tester` (scripts/test does)")
+        });
+        Sipp {
+            child,
+            dir,
+            name: scenario.to_owned(),
+        }
+    }
+
+    /// Waits for SIPp to finish (bounded) and returns its statistics.
+    pub fn finish(&mut self) -> Stats {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let csv = std::fs::read_to_string(self.dir.join("stat.csv")).unwrap_or_default();
+        parse_stats(&csv).unwrap_or(Stats {
+            successful: 0,
+            failed: u64::MAX,
+        })
+    }
+
+    /// Stops SIPp now (a side that should have received nothing).
+    pub fn stop(&mut self) -> Stats {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let csv = std::fs::read_to_string(self.dir.join("stat.csv")).unwrap_or_default();
+        parse_stats(&csv).unwrap_or(Stats {
+            successful: 0,
+            failed: 0,
+        })
+    }
+
+    /// SIPp's error log and the tail of its message trace, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        let err = std::fs::read_to_string(self.dir.join("err.log")).unwrap_or_default();
+        let msgs = std::fs::read_to_string(self.dir.join("msg.log")).unwrap_or_default();
+        let start = msgs.len().saturating_sub(4000);
+        let tail = msgs.get(start..).unwrap_or("");
+        format!(
+            "--- sipp {} errors ---\n{err}\n--- sipp {} messages (tail) ---\n{tail}",
+            self.name, self.name
+        )
+    }
+
+    /// The messages SIPp received and sent.
+    pub fn messages(&self) -> String {
+        std::fs::read_to_string(self.dir.join("msg.log")).unwrap_or_default()
+    }
+}
+
+fn parse_stats(csv: &str) -> Option<Stats> {
+    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next()?.split(';').collect();
+    let last: Vec<&str> = lines.next_back()?.split(';').collect();
+    let col = |name: &str| -> Option<u64> {
+        let i = header.iter().position(|h| h.trim() == name)?;
+        last.get(i)?.trim().parse().ok()
+    };
+    Some(Stats {
+        successful: col("SuccessfulCall(C)")?,
+        failed: col("FailedCall(C)")?,
+    })
+}
+
+/// Asserts a SIPp side completed exactly `calls` calls, with diagnostics from everyone.
+pub fn assert_calls(stats: Stats, calls: u64, who: &str, gateway: &Gateway, sides: &[&Sipp]) {
+    if stats
+        != (Stats {
+            successful: calls,
+            failed: 0,
+        })
+    {
+        let mut report = format!("{who}: SIPp reports {stats:?}, expected {calls} successful\n");
+        for side in sides {
+            report.push_str(&side.diagnostics());
+            report.push('\n');
+        }
+        let log = gateway.log();
+        let start = log.len().saturating_sub(6000);
+        report.push_str("--- gateway log (tail) ---\n");
+        report.push_str(log.get(start..).unwrap_or(""));
+        panic!("{report}");
+    }
+}
