@@ -8,7 +8,7 @@ use super::text::{Params, is_token, split_unquoted, take_quoted, write_quoted};
 use super::uri::{Host, Uri, split_host_port};
 
 /// A SIP method; unknown extension methods are kept by name (a UA answers them 501).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
     /// Starts a session (RFC 3261).
     Invite,

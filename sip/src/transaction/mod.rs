@@ -59,7 +59,7 @@ pub struct Transmit {
 ///
 /// ACK is filed under INVITE so that the ACK for a non-2xx final finds its server transaction;
 /// CANCEL has its own transaction and finds its INVITE with [`TransactionKey::with_method`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TransactionKey {
     /// The top Via branch (or, for RFC 2543 peers without one, Call-ID, CSeq and From tag).
     pub branch: String,

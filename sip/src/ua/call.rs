@@ -202,7 +202,7 @@ impl UserAgent {
             params.transport.clone(),
             Owner::Invite(id),
         );
-        self.calls.insert(
+        self.add_call(
             id,
             Call {
                 uac: true,
@@ -288,7 +288,7 @@ impl UserAgent {
         if let Some(req) = in_dialog(self, call, Method::Bye) {
             send_in_dialog(self, now, call, req, Owner::Bye(call));
         }
-        if let Some(c) = self.calls.remove(&call) {
+        if let Some(c) = self.remove_call(call) {
             drop(c);
             self.events.push_back(Event::Ended {
                 call,
@@ -383,7 +383,7 @@ pub(super) fn send_cancel(ua: &mut UserAgent, now: Instant, call: CallId) {
 
 /// Call timers due at `now`.
 pub(super) fn on_timeout(ua: &mut UserAgent, now: Instant) {
-    let ids: Vec<CallId> = ua.calls.keys().copied().collect();
+    let ids: Vec<CallId> = ua.calls.due(now);
     for id in ids {
         super::incoming::retransmit(ua, now, id);
         let Some(c) = ua.calls.get_mut(&id) else {

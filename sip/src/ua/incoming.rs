@@ -106,7 +106,7 @@ impl UserAgent {
             return;
         };
         self.respond(now, &key, &resp);
-        self.calls.remove(&call);
+        self.remove_call(call);
         self.events.push_back(Event::Ended {
             call,
             reason: Reason::Failed(status),
@@ -195,10 +195,14 @@ pub(super) fn request(
         return new_call(ua, now, source, transport, key, req, user);
     }
     let found = ua
-        .calls
-        .iter()
-        .find(|(_, c)| c.dialog.as_ref().is_some_and(|d| d.matches_request(&req)))
-        .map(|(id, _)| *id);
+        .calls_with_call_id(req.headers.call_id())
+        .into_iter()
+        .find(|id| {
+            ua.calls
+                .get(id)
+                .and_then(|c| c.dialog.as_ref())
+                .is_some_and(|d| d.matches_request(&req))
+        });
     let Some(call) = found else {
         return reply(ua, now, &key, &req, StatusCode::NO_TRANSACTION, |_| {});
     };
@@ -217,7 +221,7 @@ pub(super) fn request(
     match req.method {
         Method::Bye => {
             reply(ua, now, &key, &req, StatusCode::OK, |_| {});
-            if let Some(c) = ua.calls.remove(&call) {
+            if let Some(c) = ua.remove_call(call) {
                 if !c.uac && matches!(c.state, State::Calling | State::Early) {
                     let resp = Response::to_request(&c.invite, StatusCode::REQUEST_TERMINATED);
                     ua.respond(now, &c.invite_key, &resp);
@@ -283,7 +287,7 @@ fn new_call(
         sdp: sdp.clone(),
         user,
     };
-    ua.calls.insert(
+    ua.add_call(
         id,
         Call {
             uac: false,
@@ -437,10 +441,13 @@ pub(super) fn cancel(ua: &mut UserAgent, now: Instant, key: &TransactionKey, req
         return reply(ua, now, key, req, StatusCode::NO_TRANSACTION, |_| {});
     }
     let call = ua
-        .calls
-        .iter()
-        .find(|(_, c)| !c.uac && c.invite_key == invite_key)
-        .map(|(id, _)| *id);
+        .calls_with_call_id(req.headers.call_id())
+        .into_iter()
+        .find(|id| {
+            ua.calls
+                .get(id)
+                .is_some_and(|c| !c.uac && c.invite_key == invite_key)
+        });
     let tag = call
         .and_then(|id| ua.calls.get(&id))
         .map(|c| c.local_tag.clone());
@@ -458,7 +465,7 @@ pub(super) fn cancel(ua: &mut UserAgent, now: Instant, key: &TransactionKey, req
             return;
         };
         ua.respond(now, &invite_key, &resp);
-        ua.calls.remove(&call);
+        ua.remove_call(call);
         ua.events.push_back(Event::Ended {
             call,
             reason: Reason::Cancelled,
@@ -468,15 +475,23 @@ pub(super) fn cancel(ua: &mut UserAgent, now: Instant, key: &TransactionKey, req
 
 /// An ACK that matched no transaction: the ACK for a 2xx.
 pub(super) fn ack(ua: &mut UserAgent, now: Instant, req: &Request) {
-    let found = ua
-        .calls
-        .iter_mut()
-        .find(|(_, c)| c.dialog.as_ref().is_some_and(|d| d.matches_request(req)));
-    let Some((id, c)) = found else { return };
+    let id = ua
+        .calls_with_call_id(req.headers.call_id())
+        .into_iter()
+        .find(|id| {
+            ua.calls
+                .get(id)
+                .and_then(|c| c.dialog.as_ref())
+                .is_some_and(|d| d.matches_request(req))
+        });
+    let Some(id) = id else { return };
+    let Some(c) = ua.calls.get_mut(&id) else {
+        return;
+    };
     c.pending_2xx = None;
     if c.state == State::Answered {
         c.state = State::Confirmed;
-        let (call, bye) = (*id, c.bye_after_ack);
+        let (call, bye) = (id, c.bye_after_ack);
         ua.events.push_back(Event::Confirmed { call });
         if bye {
             ua.hangup(now, call);
@@ -488,12 +503,16 @@ pub(super) fn ack(ua: &mut UserAgent, now: Instant, req: &Request) {
 pub(super) fn stray_2xx(ua: &mut UserAgent, resp: &Response) {
     let tag = resp.headers.to().and_then(|t| t.tag());
     let call_id = resp.headers.call_id();
-    let found = ua.calls.values().find(|c| {
-        c.uac
-            && c.dialog.as_ref().is_some_and(|d| {
-                Some(d.call_id.as_str()) == call_id && Some(d.remote_tag.as_str()) == tag
-            })
-    });
+    let candidates = ua.calls_with_call_id(call_id);
+    let found = candidates
+        .iter()
+        .filter_map(|id| ua.calls.get(id))
+        .find(|c| {
+            c.uac
+                && c.dialog.as_ref().is_some_and(|d| {
+                    Some(d.call_id.as_str()) == call_id && Some(d.remote_tag.as_str()) == tag
+                })
+        });
     if let Some(c) = found {
         if let Some((ack, _)) = &c.ack {
             let dest = c.dialog.as_ref().map_or(c.peer, |d| d.destination(c.peer));

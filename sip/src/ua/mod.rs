@@ -9,11 +9,14 @@ mod authn;
 mod call;
 mod dialog;
 mod incoming;
+mod index;
 mod outgoing;
 mod register;
 mod route;
 
 use std::collections::{HashMap, VecDeque};
+
+use index::{Indexed, Timed};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -201,9 +204,11 @@ pub struct UserAgent {
     config: Config,
     rng: u64,
     next_id: u64,
-    clients: HashMap<TransactionKey, (ClientTransaction, Owner)>,
-    servers: HashMap<TransactionKey, (ServerTransaction, Option<CallId>)>,
-    calls: HashMap<CallId, call::Call>,
+    clients: Indexed<TransactionKey, (ClientTransaction, Owner)>,
+    servers: Indexed<TransactionKey, (ServerTransaction, Option<CallId>)>,
+    calls: Indexed<CallId, call::Call>,
+    /// Calls by Call-ID, so in-dialog requests find theirs without a scan.
+    by_call_id: HashMap<String, Vec<CallId>>,
     registrations: HashMap<RequestId, register::Registration>,
     registrar: Option<Registrar>,
     authenticator: Option<Authenticator>,
@@ -219,9 +224,10 @@ impl UserAgent {
             config,
             rng,
             next_id: 1,
-            clients: HashMap::new(),
-            servers: HashMap::new(),
-            calls: HashMap::new(),
+            clients: Indexed::new(),
+            servers: Indexed::new(),
+            calls: Indexed::new(),
+            by_call_id: HashMap::new(),
             registrations: HashMap::new(),
             registrar: None,
             authenticator: None,
@@ -264,11 +270,15 @@ impl UserAgent {
 
     /// Runs everything due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for (t, _) in self.clients.values_mut() {
-            t.handle_timeout(now);
+        for k in self.clients.due(now) {
+            if let Some((t, _)) = self.clients.get_mut(&k) {
+                t.handle_timeout(now);
+            }
         }
-        for (t, _) in self.servers.values_mut() {
-            t.handle_timeout(now);
+        for k in self.servers.due(now) {
+            if let Some((t, _)) = self.servers.get_mut(&k) {
+                t.handle_timeout(now);
+            }
         }
         self.flush(now);
         call::on_timeout(self, now);
@@ -292,11 +302,20 @@ impl UserAgent {
 
     /// When to call [`UserAgent::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let txns = self.clients.values().filter_map(|(t, _)| t.poll_timeout());
-        let srv = self.servers.values().filter_map(|(t, _)| t.poll_timeout());
-        let calls = self.calls.values().filter_map(call::Call::next_timer);
-        let regs = self.registrations.values().filter_map(|r| r.next_timer());
-        txns.chain(srv).chain(calls).chain(regs).min()
+        let regs = self
+            .registrations
+            .values()
+            .filter_map(|r| r.next_timer())
+            .min();
+        [
+            self.clients.next_timer(),
+            self.servers.next_timer(),
+            self.calls.next_timer(),
+            regs,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Where a call's requests come from and go to, and over what (the INVITE's source for
@@ -401,19 +420,27 @@ impl UserAgent {
         });
     }
 
-    /// Moves transaction output into our queues, dispatches client events, drops finished ones.
+    /// Moves output of the transactions that changed into our queues, dispatches their events
+    /// (which may change more), then re-indexes timers and drops finished transactions.
     fn flush(&mut self, now: Instant) {
         loop {
             let mut pending = Vec::new();
-            for (key, (t, owner)) in &mut self.clients {
+            for key in self.clients.touched() {
+                let Some((t, owner)) = self.clients.get_mut(&key) else {
+                    continue;
+                };
+                let owner = *owner;
                 while let Some(x) = t.poll_transmit() {
                     self.transmits.push_back(x);
                 }
                 while let Some(e) = t.poll_event() {
-                    pending.push((key.clone(), *owner, t.request().clone(), e));
+                    pending.push((key.clone(), owner, t.request().clone(), e));
                 }
             }
-            for (t, _) in self.servers.values_mut() {
+            for key in self.servers.touched() {
+                let Some((t, _)) = self.servers.get_mut(&key) else {
+                    continue;
+                };
                 while let Some(x) = t.poll_transmit() {
                     self.transmits.push_back(x);
                 }
@@ -426,8 +453,35 @@ impl UserAgent {
                 route::client_event(self, now, &key, owner, req, e);
             }
         }
-        self.clients.retain(|_, (t, _)| !t.is_terminated());
-        self.servers.retain(|_, (t, _)| !t.is_terminated());
+        self.clients.reindex();
+        self.servers.reindex();
+        self.calls.reindex();
+    }
+
+    fn add_call(&mut self, id: CallId, call: call::Call) {
+        let cid = call.invite.headers.call_id().unwrap_or_default().to_owned();
+        self.by_call_id.entry(cid).or_default().push(id);
+        self.calls.insert(id, call);
+    }
+
+    fn remove_call(&mut self, id: CallId) -> Option<call::Call> {
+        let c = self.calls.remove(&id)?;
+        let cid = c.invite.headers.call_id().unwrap_or_default();
+        if let Some(ids) = self.by_call_id.get_mut(cid) {
+            ids.retain(|x| *x != id);
+            if ids.is_empty() {
+                self.by_call_id.remove(cid);
+            }
+        }
+        Some(c)
+    }
+
+    /// The calls sharing a Call-ID (one, or a few after forking).
+    fn calls_with_call_id(&self, call_id: Option<&str>) -> Vec<CallId> {
+        call_id
+            .and_then(|c| self.by_call_id.get(c))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn credentials_for(&self, owner: Owner) -> Option<Credentials> {
@@ -451,4 +505,30 @@ fn first_line(data: &[u8]) -> &str {
         .position(|b| *b == b'\r' || *b == b'\n')
         .unwrap_or(data.len());
     std::str::from_utf8(&data[..end.min(200)]).unwrap_or("<binary>")
+}
+
+impl Timed for (ClientTransaction, Owner) {
+    fn next_timer(&self) -> Option<Instant> {
+        self.0.poll_timeout()
+    }
+
+    fn finished(&self) -> bool {
+        self.0.is_terminated()
+    }
+}
+
+impl Timed for (ServerTransaction, Option<CallId>) {
+    fn next_timer(&self) -> Option<Instant> {
+        self.0.poll_timeout()
+    }
+
+    fn finished(&self) -> bool {
+        self.0.is_terminated()
+    }
+}
+
+impl Timed for call::Call {
+    fn next_timer(&self) -> Option<Instant> {
+        call::Call::next_timer(self)
+    }
 }

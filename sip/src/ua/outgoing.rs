@@ -54,14 +54,14 @@ fn invite_event(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, e
                     return;
                 }
             }
-            ua.calls.remove(&call);
+            ua.remove_call(call);
             ua.events.push_back(Event::Failed {
                 call,
                 status: r.status,
             });
         }
         ClientEvent::Timeout => {
-            if ua.calls.remove(&call).is_some() {
+            if ua.remove_call(call).is_some() {
                 ua.events.push_back(Event::Failed {
                     call,
                     status: StatusCode::REQUEST_TIMEOUT,
