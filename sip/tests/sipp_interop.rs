@@ -250,6 +250,7 @@ fn answer_to(sdp: &[u8]) -> Option<Vec<u8>> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Callee {
     Answer,
+    AnswerThenBye,
     Reliable183,
     RingOnly,
     Nothing,
@@ -279,7 +280,7 @@ fn sipp_calls_us(
                     let ans = sdp.as_deref().and_then(answer_to);
                     match (behaviour, ans) {
                         (_, None) => ua.reject(now, call, StatusCode::NOT_ACCEPTABLE_HERE),
-                        (Callee::Answer, Some(a)) => {
+                        (Callee::Answer | Callee::AnswerThenBye, Some(a)) => {
                             ua.ring(now, call, StatusCode::RINGING, None, false);
                             ua.answer(now, call, a);
                         }
@@ -298,6 +299,9 @@ fn sipp_calls_us(
                         }
                         (Callee::Nothing, _) => {}
                     }
+                }
+                Event::Confirmed { call } if behaviour == Callee::AnswerThenBye => {
+                    ua.hangup(now, call);
                 }
                 Event::Offer { call, sdp } => match answer_to(&sdp) {
                     Some(a) => ua.answer_offer(now, call, a),
@@ -430,6 +434,20 @@ fn sipp_calls_us_plain_call_and_sipp_hangs_up() {
             e,
             Event::Ended {
                 reason: landline_sip::ua::Reason::RemoteBye,
+                ..
+            }
+        )));
+    });
+}
+
+#[test]
+fn sipp_calls_us_and_we_hang_up() {
+    both(|t| {
+        let (_, ev) = sipp_calls_us("uac_callee_hangs_up", t, Callee::AnswerThenBye, None, 1);
+        assert!(has(&ev, |e| matches!(
+            e,
+            Event::Ended {
+                reason: landline_sip::ua::Reason::LocalBye,
                 ..
             }
         )));
