@@ -439,7 +439,23 @@ impl Response {
 
 fn write_tail(headers: &Headers, body: &[u8], out: &mut Vec<u8>) {
     for h in headers.iter() {
-        let _ = write!(out, "{h}\r\n");
+        match h {
+            // Text headers are most of a message: copy them without the formatting machinery.
+            Header::Other(name, value) => {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            Header::CallId(value) => {
+                out.extend_from_slice(b"Call-ID: ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => {
+                let _ = write!(out, "{h}\r\n");
+            }
+        }
     }
     let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
     out.extend_from_slice(body);
