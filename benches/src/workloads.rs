@@ -13,7 +13,7 @@ use audiopus::{Bandwidth, Channels, MutSignals, SampleRate};
 use landline_codecs::rtp::RTP_HEADER_LEN;
 use landline_codecs::{
     G711Law, G711ToOpus, G711ToOpusConfig, MAX_FRAME_SAMPLES_8K, MAX_PACKET_LEN, OpusSettings,
-    OpusToG711, OpusToG711Config, OutputStream, PipelineStats, Timing,
+    OpusToG711, OpusToG711Config, OutputStream, PipelineStats, Scratch, Timing,
 };
 
 use crate::fixtures::{
@@ -165,27 +165,39 @@ impl Workload for G711Frame {
 /// What a media shard calls on a pipeline per packet; lets one step type drive either direction.
 pub trait Pipeline {
     /// [`OpusToG711::push`] or [`G711ToOpus::push`].
-    fn push(&mut self, now: Instant, datagram: &[u8], emit: impl FnMut(&[u8]));
+    fn push(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        emit: impl FnMut(&[u8]),
+    );
     /// [`OpusToG711::poll_timeout`] or [`G711ToOpus::poll_timeout`].
     fn poll_timeout(&self) -> Option<Instant>;
     /// [`OpusToG711::handle_timeout`] or [`G711ToOpus::handle_timeout`].
-    fn handle_timeout(&mut self, now: Instant, emit: impl FnMut(&[u8]));
+    fn handle_timeout(&mut self, now: Instant, scratch: &mut Scratch, emit: impl FnMut(&[u8]));
     /// The pipeline's counters.
     fn stats(&self) -> &PipelineStats;
 }
 
 impl Pipeline for OpusToG711 {
     #[inline]
-    fn push(&mut self, now: Instant, datagram: &[u8], emit: impl FnMut(&[u8])) {
-        OpusToG711::push(self, now, datagram, emit);
+    fn push(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        emit: impl FnMut(&[u8]),
+    ) {
+        OpusToG711::push(self, now, datagram, scratch, emit);
     }
     #[inline]
     fn poll_timeout(&self) -> Option<Instant> {
         OpusToG711::poll_timeout(self)
     }
     #[inline]
-    fn handle_timeout(&mut self, now: Instant, emit: impl FnMut(&[u8])) {
-        OpusToG711::handle_timeout(self, now, emit);
+    fn handle_timeout(&mut self, now: Instant, scratch: &mut Scratch, emit: impl FnMut(&[u8])) {
+        OpusToG711::handle_timeout(self, now, scratch, emit);
     }
     fn stats(&self) -> &PipelineStats {
         OpusToG711::stats(self)
@@ -194,16 +206,22 @@ impl Pipeline for OpusToG711 {
 
 impl Pipeline for G711ToOpus {
     #[inline]
-    fn push(&mut self, now: Instant, datagram: &[u8], emit: impl FnMut(&[u8])) {
-        G711ToOpus::push(self, now, datagram, emit);
+    fn push(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        emit: impl FnMut(&[u8]),
+    ) {
+        G711ToOpus::push(self, now, datagram, scratch, emit);
     }
     #[inline]
     fn poll_timeout(&self) -> Option<Instant> {
         G711ToOpus::poll_timeout(self)
     }
     #[inline]
-    fn handle_timeout(&mut self, now: Instant, emit: impl FnMut(&[u8])) {
-        G711ToOpus::handle_timeout(self, now, emit);
+    fn handle_timeout(&mut self, now: Instant, scratch: &mut Scratch, emit: impl FnMut(&[u8])) {
+        G711ToOpus::handle_timeout(self, now, scratch, emit);
     }
     fn stats(&self) -> &PipelineStats {
         G711ToOpus::stats(self)
@@ -214,19 +232,17 @@ impl Pipeline for G711ToOpus {
 /// the previous one, then does what a shard does after a packet (check the pipeline's timer).
 /// Sending is not included: output packets are only counted.
 pub struct PipelineStep<P> {
-    pipeline: P,
-    input: RtpLoop,
-    now: Instant,
+    direction: Direction<P>,
+    /// What the shard would lend the pipeline.
+    scratch: Box<Scratch>,
 }
 
 impl PipelineStep<OpusToG711> {
     /// Client → trunk: the browser's Opus in, PCMU out.
     pub fn opus_to_g711(fixtures: &Fixtures, audio: ClientAudio) -> Self {
-        let pipeline = OpusToG711::new(&opus_to_g711_config()).expect("default config is valid");
         PipelineStep {
-            pipeline,
-            input: RtpLoop::new(fixtures.client(audio), 6 * FRAME as u32),
-            now: Instant::now(),
+            direction: Direction::opus_to_g711(fixtures, audio),
+            scratch: Box::new(Scratch::new()),
         }
     }
 }
@@ -234,11 +250,9 @@ impl PipelineStep<OpusToG711> {
 impl PipelineStep<G711ToOpus> {
     /// Trunk → client: PCMU in, Opus at the pipeline's default settings out.
     pub fn g711_to_opus(fixtures: &Fixtures) -> Self {
-        let pipeline = G711ToOpus::new(&g711_to_opus_config()).expect("default config is valid");
         PipelineStep {
-            pipeline,
-            input: RtpLoop::new(&fixtures.trunk_rtp, FRAME as u32),
-            now: Instant::now(),
+            direction: Direction::g711_to_opus(fixtures),
+            scratch: Box::new(Scratch::new()),
         }
     }
 }
@@ -246,52 +260,48 @@ impl PipelineStep<G711ToOpus> {
 impl<P: Pipeline> PipelineStep<P> {
     /// The pipeline's counters, to check that the bench ran in the steady state it claims.
     pub fn stats(&self) -> &PipelineStats {
-        self.pipeline.stats()
+        self.direction.pipeline.stats()
     }
 }
 
 impl<P: Pipeline> Workload for PipelineStep<P> {
     #[inline]
     fn step(&mut self) -> usize {
-        let mut sent = 0;
-        let datagram = self.input.next_datagram();
-        self.pipeline
-            .push(self.now, datagram, |packet| sent += packet.len());
-        if self.pipeline.poll_timeout().is_some_and(|t| t <= self.now) {
-            self.pipeline
-                .handle_timeout(self.now, |packet| sent += packet.len());
-        }
-        self.now += PTIME;
-        sent
+        self.direction.step(&mut self.scratch)
     }
 }
 
 /// One 20 ms step of a call: a client packet towards the trunk and a trunk packet towards the
-/// client, as the shard that owns the call would handle them.
+/// client, as the shard that owns the call would handle them: both in the shard's one scratch.
 pub struct CallStep {
-    to_trunk: PipelineStep<OpusToG711>,
-    to_client: PipelineStep<G711ToOpus>,
+    to_trunk: Direction<OpusToG711>,
+    to_client: Direction<G711ToOpus>,
+    scratch: Box<Scratch>,
 }
 
 impl CallStep {
     /// Both directions of one call, on the fixtures.
     pub fn new(fixtures: &Fixtures, audio: ClientAudio) -> CallStep {
         CallStep {
-            to_trunk: PipelineStep::opus_to_g711(fixtures, audio),
-            to_client: PipelineStep::g711_to_opus(fixtures),
+            to_trunk: Direction::opus_to_g711(fixtures, audio),
+            to_client: Direction::g711_to_opus(fixtures),
+            scratch: Box::new(Scratch::new()),
         }
     }
 
     /// Counters of the client → trunk and trunk → client directions.
     pub fn stats(&self) -> (&PipelineStats, &PipelineStats) {
-        (self.to_trunk.stats(), self.to_client.stats())
+        (
+            self.to_trunk.pipeline.stats(),
+            self.to_client.pipeline.stats(),
+        )
     }
 }
 
 impl Workload for CallStep {
     #[inline]
     fn step(&mut self) -> usize {
-        self.to_trunk.step() + self.to_client.step()
+        self.to_trunk.step(&mut self.scratch) + self.to_client.step(&mut self.scratch)
     }
 }
 
@@ -431,6 +441,51 @@ pub fn g711_to_opus_config() -> G711ToOpusConfig {
     }
 }
 
+/// A pipeline and its input: the per-call part of a [`PipelineStep`] or [`CallStep`].
+struct Direction<P> {
+    pipeline: P,
+    input: RtpLoop,
+    now: Instant,
+}
+
+impl Direction<OpusToG711> {
+    fn opus_to_g711(fixtures: &Fixtures, audio: ClientAudio) -> Self {
+        let pipeline = OpusToG711::new(&opus_to_g711_config()).expect("default config is valid");
+        Direction {
+            pipeline,
+            input: RtpLoop::new(fixtures.client(audio), 6 * FRAME as u32),
+            now: Instant::now(),
+        }
+    }
+}
+
+impl Direction<G711ToOpus> {
+    fn g711_to_opus(fixtures: &Fixtures) -> Self {
+        let pipeline = G711ToOpus::new(&g711_to_opus_config()).expect("default config is valid");
+        Direction {
+            pipeline,
+            input: RtpLoop::new(&fixtures.trunk_rtp, FRAME as u32),
+            now: Instant::now(),
+        }
+    }
+}
+
+impl<P: Pipeline> Direction<P> {
+    #[inline]
+    fn step(&mut self, scratch: &mut Scratch) -> usize {
+        let mut sent = 0;
+        let datagram = self.input.next_datagram();
+        self.pipeline
+            .push(self.now, datagram, scratch, |packet| sent += packet.len());
+        if self.pipeline.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.pipeline
+                .handle_timeout(self.now, scratch, |packet| sent += packet.len());
+        }
+        self.now += PTIME;
+        sent
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use landline_codecs::rtp::RtpPacket;
@@ -473,11 +528,14 @@ mod tests {
         let fixtures = Fixtures::get();
         let mut bare = BareOpus::new(fixtures, ClientAudio::Browser, Bare::Encode);
         let mut pipeline = G711ToOpus::new(&g711_to_opus_config()).expect("config");
+        let mut scratch = Scratch::new();
         let now = Instant::now();
         for (i, datagram) in fixtures.trunk_rtp.iter().take(100).enumerate() {
             let len = bare.step();
             let mut emitted = Vec::new();
-            pipeline.push(now + PTIME * i as u32, datagram, |p| emitted = p.to_vec());
+            pipeline.push(now + PTIME * i as u32, datagram, &mut scratch, |p| {
+                emitted = p.to_vec()
+            });
             let packet = RtpPacket::parse(&emitted).expect("pipeline emits RTP");
             assert_eq!(packet.payload, bare.last_packet(len), "packet {i}");
         }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use landline_codecs::{G711Law, G711ToOpus, OpusDecoder};
+use landline_codecs::{G711Law, G711ToOpus, OpusDecoder, Scratch};
 
 fn decode_opus(packets: &[Sent]) -> Vec<i16> {
     let mut decoder = OpusDecoder::new(8000).unwrap();
@@ -19,12 +19,15 @@ fn decode_opus(packets: &[Sent]) -> Vec<i16> {
 
 fn run(law: G711Law, ptime_ms: usize, packets: usize) -> (Vec<Sent>, G711ToOpus) {
     let mut pipeline = G711ToOpus::new(&g711_to_opus_config(law)).unwrap();
+    let mut scratch = Scratch::new();
     let mut sender = G711Sender::new(law, ptime_ms);
     let mut clock = Clock::new();
     let mut sent = Vec::new();
     for _ in 0..packets {
         let now = clock.advance_ms(ptime_ms as u64);
-        pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &sender.next_packet(), &mut scratch, |p| {
+            sent.push(parse_sent(p))
+        });
     }
     (sent, pipeline)
 }
@@ -57,6 +60,7 @@ fn any_ptime_is_repacketised_to_20_ms() {
 #[test]
 fn a_lost_g711_packet_is_concealed() {
     let mut pipeline = G711ToOpus::new(&g711_to_opus_config(G711Law::Mu)).unwrap();
+    let mut scratch = Scratch::new();
     let mut sender = G711Sender::new(G711Law::Mu, 20);
     let mut clock = Clock::new();
     let mut sent = Vec::new();
@@ -64,7 +68,7 @@ fn a_lost_g711_packet_is_concealed() {
         let now = clock.advance_ms(20);
         let packet = sender.next_packet();
         if i != 15 {
-            pipeline.push(now, &packet, |p| sent.push(parse_sent(p)));
+            pipeline.push(now, &packet, &mut scratch, |p| sent.push(parse_sent(p)));
         }
     }
     assert_eq!(sent.len(), 30);
@@ -84,23 +88,26 @@ fn a_lost_g711_packet_is_concealed() {
 #[test]
 fn comfort_noise_fills_the_silence_at_its_level() {
     let mut pipeline = G711ToOpus::new(&g711_to_opus_config(G711Law::Mu)).unwrap();
+    let mut scratch = Scratch::new();
     let mut sender = G711Sender::new(G711Law::Mu, 20);
     let mut clock = Clock::new();
     let mut sent = Vec::new();
     for _ in 0..10 {
         let now = clock.advance_ms(20);
-        pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &sender.next_packet(), &mut scratch, |p| {
+            sent.push(parse_sent(p))
+        });
     }
     // The carrier goes silent with a CN packet at -40 dBov, then sends nothing for a second.
     let cn = rtp(CN_PT, sender.sequence, sender.timestamp, sender.ssrc, &[40]);
     let now = clock.advance_ms(20);
-    pipeline.push(now, &cn, |p| sent.push(parse_sent(p)));
+    pipeline.push(now, &cn, &mut scratch, |p| sent.push(parse_sent(p)));
     let end = clock.now + std::time::Duration::from_secs(1);
     while let Some(deadline) = pipeline.poll_timeout() {
         if deadline > end {
             break;
         }
-        pipeline.handle_timeout(deadline, |p| sent.push(parse_sent(p)));
+        pipeline.handle_timeout(deadline, &mut scratch, |p| sent.push(parse_sent(p)));
     }
     assert!(sent.len() >= 10 + 49, "{} packets", sent.len());
     assert_continuous(&sent, 960);

@@ -7,16 +7,22 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use landline_codecs::{G711Law, OpusToG711};
+use landline_codecs::{G711Law, OpusToG711, Scratch};
 
-fn pump_timer(pipeline: &mut OpusToG711, clock: &mut Clock, ms: u64, sent: &mut Vec<Sent>) {
+fn pump_timer(
+    pipeline: &mut OpusToG711,
+    scratch: &mut Scratch,
+    clock: &mut Clock,
+    ms: u64,
+    sent: &mut Vec<Sent>,
+) {
     let end = clock.now + Duration::from_millis(ms);
     while let Some(deadline) = pipeline.poll_timeout() {
         if deadline > end {
             break;
         }
         clock.now = clock.now.max(deadline);
-        pipeline.handle_timeout(clock.now, |p| sent.push(parse_sent(p)));
+        pipeline.handle_timeout(clock.now, scratch, |p| sent.push(parse_sent(p)));
     }
     clock.now = end;
 }
@@ -30,15 +36,18 @@ fn nothing_is_due_before_the_first_packet() {
 #[test]
 fn silence_from_the_client_is_filled_with_conceal_then_noise() {
     let mut pipeline = OpusToG711::new(&opus_to_g711_config(G711Law::Mu)).unwrap();
+    let mut scratch = Scratch::new();
     let mut sender = OpusSender::new(1);
     let mut clock = Clock::new();
     let mut sent = Vec::new();
     for _ in 0..10 {
         let now = clock.advance_ms(20);
-        pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &sender.next_packet(), &mut scratch, |p| {
+            sent.push(parse_sent(p))
+        });
     }
     // The client stops for ten seconds.
-    pump_timer(&mut pipeline, &mut clock, 10_000, &mut sent);
+    pump_timer(&mut pipeline, &mut scratch, &mut clock, 10_000, &mut sent);
     // It waits for the hold time (60 ms) before filling, then keeps real time.
     assert!(
         sent.len() >= 10 + 495 && sent.len() <= 10 + 500,
@@ -58,7 +67,9 @@ fn silence_from_the_client_is_filled_with_conceal_then_noise() {
     let before = sent.len();
     for _ in 0..10 {
         let now = clock.advance_ms(20);
-        pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &sender.next_packet(), &mut scratch, |p| {
+            sent.push(parse_sent(p))
+        });
     }
     assert!(sent.len() >= before + 10);
     assert_continuous(&sent, 160);
@@ -69,19 +80,22 @@ fn silence_from_the_client_is_filled_with_conceal_then_noise() {
 #[test]
 fn a_late_burst_after_filling_realigns_instead_of_dropping() {
     let mut pipeline = OpusToG711::new(&opus_to_g711_config(G711Law::Mu)).unwrap();
+    let mut scratch = Scratch::new();
     let mut sender = OpusSender::new(1);
     let mut clock = Clock::new();
     let mut sent = Vec::new();
     for _ in 0..5 {
         let now = clock.advance_ms(20);
-        pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &sender.next_packet(), &mut scratch, |p| {
+            sent.push(parse_sent(p))
+        });
     }
     // The network stalls for 300 ms, then delivers everything at once.
-    pump_timer(&mut pipeline, &mut clock, 300, &mut sent);
+    pump_timer(&mut pipeline, &mut scratch, &mut clock, 300, &mut sent);
     let filled = sent.len() - 5;
     assert!(filled >= 10, "filled {filled} frames while waiting");
     for _ in 0..15 {
-        pipeline.push(clock.now, &sender.next_packet(), |p| {
+        pipeline.push(clock.now, &sender.next_packet(), &mut scratch, |p| {
             sent.push(parse_sent(p))
         });
     }
@@ -95,6 +109,7 @@ fn a_late_burst_after_filling_realigns_instead_of_dropping() {
 #[test]
 fn a_new_ssrc_continues_the_output_stream() {
     let mut pipeline = OpusToG711::new(&opus_to_g711_config(G711Law::A)).unwrap();
+    let mut scratch = Scratch::new();
     let mut first = OpusSender::new(0xAAAA);
     let mut second = OpusSender::new(0xBBBB);
     second.sequence = 40_000;
@@ -103,11 +118,15 @@ fn a_new_ssrc_continues_the_output_stream() {
     let mut sent = Vec::new();
     for _ in 0..10 {
         let now = clock.advance_ms(20);
-        pipeline.push(now, &first.next_packet(), |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &first.next_packet(), &mut scratch, |p| {
+            sent.push(parse_sent(p))
+        });
     }
     for _ in 0..10 {
         let now = clock.advance_ms(20);
-        pipeline.push(now, &second.next_packet(), |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &second.next_packet(), &mut scratch, |p| {
+            sent.push(parse_sent(p))
+        });
     }
     assert_eq!(sent.len(), 20);
     assert_continuous(&sent, 160);
@@ -118,13 +137,16 @@ fn a_new_ssrc_continues_the_output_stream() {
 #[test]
 fn sequence_and_timestamp_jumps_restart_without_a_gap_or_a_flood() {
     let mut pipeline = OpusToG711::new(&opus_to_g711_config(G711Law::Mu)).unwrap();
+    let mut scratch = Scratch::new();
     let mut sender = OpusSender::new(7);
     let mut clock = Clock::new();
     let mut sent = Vec::new();
     for round in 0..4 {
         for _ in 0..5 {
             let now = clock.advance_ms(20);
-            pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
+            pipeline.push(now, &sender.next_packet(), &mut scratch, |p| {
+                sent.push(parse_sent(p))
+            });
         }
         match round {
             0 => sender.sequence = sender.sequence.wrapping_add(20_000),

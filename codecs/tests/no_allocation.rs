@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::*;
 use landline_codecs::telephone_event::TelephoneEvent;
-use landline_codecs::{G711Law, G711ToOpus, OpusToG711};
+use landline_codecs::{G711Law, G711ToOpus, OpusToG711, Scratch};
 
 struct CountingAllocator;
 
@@ -88,6 +88,7 @@ fn ten_thousand_packets_each_way_allocate_nothing() {
     }
     let mut to_trunk = OpusToG711::new(&opus_to_g711_config(G711Law::Mu)).unwrap();
     let mut to_client = G711ToOpus::new(&g711_to_opus_config(G711Law::Mu)).unwrap();
+    let mut scratch = Scratch::new();
     let mut clock = Clock::new();
     let mut out_bytes = 0usize;
 
@@ -96,10 +97,10 @@ fn ten_thousand_packets_each_way_allocate_nothing() {
         // Every 1000 packets the input stalls for 200 ms, so the timers fill.
         let step = if i % 1000 == 999 { 200 } else { 20 };
         let now = clock.advance_ms(step);
-        to_trunk.handle_timeout(now, |p| out_bytes += p.len());
-        to_client.handle_timeout(now, |p| out_bytes += p.len());
-        to_trunk.push(now, a, |p| out_bytes += p.len());
-        to_client.push(now, b, |p| out_bytes += p.len());
+        to_trunk.handle_timeout(now, &mut scratch, |p| out_bytes += p.len());
+        to_client.handle_timeout(now, &mut scratch, |p| out_bytes += p.len());
+        to_trunk.push(now, a, &mut scratch, |p| out_bytes += p.len());
+        to_client.push(now, b, &mut scratch, |p| out_bytes += p.len());
     }
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
 

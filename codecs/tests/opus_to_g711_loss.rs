@@ -4,10 +4,11 @@
 mod common;
 
 use common::*;
-use landline_codecs::{G711Law, OpusToG711};
+use landline_codecs::{G711Law, OpusToG711, Scratch};
 
 struct Call {
     pipeline: OpusToG711,
+    scratch: Scratch,
     sender: OpusSender,
     clock: Clock,
     sent: Vec<Sent>,
@@ -17,6 +18,7 @@ impl Call {
     fn new() -> Self {
         Call {
             pipeline: OpusToG711::new(&opus_to_g711_config(G711Law::Mu)).unwrap(),
+            scratch: Scratch::new(),
             sender: OpusSender::new(0x2222),
             clock: Clock::new(),
             sent: Vec::new(),
@@ -27,7 +29,7 @@ impl Call {
         let now = self.clock.now;
         let sent = &mut self.sent;
         self.pipeline
-            .push(now, packet, |p| sent.push(parse_sent(p)));
+            .push(now, packet, &mut self.scratch, |p| sent.push(parse_sent(p)));
     }
 
     fn tick(&mut self) {

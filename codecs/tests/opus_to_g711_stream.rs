@@ -4,17 +4,20 @@
 mod common;
 
 use common::*;
-use landline_codecs::{G711Law, OpusToG711};
+use landline_codecs::{G711Law, OpusToG711, Scratch};
 
 fn run(law: G711Law, frame_samples: usize, packets: usize) -> (Vec<Sent>, OpusToG711) {
     let mut pipeline = OpusToG711::new(&opus_to_g711_config(law)).unwrap();
+    let mut scratch = Scratch::new();
     let mut sender = OpusSender::new(0x1111);
     sender.frame_samples = frame_samples;
     let mut clock = Clock::new();
     let mut sent = Vec::new();
     for _ in 0..packets {
         let now = clock.advance_ms(frame_samples as u64 / 48);
-        pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &sender.next_packet(), &mut scratch, |p| {
+            sent.push(parse_sent(p))
+        });
     }
     (sent, pipeline)
 }

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use landline_codecs::telephone_event::TelephoneEvent;
-use landline_codecs::{G711Law, G711ToOpus, OpusToG711};
+use landline_codecs::{G711Law, G711ToOpus, OpusToG711, Scratch};
 
 fn events(sent: &[Sent], pt: u8) -> Vec<(Sent, TelephoneEvent)> {
     sent.iter()
@@ -18,12 +18,15 @@ fn events(sent: &[Sent], pt: u8) -> Vec<(Sent, TelephoneEvent)> {
 #[test]
 fn a_browser_digit_reaches_the_trunk_at_8_khz() {
     let mut pipeline = OpusToG711::new(&opus_to_g711_config(G711Law::Mu)).unwrap();
+    let mut scratch = Scratch::new();
     let mut sender = OpusSender::new(0x3333);
     let mut clock = Clock::new();
     let mut sent = Vec::new();
     for _ in 0..5 {
         let now = clock.advance_ms(20);
-        pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &sender.next_packet(), &mut scratch, |p| {
+            sent.push(parse_sent(p))
+        });
     }
     // Digit 5 starts where the next audio frame would; the marker is missing on purpose.
     let start = sender.timestamp;
@@ -35,9 +38,12 @@ fn a_browser_digit_reaches_the_trunk_at_8_khz() {
             volume: 10,
             duration: 960 * step,
         };
-        pipeline.push(now, &sender.event_packet(e, start, false), |p| {
-            sent.push(parse_sent(p))
-        });
+        pipeline.push(
+            now,
+            &sender.event_packet(e, start, false),
+            &mut scratch,
+            |p| sent.push(parse_sent(p)),
+        );
     }
     for _ in 0..3 {
         let e = TelephoneEvent {
@@ -46,14 +52,19 @@ fn a_browser_digit_reaches_the_trunk_at_8_khz() {
             volume: 10,
             duration: 960 * 6,
         };
-        pipeline.push(clock.now, &sender.event_packet(e, start, false), |p| {
-            sent.push(parse_sent(p))
-        });
+        pipeline.push(
+            clock.now,
+            &sender.event_packet(e, start, false),
+            &mut scratch,
+            |p| sent.push(parse_sent(p)),
+        );
     }
     sender.timestamp = sender.timestamp.wrapping_add(960 * 6);
     for _ in 0..5 {
         let now = clock.advance_ms(20);
-        pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &sender.next_packet(), &mut scratch, |p| {
+            sent.push(parse_sent(p))
+        });
     }
 
     let digits = events(&sent, EVENT_PT_8K);
@@ -90,10 +101,11 @@ fn a_browser_digit_reaches_the_trunk_at_8_khz() {
 #[test]
 fn two_digits_in_a_row_are_two_events() {
     let mut pipeline = OpusToG711::new(&opus_to_g711_config(G711Law::Mu)).unwrap();
+    let mut scratch = Scratch::new();
     let mut sender = OpusSender::new(0x3333);
     let mut clock = Clock::new();
     let mut sent = Vec::new();
-    pipeline.push(clock.now, &sender.next_packet(), |p| {
+    pipeline.push(clock.now, &sender.next_packet(), &mut scratch, |p| {
         sent.push(parse_sent(p))
     });
     for (digit, ts) in [(1u8, 100_200u32), (2, 112_200)] {
@@ -105,7 +117,7 @@ fn two_digits_in_a_row_are_two_events() {
                 volume: 0,
                 duration: 4800,
             };
-            pipeline.push(now, &sender.event_packet(e, ts, false), |p| {
+            pipeline.push(now, &sender.event_packet(e, ts, false), &mut scratch, |p| {
                 sent.push(parse_sent(p))
             });
         }
@@ -123,12 +135,15 @@ fn two_digits_in_a_row_are_two_events() {
 #[test]
 fn a_trunk_digit_reaches_the_client_at_48_khz_and_long_events_are_segmented() {
     let mut pipeline = G711ToOpus::new(&g711_to_opus_config(G711Law::A)).unwrap();
+    let mut scratch = Scratch::new();
     let mut sender = G711Sender::new(G711Law::A, 20);
     let mut clock = Clock::new();
     let mut sent = Vec::new();
     for _ in 0..3 {
         let now = clock.advance_ms(20);
-        pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &sender.next_packet(), &mut scratch, |p| {
+            sent.push(parse_sent(p))
+        });
     }
     let start = sender.timestamp;
     // 2 s of '#': 16 000 ticks at 8 kHz, 96 000 at 48 kHz, more than 16 bits hold.
@@ -144,7 +159,7 @@ fn a_trunk_digit_reaches_the_client_at_48_khz_and_long_events_are_segmented() {
         e.write(&mut payload);
         let packet = rtp(EVENT_PT_8K, sender.sequence, start, sender.ssrc, &payload);
         sender.sequence += 1;
-        pipeline.push(now, &packet, |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &packet, &mut scratch, |p| sent.push(parse_sent(p)));
     }
     let digits = events(&sent, EVENT_PT_48K);
     assert_eq!(digits.len(), 3);
@@ -164,17 +179,24 @@ fn a_trunk_digit_reaches_the_client_at_48_khz_and_long_events_are_segmented() {
 #[test]
 fn a_digit_from_sip_info_is_generated_on_the_trunk_stream() {
     let mut pipeline = OpusToG711::new(&opus_to_g711_config(G711Law::Mu)).unwrap();
+    let mut scratch = Scratch::new();
     let mut sender = OpusSender::new(0x3333);
     let mut clock = Clock::new();
     let mut sent = Vec::new();
     for _ in 0..3 {
         let now = clock.advance_ms(20);
-        pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &sender.next_packet(), &mut scratch, |p| {
+            sent.push(parse_sent(p))
+        });
     }
     pipeline
-        .send_digit(clock.now, '#', std::time::Duration::from_millis(160), |p| {
-            sent.push(parse_sent(p))
-        })
+        .send_digit(
+            clock.now,
+            '#',
+            std::time::Duration::from_millis(160),
+            &mut scratch,
+            |p| sent.push(parse_sent(p)),
+        )
         .unwrap();
     assert!(
         pipeline
@@ -182,6 +204,7 @@ fn a_digit_from_sip_info_is_generated_on_the_trunk_stream() {
                 clock.now,
                 'x',
                 std::time::Duration::from_millis(100),
+                &mut scratch,
                 |_| {}
             )
             .is_err()
@@ -189,8 +212,10 @@ fn a_digit_from_sip_info_is_generated_on_the_trunk_stream() {
     // Audio keeps flowing while the digit's updates and end reports follow on the timer.
     for _ in 0..15 {
         let now = clock.advance_ms(20);
-        pipeline.push(now, &sender.next_packet(), |p| sent.push(parse_sent(p)));
-        pipeline.handle_timeout(now, |p| sent.push(parse_sent(p)));
+        pipeline.push(now, &sender.next_packet(), &mut scratch, |p| {
+            sent.push(parse_sent(p))
+        });
+        pipeline.handle_timeout(now, &mut scratch, |p| sent.push(parse_sent(p)));
     }
     let digits = events(&sent, EVENT_PT_8K);
     let timestamp = sent[2].timestamp.wrapping_add(160);

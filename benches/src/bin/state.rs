@@ -4,8 +4,9 @@
 //! them), what the Rust allocator hands out while they are built (a counting global allocator),
 //! and the whole heap as glibc's `mallinfo2` sees it, which includes libopus's encoder and
 //! decoder states (C `malloc`, invisible to a Rust allocator). libopus's own
-//! `opus_{en,de}coder_get_size` cross-checks the last. It also counts allocations during
-//! steady-state call steps, which must be zero.
+//! `opus_{en,de}coder_get_size` cross-checks the last. The [`Scratch`] the pipelines work in is
+//! owned once per media shard, not per call, and is reported apart. It also counts allocations
+//! during steady-state call steps, which must be zero.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use landline_benches::fixtures::ClientAudio;
 use landline_benches::workloads::{CallStep, g711_to_opus_config, opus_to_g711_config};
 use landline_benches::{Fixtures, Workload};
-use landline_codecs::{G711ToOpus, OpusToG711};
+use landline_codecs::{G711ToOpus, OpusToG711, Scratch};
 
 /// Calls built at once, so per-call figures average out allocator rounding.
 const CALLS: usize = 100;
@@ -68,6 +69,10 @@ fn main() {
         whole_heap as f64 / 1024.0,
         libopus.0,
         libopus.1
+    );
+    println!(
+        "per shard, not per call: one Scratch, {} B (size_of)",
+        size_of::<Scratch>()
     );
     println!("allocations during {STEPS} steady-state call steps: {allocations}");
     drop(calls);

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use landline_codecs::rtp::{RtpHeader, RtpPacket};
 use landline_codecs::{
-    G711Law, G711ToOpus, G711ToOpusConfig, OpusDecoder, OpusSettings, OutputStream, Timing,
+    G711Law, G711ToOpus, G711ToOpusConfig, OpusDecoder, OpusSettings, OutputStream, Scratch, Timing,
 };
 
 use crate::network::{LossyLink, SplitMix};
@@ -42,6 +42,7 @@ pub(crate) fn run(
     let mut pipeline =
         G711ToOpus::new(&config).map_err(|e| format!("cannot create G711ToOpus: {e}"))?;
     let mut browser = Browser::new()?;
+    let mut scratch = Scratch::new();
 
     let ssrc = ids.next_u64() as u32;
     let first_sequence = ids.next_u64() as u16;
@@ -54,7 +55,7 @@ pub(crate) fn run(
     for i in 0..frames {
         let now = base + FRAME_TIME * i as u32;
         while let Some(deadline) = pipeline.poll_timeout().filter(|&d| d <= now) {
-            pipeline.handle_timeout(deadline, |packet| browser.receive(packet));
+            pipeline.handle_timeout(deadline, &mut scratch, |packet| browser.receive(packet));
         }
 
         frame.fill(0);
@@ -73,7 +74,7 @@ pub(crate) fn run(
         if link.drops_next() {
             continue;
         }
-        pipeline.push(now, &datagram[..len + FRAME_8K], |packet| {
+        pipeline.push(now, &datagram[..len + FRAME_8K], &mut scratch, |packet| {
             browser.receive(packet)
         });
     }

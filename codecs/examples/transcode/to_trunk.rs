@@ -5,7 +5,7 @@ use std::time::Instant;
 use landline_codecs::rtp::{RtpHeader, RtpPacket};
 use landline_codecs::{
     G711Law, MAX_PACKET_LEN, OpusEncoder, OpusSettings, OpusToG711, OpusToG711Config, OutputStream,
-    Timing,
+    Scratch, Timing,
 };
 
 use crate::network::{LossyLink, SplitMix};
@@ -54,6 +54,7 @@ pub(crate) fn run(
     let mut pipeline =
         OpusToG711::new(&config).map_err(|e| format!("cannot create OpusToG711: {e}"))?;
     let mut carrier = Carrier::new(law);
+    let mut scratch = Scratch::new();
 
     let ssrc = ids.next_u64() as u32;
     let first_sequence = ids.next_u64() as u16;
@@ -65,7 +66,7 @@ pub(crate) fn run(
     let base = Instant::now();
     for i in 0..frames {
         let now = base + FRAME_TIME * i as u32;
-        drive_timers(&mut pipeline, now, &mut carrier);
+        drive_timers(&mut pipeline, &mut scratch, now, &mut carrier);
 
         frame.fill(0);
         let start = (i * FRAME_48K).min(pcm.len());
@@ -85,7 +86,9 @@ pub(crate) fn run(
         if link.drops_next() {
             continue;
         }
-        pipeline.push(now, &datagram[..len], |packet| carrier.receive(packet));
+        pipeline.push(now, &datagram[..len], &mut scratch, |packet| {
+            carrier.receive(packet)
+        });
     }
     Ok(Outcome {
         stats: *pipeline.stats(),
@@ -95,9 +98,14 @@ pub(crate) fn run(
 }
 
 /// Calls `handle_timeout` for every deadline up to `now`, as a media shard's loop would.
-fn drive_timers(pipeline: &mut OpusToG711, now: Instant, carrier: &mut Carrier) {
+fn drive_timers(
+    pipeline: &mut OpusToG711,
+    scratch: &mut Scratch,
+    now: Instant,
+    carrier: &mut Carrier,
+) {
     while let Some(deadline) = pipeline.poll_timeout().filter(|&d| d <= now) {
-        pipeline.handle_timeout(deadline, |packet| carrier.receive(packet));
+        pipeline.handle_timeout(deadline, scratch, |packet| carrier.receive(packet));
     }
 }
 

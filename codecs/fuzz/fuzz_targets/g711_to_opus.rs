@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     session::run(
         data,
         8,
-        |now, d, emit| pipeline.borrow_mut().push(now, d, |p| emit(p)),
-        |now, emit| pipeline.borrow_mut().handle_timeout(now, |p| emit(p)),
+        |now, d, scratch, emit| pipeline.borrow_mut().push(now, d, scratch, |p| emit(p)),
+        |now, scratch, emit| pipeline.borrow_mut().handle_timeout(now, scratch, |p| emit(p)),
     );
 });

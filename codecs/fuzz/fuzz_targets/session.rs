@@ -7,6 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use landline_codecs::Scratch;
+
 pub struct Step<'a> {
     pub advance: Option<Duration>,
     pub datagram: &'a [u8],
@@ -29,12 +31,14 @@ pub fn steps(mut data: &[u8]) -> impl Iterator<Item = Step<'_>> {
 }
 
 /// Runs a session through `push`/`timeout` closures, checking every emitted packet is RTP.
+/// The session owns the pipeline's scratch, as a media shard does.
 pub fn run(
     data: &[u8],
     pt: u8,
-    mut push: impl FnMut(Instant, &[u8], &mut dyn FnMut(&[u8])),
-    mut timeout: impl FnMut(Instant, &mut dyn FnMut(&[u8])),
+    mut push: impl FnMut(Instant, &[u8], &mut Scratch, &mut dyn FnMut(&[u8])),
+    mut timeout: impl FnMut(Instant, &mut Scratch, &mut dyn FnMut(&[u8])),
 ) {
+    let mut scratch = Scratch::new();
     let mut now = Instant::now();
     let mut check = |p: &[u8]| {
         assert!(landline_codecs::rtp::RtpPacket::parse(p).is_ok(), "emitted invalid RTP");
@@ -43,7 +47,7 @@ pub fn run(
     for step in steps(data) {
         if let Some(advance) = step.advance {
             now += advance;
-            timeout(now, &mut check);
+            timeout(now, &mut scratch, &mut check);
         }
         let datagram = if step.as_rtp_with_pt && step.datagram.len() >= 12 {
             let n = step.datagram.len().min(buf.len());
@@ -54,6 +58,6 @@ pub fn run(
         } else {
             step.datagram
         };
-        push(now, datagram, &mut check);
+        push(now, datagram, &mut scratch, &mut check);
     }
 }

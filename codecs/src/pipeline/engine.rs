@@ -7,16 +7,18 @@
 //! input stops, and telephone-event re-clocking. What differs between directions (how payloads
 //! decode and encode) is behind [`Depacketizer`] and [`Packetizer`].
 //!
-//! The engine owns every buffer it uses; nothing is allocated after construction.
+//! The engine keeps only what lasts from one packet to the next; the buffers it works in while
+//! handling one are borrowed from the caller's [`Scratch`]. Nothing is allocated after
+//! construction.
 
 use std::time::{Duration, Instant};
 
 use crate::comfort_noise::{NoiseGenerator, NoiseLevel};
 use crate::rtp::{RTP_HEADER_LEN, RtpHeader, RtpPacket, sequence_delta, timestamp_delta};
 use crate::telephone_event::TelephoneEvent;
-use crate::{Error, MAX_FRAME_SAMPLES_8K, MAX_PACKET_LEN};
+use crate::{Error, MAX_FRAME_SAMPLES_8K};
 
-use super::{OutputStream, PipelineStats, Timing};
+use super::{OutputStream, PipelineStats, Scratch, Timing};
 
 /// Samples in one 20 ms frame at 8 kHz: the unit the engine produces output in.
 pub(crate) const FRAME: usize = 160;
@@ -81,8 +83,6 @@ pub(crate) struct Engine<D, P> {
     fill_deadline: Option<Instant>,
     /// A digit we are sending ourselves (from SIP INFO), if any.
     generated: Option<GeneratedEvent>,
-    decoded: [i16; MAX_FRAME_SAMPLES_8K],
-    packet: [u8; MAX_PACKET_LEN],
     stats: PipelineStats,
 }
 
@@ -142,8 +142,6 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
             concealed_run: 0,
             fill_deadline: None,
             generated: None,
-            decoded: [0; MAX_FRAME_SAMPLES_8K],
-            packet: [0; MAX_PACKET_LEN],
             stats: PipelineStats::default(),
         }
     }
@@ -169,6 +167,7 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
         now: Instant,
         digit: char,
         duration: Duration,
+        scratch: &mut Scratch,
         emit: &mut impl FnMut(&[u8]),
     ) -> Result<(), Error> {
         let event = dtmf_code(digit).ok_or(Error::NotADigit)?;
@@ -178,7 +177,7 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
         if let Some(mut previous) = self.generated.take() {
             previous.elapsed = previous.total;
             while previous.ends_left > 0 {
-                self.send_generated(&mut previous, emit);
+                self.send_generated(&mut previous, scratch, emit);
             }
         }
         let ticks = |d: Duration| (d.as_micros() * 8 / 1000) as u32 * P::CLOCK_RATIO;
@@ -197,13 +196,19 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
             ends_left: 3,
             next_at: now + GENERATED_UPDATE,
         };
-        self.send_generated(&mut generated, emit);
+        self.send_generated(&mut generated, scratch, emit);
         self.generated = Some(generated);
         Ok(())
     }
 
     /// Takes one received datagram; calls `emit` for each packet to send, in order.
-    pub(crate) fn push(&mut self, now: Instant, datagram: &[u8], emit: &mut impl FnMut(&[u8])) {
+    pub(crate) fn push(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        emit: &mut impl FnMut(&[u8]),
+    ) {
         self.stats.packets_in += 1;
         let packet = match RtpPacket::parse(datagram) {
             Ok(packet) => packet,
@@ -214,9 +219,9 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
         };
         let pt = packet.payload_type;
         if pt == self.payload_types.audio_in {
-            self.push_audio(now, &packet, emit);
+            self.push_audio(now, &packet, scratch, emit);
         } else if Some(pt) == self.payload_types.event_in {
-            self.push_event(&packet, emit);
+            self.push_event(&packet, scratch, emit);
         } else if Some(pt) == self.payload_types.comfort_noise_in {
             self.push_comfort_noise(now, &packet);
         } else {
@@ -225,10 +230,15 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
     }
 
     /// Fills frames for input that is overdue, so the far end keeps receiving 20 ms packets.
-    pub(crate) fn handle_timeout(&mut self, now: Instant, emit: &mut impl FnMut(&[u8])) {
+    pub(crate) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        scratch: &mut Scratch,
+        emit: &mut impl FnMut(&[u8]),
+    ) {
         if let Some(mut generated) = self.generated.take() {
             if generated.next_at <= now {
-                self.send_generated(&mut generated, emit);
+                self.send_generated(&mut generated, scratch, emit);
                 generated.next_at = now
                     + if generated.elapsed >= generated.total {
                         GENERATED_END_GAP
@@ -251,7 +261,7 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
                 return;
             }
             let samples = FRAME - self.output.pending_len;
-            self.fill(samples, emit);
+            self.fill(samples, scratch, emit);
             self.input.next_timestamp = self
                 .input
                 .next_timestamp
@@ -261,7 +271,13 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
         }
     }
 
-    fn push_audio(&mut self, now: Instant, packet: &RtpPacket<'_>, emit: &mut impl FnMut(&[u8])) {
+    fn push_audio(
+        &mut self,
+        now: Instant,
+        packet: &RtpPacket<'_>,
+        scratch: &mut Scratch,
+        emit: &mut impl FnMut(&[u8]),
+    ) {
         let samples = match self.depacketizer.samples(packet.payload) {
             Ok(n) if n > 0 && n <= MAX_FRAME_SAMPLES_8K => n,
             _ => {
@@ -287,20 +303,20 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
         } else if gap > 0 {
             let gap = gap as usize;
             let filled = gap.min(MAX_ARRIVAL_FILL);
-            self.fill_gap(filled, lost > 0, packet.payload, samples, emit);
+            self.fill_gap(filled, lost > 0, packet.payload, samples, scratch, emit);
         }
 
         match self
             .depacketizer
-            .decode(packet.payload, &mut self.decoded[..])
+            .decode(packet.payload, &mut scratch.decoded[..])
         {
             Ok(n) => {
                 self.concealed_run = 0;
-                self.append_decoded(n, emit);
+                self.append_decoded(n, scratch, emit);
             }
             Err(_) => {
                 self.stats.decode_errors += 1;
-                self.fill(samples, emit);
+                self.fill(samples, scratch, emit);
             }
         }
         self.input.next_timestamp = packet
@@ -317,24 +333,30 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
         loss: bool,
         next_payload: &[u8],
         next_samples: usize,
+        scratch: &mut Scratch,
         emit: &mut impl FnMut(&[u8]),
     ) {
         if loss && gap >= next_samples {
-            self.fill(gap - next_samples, emit);
-            let out = &mut self.decoded[..next_samples];
+            self.fill(gap - next_samples, scratch, emit);
+            let out = &mut scratch.decoded[..next_samples];
             match self.depacketizer.recover(next_payload, out) {
                 Ok(true) => {
                     self.stats.recovered_samples += next_samples as u64;
-                    self.append_decoded(next_samples, emit);
+                    self.append_decoded(next_samples, scratch, emit);
                 }
-                _ => self.fill(next_samples, emit),
+                _ => self.fill(next_samples, scratch, emit),
             }
         } else {
-            self.fill(gap, emit);
+            self.fill(gap, scratch, emit);
         }
     }
 
-    fn push_event(&mut self, packet: &RtpPacket<'_>, emit: &mut impl FnMut(&[u8])) {
+    fn push_event(
+        &mut self,
+        packet: &RtpPacket<'_>,
+        scratch: &mut Scratch,
+        emit: &mut impl FnMut(&[u8]),
+    ) {
         let Ok(event) = TelephoneEvent::parse(packet.payload) else {
             self.stats.malformed += 1;
             return;
@@ -399,15 +421,21 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
             ssrc: self.output.stream.ssrc,
         };
         mapping.marker_sent = true;
-        let mut len = header.write(&mut self.packet);
-        len += out_event.write(&mut self.packet[len..]);
+        let packet = &mut scratch.packet;
+        let mut len = header.write(packet);
+        len += out_event.write(&mut packet[len..]);
         self.stats.events_out += 1;
         self.stats.packets_out += 1;
-        emit(&self.packet[..len]);
+        emit(&packet[..len]);
     }
 
     /// Sends the next report of a digit we generate: an update, or one of its end reports.
-    fn send_generated(&mut self, generated: &mut GeneratedEvent, emit: &mut impl FnMut(&[u8])) {
+    fn send_generated(
+        &mut self,
+        generated: &mut GeneratedEvent,
+        scratch: &mut Scratch,
+        emit: &mut impl FnMut(&[u8]),
+    ) {
         let Some(event_out) = self.payload_types.event_out else {
             return;
         };
@@ -432,11 +460,12 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
             volume: 10,
             duration: generated.elapsed as u16,
         };
-        let mut len = header.write(&mut self.packet);
-        len += report.write(&mut self.packet[len..]);
+        let packet = &mut scratch.packet;
+        let mut len = header.write(packet);
+        len += report.write(&mut packet[len..]);
         self.stats.events_out += 1;
         self.stats.packets_out += 1;
-        emit(&self.packet[..len]);
+        emit(&packet[..len]);
     }
 
     fn push_comfort_noise(&mut self, now: Instant, packet: &RtpPacket<'_>) {
@@ -487,10 +516,10 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
     }
 
     /// Produces `samples` of concealment: the codec's own for a bounded run, comfort noise after.
-    fn fill(&mut self, mut samples: usize, emit: &mut impl FnMut(&[u8])) {
+    fn fill(&mut self, mut samples: usize, scratch: &mut Scratch, emit: &mut impl FnMut(&[u8])) {
         while samples > 0 {
             let chunk = samples.min(FRAME);
-            let out = &mut self.decoded[..chunk];
+            let out = &mut scratch.decoded[..chunk];
             let conceal = self.concealed_run < self.timing.max_conceal_samples();
             // Codec concealment works in 2.5 ms steps; an odd remainder gets noise.
             if conceal && chunk % 20 == 0 && self.depacketizer.conceal(out).is_ok() {
@@ -500,36 +529,38 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
                 self.stats.noise_samples += chunk as u64;
             }
             self.concealed_run = self.concealed_run.saturating_add(chunk);
-            self.append_decoded(chunk, emit);
+            self.append_decoded(chunk, scratch, emit);
             samples -= chunk;
         }
     }
 
-    /// Moves `n` samples from `decoded` into the pending output frame, encoding full frames.
-    fn append_decoded(&mut self, n: usize, emit: &mut impl FnMut(&[u8])) {
+    /// Moves `n` samples from `scratch.decoded` into the pending output frame, encoding full
+    /// frames.
+    fn append_decoded(&mut self, n: usize, scratch: &mut Scratch, emit: &mut impl FnMut(&[u8])) {
         let mut taken = 0;
         while taken < n {
             let out = &mut self.output;
             let room = FRAME - out.pending_len;
             let step = room.min(n - taken);
             out.pending[out.pending_len..out.pending_len + step]
-                .copy_from_slice(&self.decoded[taken..taken + step]);
+                .copy_from_slice(&scratch.decoded[taken..taken + step]);
             out.pending_len += step;
             taken += step;
             if out.pending_len == FRAME {
-                self.send_frame(emit);
+                self.send_frame(scratch, emit);
             }
         }
     }
 
-    fn send_frame(&mut self, emit: &mut impl FnMut(&[u8])) {
+    fn send_frame(&mut self, scratch: &mut Scratch, emit: &mut impl FnMut(&[u8])) {
+        let packet = &mut scratch.packet;
         let out = &mut self.output;
         let timestamp = out.pending_timestamp;
         out.pending_len = 0;
         out.pending_timestamp = timestamp.wrapping_add(FRAME as u32 * P::CLOCK_RATIO);
         match self
             .packetizer
-            .encode(&out.pending, &mut self.packet[RTP_HEADER_LEN..])
+            .encode(&out.pending, &mut packet[RTP_HEADER_LEN..])
         {
             Ok(Some(len)) => {
                 let header = RtpHeader {
@@ -540,9 +571,9 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
                     ssrc: out.stream.ssrc,
                 };
                 out.marker = false;
-                header.write(&mut self.packet);
+                header.write(packet);
                 self.stats.packets_out += 1;
-                emit(&self.packet[..RTP_HEADER_LEN + len]);
+                emit(&packet[..RTP_HEADER_LEN + len]);
             }
             Ok(None) => {
                 out.marker = true;

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::engine::{Depacketizer, Engine, FRAME, Packetizer, PayloadTypes};
-use super::{OutputStream, PipelineStats, Timing};
+use super::{OutputStream, PipelineStats, Scratch, Timing};
 use crate::g711_plc::G711Concealer;
 use crate::opus::{OpusEncoder, OpusSettings};
 use crate::{Error, G711Law};
@@ -62,8 +62,15 @@ impl G711ToOpus {
     }
 
     /// Takes one datagram from the trunk; `emit` is called with each packet for the client.
-    pub fn push(&mut self, now: Instant, datagram: &[u8], mut emit: impl FnMut(&[u8])) {
-        self.engine.push(now, datagram, &mut emit);
+    /// The packet is borrowed from `scratch`, valid until `emit` returns.
+    pub fn push(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        mut emit: impl FnMut(&[u8]),
+    ) {
+        self.engine.push(now, datagram, scratch, &mut emit);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called, if input is awaited.
@@ -72,8 +79,13 @@ impl G711ToOpus {
     }
 
     /// Fills frames the trunk owes by now (loss, or silence after comfort noise).
-    pub fn handle_timeout(&mut self, now: Instant, mut emit: impl FnMut(&[u8])) {
-        self.engine.handle_timeout(now, &mut emit);
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        scratch: &mut Scratch,
+        mut emit: impl FnMut(&[u8]),
+    ) {
+        self.engine.handle_timeout(now, scratch, &mut emit);
     }
 
     /// Sends a DTMF digit to the client as RFC 4733 events (a SIP INFO digit, say); further
@@ -83,9 +95,11 @@ impl G711ToOpus {
         now: Instant,
         digit: char,
         duration: std::time::Duration,
+        scratch: &mut Scratch,
         mut emit: impl FnMut(&[u8]),
     ) -> Result<(), Error> {
-        self.engine.send_digit(now, digit, duration, &mut emit)
+        self.engine
+            .send_digit(now, digit, duration, scratch, &mut emit)
     }
 
     /// Counters for this direction.

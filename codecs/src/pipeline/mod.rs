@@ -4,18 +4,22 @@
 //! back; [`Relay`] rewrites headers only, for calls whose legs share a codec. Each is a sans-IO state machine: feed it datagrams with [`push`](OpusToG711::push) and
 //! the time with [`handle_timeout`](OpusToG711::handle_timeout) when
 //! [`poll_timeout`](OpusToG711::poll_timeout) says; it hands each packet to send to a callback,
-//! borrowed from its own buffer. Nothing in it allocates, locks, logs or reads a clock.
+//! borrowed from a [`Scratch`] the caller lends it for that step: working memory one media
+//! thread shares between all its calls, so what each call keeps is only what lasts between
+//! packets. Nothing in it allocates, locks, logs or reads a clock.
 
 mod engine;
 mod g711_to_opus;
 mod opus_to_g711;
 mod relay;
+mod scratch;
 
 use std::time::Duration;
 
 pub use g711_to_opus::{G711ToOpus, G711ToOpusConfig};
 pub use opus_to_g711::{OpusToG711, OpusToG711Config};
 pub use relay::{Relay, RelayConfig};
+pub use scratch::Scratch;
 
 /// The identity of an output stream: our SSRC and where its sequence and timestamp start.
 ///

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::engine::{Depacketizer, Engine, FRAME, Packetizer, PayloadTypes};
-use super::{OutputStream, PipelineStats, Timing};
+use super::{OutputStream, PipelineStats, Scratch, Timing};
 use crate::opus::OpusDecoder;
 use crate::{Error, G711Law};
 
@@ -53,8 +53,15 @@ impl OpusToG711 {
     }
 
     /// Takes one datagram from the client; `emit` is called with each packet for the trunk.
-    pub fn push(&mut self, now: Instant, datagram: &[u8], mut emit: impl FnMut(&[u8])) {
-        self.engine.push(now, datagram, &mut emit);
+    /// The packet is borrowed from `scratch`, valid until `emit` returns.
+    pub fn push(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        mut emit: impl FnMut(&[u8]),
+    ) {
+        self.engine.push(now, datagram, scratch, &mut emit);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called, if input is awaited.
@@ -63,8 +70,13 @@ impl OpusToG711 {
     }
 
     /// Fills frames the client owes by now, keeping 20 ms packets flowing to the trunk.
-    pub fn handle_timeout(&mut self, now: Instant, mut emit: impl FnMut(&[u8])) {
-        self.engine.handle_timeout(now, &mut emit);
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        scratch: &mut Scratch,
+        mut emit: impl FnMut(&[u8]),
+    ) {
+        self.engine.handle_timeout(now, scratch, &mut emit);
     }
 
     /// Sends a DTMF digit to the trunk as RFC 4733 events (a SIP INFO digit, say); further
@@ -74,9 +86,11 @@ impl OpusToG711 {
         now: Instant,
         digit: char,
         duration: std::time::Duration,
+        scratch: &mut Scratch,
         mut emit: impl FnMut(&[u8]),
     ) -> Result<(), Error> {
-        self.engine.send_digit(now, digit, duration, &mut emit)
+        self.engine
+            .send_digit(now, digit, duration, scratch, &mut emit)
     }
 
     /// Counters for this direction.

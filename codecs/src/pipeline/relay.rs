@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{OutputStream, PipelineStats};
+use super::{OutputStream, PipelineStats, Scratch};
 use crate::rtp::{RTP_HEADER_LEN, RtpHeader, RtpPacket, sequence_delta};
 use crate::{Error, MAX_PACKET_LEN};
 
@@ -33,7 +33,6 @@ pub struct Relay {
     timestamp_offset: u32,
     /// The last packet sent, to continue from it when the input restarts.
     last_sent: Option<(u16, u32, Instant)>,
-    packet: [u8; MAX_PACKET_LEN],
     stats: PipelineStats,
 }
 
@@ -47,18 +46,24 @@ impl Relay {
             sequence_offset: 0,
             timestamp_offset: 0,
             last_sent: None,
-            packet: [0; MAX_PACKET_LEN],
             stats: PipelineStats::default(),
         }
     }
 
-    /// Takes one datagram; `emit` is called with the rewritten packet, if it is to be sent.
-    pub fn push(&mut self, now: Instant, datagram: &[u8], mut emit: impl FnMut(&[u8])) {
+    /// Takes one datagram; `emit` is called with the rewritten packet, if it is to be sent. The
+    /// packet is borrowed from `scratch`, valid until `emit` returns.
+    pub fn push(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        mut emit: impl FnMut(&[u8]),
+    ) {
         self.stats.packets_in += 1;
-        match self.rewrite(now, datagram) {
+        match self.rewrite(now, datagram, &mut scratch.packet) {
             Ok(Some(len)) => {
                 self.stats.packets_out += 1;
-                emit(&self.packet[..len]);
+                emit(&scratch.packet[..len]);
             }
             Ok(None) => {}
             Err(_) => self.stats.malformed += 1,
@@ -70,7 +75,13 @@ impl Relay {
         &self.stats
     }
 
-    fn rewrite(&mut self, now: Instant, datagram: &[u8]) -> Result<Option<usize>, Error> {
+    /// Writes the packet to send into `out`; returns its length, or `None` to send nothing.
+    fn rewrite(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        out: &mut [u8; MAX_PACKET_LEN],
+    ) -> Result<Option<usize>, Error> {
         let packet = RtpPacket::parse(datagram)?;
         let Some(payload_type) = self.map_payload_type(packet.payload_type) else {
             self.stats.unexpected_payload_type += 1;
@@ -104,9 +115,9 @@ impl Relay {
             timestamp,
             ssrc: self.config.output.ssrc,
         };
-        header.write(&mut self.packet);
+        header.write(out);
         let len = RTP_HEADER_LEN + packet.payload.len();
-        self.packet[RTP_HEADER_LEN..len].copy_from_slice(packet.payload);
+        out[RTP_HEADER_LEN..len].copy_from_slice(packet.payload);
         if self
             .last_sent
             .is_none_or(|(last, _, _)| sequence_delta(last, sequence) > 0)
@@ -183,11 +194,12 @@ mod tests {
     #[test]
     fn rewrites_ssrc_sequence_timestamp_and_payload_types() {
         let mut relay = relay();
+        let mut scratch = Scratch::new();
         let now = Instant::now();
         let mut out = Vec::new();
         for (i, pt) in [0u8, 0, 101, 0].into_iter().enumerate() {
             let p = packet(pt, 10 + i as u16, 160 * i as u32, 5);
-            relay.push(now, &p, |o| {
+            relay.push(now, &p, &mut scratch, |o| {
                 out.push(
                     RtpPacket::parse(o)
                         .map(|r| (r.ssrc, r.sequence, r.timestamp, r.payload_type))
@@ -209,18 +221,19 @@ mod tests {
     #[test]
     fn a_new_ssrc_continues_the_stream_and_junk_is_dropped() {
         let mut relay = relay();
+        let mut scratch = Scratch::new();
         let start = Instant::now();
         let mut out = Vec::new();
-        relay.push(start, &packet(0, 10, 0, 5), |o| {
+        relay.push(start, &packet(0, 10, 0, 5), &mut scratch, |o| {
             out.push(RtpPacket::parse(o).unwrap().sequence)
         });
-        relay.push(start, &packet(8, 11, 160, 5), |_| {
+        relay.push(start, &packet(8, 11, 160, 5), &mut scratch, |_| {
             panic!("PCMA was not negotiated")
         });
-        relay.push(start, &[1, 2, 3], |_| panic!("not RTP"));
+        relay.push(start, &[1, 2, 3], &mut scratch, |_| panic!("not RTP"));
         let later = start + std::time::Duration::from_millis(20);
         let mut ts = 0;
-        relay.push(later, &packet(0, 40_000, 123, 6), |o| {
+        relay.push(later, &packet(0, 40_000, 123, 6), &mut scratch, |o| {
             let p = RtpPacket::parse(o).unwrap();
             out.push(p.sequence);
             ts = p.timestamp;

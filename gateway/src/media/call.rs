@@ -7,7 +7,7 @@ use landline_codecs::rtp::RtpPacket;
 use landline_codecs::telephone_event::TelephoneEvent;
 use landline_codecs::{
     G711Law, G711ToOpus, G711ToOpusConfig, OpusSettings, OpusToG711, OpusToG711Config,
-    OutputStream, PipelineStats, Relay, RelayConfig, Timing,
+    OutputStream, PipelineStats, Relay, RelayConfig, Scratch, Timing,
 };
 
 use super::tone::ToneStream;
@@ -25,6 +25,18 @@ pub(crate) struct LocalCounters {
     pub(crate) packets_in: u64,
     pub(crate) packets_out: u64,
     pub(crate) packets_dropped: u64,
+}
+
+/// The working memory a shard lends its calls' pipelines, one packet or tick at a time, so that
+/// no call carries buffers of its own (see [`Scratch`]).
+pub(crate) struct MediaScratch {
+    /// For the pipeline a datagram, tick or digit goes through.
+    pipeline: Scratch,
+    /// For a pipeline run inside another's `emit`, as the echo flow chains two. The outer one
+    /// holds `pipeline` for its whole step (its packet is borrowed from it), so the inner one
+    /// needs its own: copying the packet out would not free `pipeline`, and queueing the outer
+    /// one's packets to push afterwards would need room for a burst of them.
+    chained: Scratch,
 }
 
 /// A call's media, owned by one shard.
@@ -69,6 +81,15 @@ enum Direction {
     OpusToG711(Box<OpusToG711>),
     G711ToOpus(Box<G711ToOpus>),
     Relay(Box<Relay>),
+}
+
+impl MediaScratch {
+    pub(crate) fn new() -> Self {
+        MediaScratch {
+            pipeline: Scratch::new(),
+            chained: Scratch::new(),
+        }
+    }
 }
 
 impl CallMedia {
@@ -141,12 +162,17 @@ impl CallMedia {
     }
 
     /// Handles one datagram that arrived on a leg.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the datagram and where it came from, then what the shard lends every call's step"
+    )]
     pub(crate) fn on_datagram(
         &mut self,
         role: LegRole,
         now: Instant,
         source: SocketAddr,
         datagram: &[u8],
+        scratch: &mut MediaScratch,
         counters: &mut LocalCounters,
         events: &mut impl FnMut(MediaEvent),
     ) {
@@ -167,18 +193,20 @@ impl CallMedia {
             flow,
             ..
         } = self;
+        let MediaScratch { pipeline, chained } = scratch;
         match (flow, role) {
             (Flow::Bridge { to_trunk, .. }, LegRole::Client) => {
                 if let Some(trunk) = trunk {
-                    to_trunk.push(now, datagram, &mut |p| trunk.send(p, counters));
+                    to_trunk.push(now, datagram, pipeline, &mut |p| trunk.send(p, counters));
                 }
             }
             (Flow::Bridge { to_client, .. }, LegRole::Trunk) => {
-                to_client.push(now, datagram, &mut |p| client.send(p, counters));
+                to_client.push(now, datagram, pipeline, &mut |p| client.send(p, counters));
             }
             (Flow::Echo { out, back }, LegRole::Client) => {
-                out.push(now, datagram, &mut |p| {
-                    back.push(now, p, &mut |q| client.send(q, counters));
+                // `back` runs inside `out`'s emit, so it works in the chained scratch.
+                out.push(now, datagram, pipeline, &mut |p| {
+                    back.push(now, p, chained, &mut |q| client.send(q, counters));
                 });
             }
             _ => {}
@@ -192,6 +220,7 @@ impl CallMedia {
         now: Instant,
         digit: char,
         duration: Duration,
+        scratch: &mut MediaScratch,
         counters: &mut LocalCounters,
     ) {
         let CallMedia {
@@ -200,12 +229,17 @@ impl CallMedia {
             flow,
             ..
         } = self;
+        let pipeline = &mut scratch.pipeline;
         let result = match (flow, toward, trunk) {
             (Flow::Bridge { to_trunk, .. }, LegRole::Trunk, Some(trunk)) => {
-                to_trunk.send_digit(now, digit, duration, &mut |p| trunk.send(p, counters))
+                to_trunk.send_digit(now, digit, duration, pipeline, &mut |p| {
+                    trunk.send(p, counters)
+                })
             }
             (Flow::Bridge { to_client, .. }, LegRole::Client, _) => {
-                to_client.send_digit(now, digit, duration, &mut |p| client.send(p, counters))
+                to_client.send_digit(now, digit, duration, pipeline, &mut |p| {
+                    client.send(p, counters)
+                })
             }
             _ => Err(landline_codecs::Error::NoTelephoneEvent),
         };
@@ -218,6 +252,7 @@ impl CallMedia {
     pub(crate) fn on_tick(
         &mut self,
         now: Instant,
+        scratch: &mut MediaScratch,
         counters: &mut LocalCounters,
         events: &mut impl FnMut(MediaEvent),
     ) {
@@ -228,6 +263,7 @@ impl CallMedia {
             flow,
             rtp_timeout,
         } = self;
+        let MediaScratch { pipeline, chained } = scratch;
         match flow {
             Flow::Bridge {
                 to_trunk,
@@ -235,21 +271,21 @@ impl CallMedia {
             } => {
                 if let Some(trunk) = trunk.as_mut() {
                     if to_trunk.poll_timeout().is_some_and(|t| t <= now) {
-                        to_trunk.handle_timeout(now, &mut |p| trunk.send(p, counters));
+                        to_trunk.handle_timeout(now, pipeline, &mut |p| trunk.send(p, counters));
                     }
                 }
                 if to_client.poll_timeout().is_some_and(|t| t <= now) {
-                    to_client.handle_timeout(now, &mut |p| client.send(p, counters));
+                    to_client.handle_timeout(now, pipeline, &mut |p| client.send(p, counters));
                 }
             }
             Flow::Echo { out, back } => {
                 if out.poll_timeout().is_some_and(|t| t <= now) {
-                    out.handle_timeout(now, &mut |p| {
-                        back.push(now, p, &mut |q| client.send(q, counters));
+                    out.handle_timeout(now, pipeline, &mut |p| {
+                        back.push(now, p, chained, &mut |q| client.send(q, counters));
                     });
                 }
                 if back.poll_timeout().is_some_and(|t| t <= now) {
-                    back.handle_timeout(now, &mut |q| client.send(q, counters));
+                    back.handle_timeout(now, pipeline, &mut |q| client.send(q, counters));
                 }
             }
             Flow::Tone(tone) => {
@@ -472,11 +508,17 @@ impl Direction {
         })
     }
 
-    fn push(&mut self, now: Instant, datagram: &[u8], emit: &mut dyn FnMut(&[u8])) {
+    fn push(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        emit: &mut dyn FnMut(&[u8]),
+    ) {
         match self {
-            Direction::OpusToG711(p) => p.push(now, datagram, emit),
-            Direction::G711ToOpus(p) => p.push(now, datagram, emit),
-            Direction::Relay(p) => p.push(now, datagram, emit),
+            Direction::OpusToG711(p) => p.push(now, datagram, scratch, emit),
+            Direction::G711ToOpus(p) => p.push(now, datagram, scratch, emit),
+            Direction::Relay(p) => p.push(now, datagram, scratch, emit),
         }
     }
 
@@ -485,11 +527,12 @@ impl Direction {
         now: Instant,
         digit: char,
         duration: Duration,
+        scratch: &mut Scratch,
         emit: &mut dyn FnMut(&[u8]),
     ) -> Result<(), landline_codecs::Error> {
         match self {
-            Direction::OpusToG711(p) => p.send_digit(now, digit, duration, emit),
-            Direction::G711ToOpus(p) => p.send_digit(now, digit, duration, emit),
+            Direction::OpusToG711(p) => p.send_digit(now, digit, duration, scratch, emit),
+            Direction::G711ToOpus(p) => p.send_digit(now, digit, duration, scratch, emit),
             // A relayed stream's sequence space belongs to the far end; see ROADMAP.
             Direction::Relay(_) => Err(landline_codecs::Error::NoTelephoneEvent),
         }
@@ -503,10 +546,10 @@ impl Direction {
         }
     }
 
-    fn handle_timeout(&mut self, now: Instant, emit: &mut dyn FnMut(&[u8])) {
+    fn handle_timeout(&mut self, now: Instant, scratch: &mut Scratch, emit: &mut dyn FnMut(&[u8])) {
         match self {
-            Direction::OpusToG711(p) => p.handle_timeout(now, emit),
-            Direction::G711ToOpus(p) => p.handle_timeout(now, emit),
+            Direction::OpusToG711(p) => p.handle_timeout(now, scratch, emit),
+            Direction::G711ToOpus(p) => p.handle_timeout(now, scratch, emit),
             Direction::Relay(_) => {}
         }
     }

@@ -15,7 +15,7 @@ use crossbeam_queue::ArrayQueue;
 use mio::{Events, Interest, Poll, Token};
 use tokio::sync::mpsc;
 
-use super::call::{CallMedia, LocalCounters};
+use super::call::{CallMedia, LocalCounters, MediaScratch};
 use super::{Command, LegRole, MediaCallId, MediaEvent, PortPool, ShardCounters};
 
 /// The token of the shard's waker; socket tokens are `slot * 2 + leg`.
@@ -35,6 +35,9 @@ pub(crate) struct Shard {
     counters: Arc<ShardCounters>,
     ports: Arc<PortPool>,
     calls: Vec<Option<CallMedia>>,
+    /// Lent to each call's pipelines in turn; boxed, being a few KiB. What a step that panicked
+    /// left in it does no harm: pipelines do not read what they did not write in the same step.
+    scratch: Box<MediaScratch>,
     free_slots: Vec<usize>,
     slot_of: HashMap<MediaCallId, usize>,
     local: LocalCounters,
@@ -58,6 +61,7 @@ impl Shard {
             counters,
             ports,
             calls: Vec::new(),
+            scratch: Box::new(MediaScratch::new()),
             free_slots: Vec::new(),
             slot_of: HashMap::new(),
             local: LocalCounters::default(),
@@ -120,11 +124,17 @@ impl Shard {
                 Err(_) => continue,
             };
             let (local, events) = (&mut self.local, &self.events);
-            let counters = &self.counters;
+            let (counters, scratch) = (&self.counters, &mut self.scratch);
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                call.on_datagram(role, now, source, &buffer[..len], local, &mut |e| {
-                    send_event(events, counters, e)
-                });
+                call.on_datagram(
+                    role,
+                    now,
+                    source,
+                    &buffer[..len],
+                    scratch,
+                    local,
+                    &mut |e| send_event(events, counters, e),
+                );
             }));
             if outcome.is_err() {
                 self.fail_slot(slot);
@@ -139,8 +149,11 @@ impl Shard {
                 continue;
             };
             let (local, events, counters) = (&mut self.local, &self.events, &self.counters);
+            let scratch = &mut self.scratch;
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                call.on_tick(now, local, &mut |e| send_event(events, counters, e));
+                call.on_tick(now, scratch, local, &mut |e| {
+                    send_event(events, counters, e)
+                });
             }));
             if outcome.is_err() {
                 self.fail_slot(slot);
@@ -174,7 +187,8 @@ impl Shard {
                 Command::SendDigit(id, toward, digit, duration) => {
                     let slot = self.slot_of.get(&id).copied();
                     if let Some(call) = slot.and_then(|s| self.calls.get_mut(s)?.as_mut()) {
-                        call.send_digit(toward, now, digit, duration, &mut self.local);
+                        let scratch = &mut self.scratch;
+                        call.send_digit(toward, now, digit, duration, scratch, &mut self.local);
                     }
                 }
                 Command::Shutdown => self.running = false,
