@@ -277,3 +277,24 @@ fn malformed_sip_during_a_call_changes_nothing() {
     assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
     gateway.assert_idle();
 }
+
+#[test]
+fn twenty_concurrent_calls_all_complete_and_leave_nothing_behind() {
+    let carrier = carrier_addr(2);
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let mut trunk = Sipp::start("carrier_answer", carrier, None, 20, &["-rtp_echo"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args = auth(PASSWORD).to_vec();
+    args.extend(["-s", "+15557654321", "-l", "20", "-r", "20"]);
+    let mut client = Sipp::start("client_call", client_addr(), Some(gateway.sip), 20, &args);
+    assert_calls(client.finish(), 20, "clients", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 20, "carrier", &gateway, &[&client, &trunk]);
+    let cdrs = gateway.wait_cdrs(20);
+    assert_eq!(cdrs.len(), 20);
+    assert!(cdrs.iter().all(|c| c["outcome"] == "answered"), "{cdrs:?}");
+    gateway.assert_idle();
+}

@@ -74,6 +74,9 @@ impl Signalling {
             .iter()
             .map(|t| TrunkState::new(t.clone(), now))
             .collect();
+        for trunk in &trunks {
+            metrics.set_trunk_up(&trunk.config.name, trunk.is_up());
+        }
         let trunk_addrs = config
             .trunks
             .iter()

@@ -65,7 +65,7 @@ fn the_shipped_default_loads_cleanly() {
     assert_eq!(config.users.len(), 1);
     assert_eq!(config.users[0].username.as_str(), "alice");
     assert_eq!(config.users[0].dids[0].to_string(), "+15551230001");
-    assert_eq!(config.trunks[0].addresses[0].to_string(), "127.0.0.1:5080");
+    assert_eq!(config.trunks[0].addresses[0].to_string(), "127.0.0.2:5080");
     assert_eq!(config.routes[0].trunks[0].as_str(), "example");
     assert_eq!(config.numbers.echo.as_str(), "600");
     assert_eq!(config.media.public_address.to_string(), "127.0.0.1");

@@ -60,6 +60,8 @@ impl Gateway {
 udp = "127.0.0.1:{sip_port}"
 tcp = "127.0.0.1:{sip_port}"
 domain = "landline.test"
+# Short timers keep the failure tests fast (a lost probe fails after 64 × T1).
+t1 = "100ms"
 [http]
 listen = "127.0.0.1:{http}"
 secure_listen = "127.0.0.1:{https}"
@@ -103,11 +105,13 @@ probe_down_after = 2
                 if trunk.probe { "1s" } else { "0s" },
             ));
         }
-        let names: Vec<String> = trunks.iter().map(|t| format!("\"{}\"", t.name)).collect();
-        config.push_str(&format!(
-            "\n[[routes]]\nprefix = \"\"\ntrunks = [{}]\n",
-            names.join(", ")
-        ));
+        if !trunks.is_empty() {
+            let names: Vec<String> = trunks.iter().map(|t| format!("\"{}\"", t.name)).collect();
+            config.push_str(&format!(
+                "\n[[routes]]\nprefix = \"\"\ntrunks = [{}]\n",
+                names.join(", ")
+            ));
+        }
         let path = dir.join("landline.toml");
         std::fs::write(&path, config).expect("write config");
         let log = std::fs::File::create(dir.join("landline.log")).expect("log file");
@@ -185,13 +189,23 @@ probe_down_after = 2
     }
 
     /// One metric's value (summed over its labels) from the Prometheus endpoint.
+    ///
+    /// Panics when the endpoint does not answer or does not have the metric: a check that
+    /// reads nothing must not pass.
     pub fn metric(&self, name: &str) -> f64 {
         let text = http_get(self.metrics, "/metrics");
-        text.lines()
+        let values: Vec<f64> = text
+            .lines()
             .filter(|l| !l.starts_with('#'))
             .filter(|l| l.split(['{', ' ']).next() == Some(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            .collect();
+        assert!(
+            !values.is_empty(),
+            "metric {name} not served by {}:\n{text}",
+            self.metrics
+        );
+        values.iter().sum()
     }
 
     /// Asserts nothing is left over: no active call, no RTP port in use.

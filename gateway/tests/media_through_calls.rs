@@ -1,0 +1,217 @@
+//! Media through real calls: the test owns both ends' RTP sockets while SIPp does the
+//! signalling, so it can check what the carrier actually receives.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+use landline_codecs::G711Law;
+use landline_codecs::rtp::{RtpHeader, RtpPacket};
+use landline_codecs::telephone_event::TelephoneEvent;
+
+fn socket_on(ip: [u8; 4]) -> UdpSocket {
+    let socket = UdpSocket::bind(SocketAddr::from((ip, 0))).expect("media socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .expect("timeout");
+    socket
+}
+
+fn port_of(socket: &UdpSocket) -> String {
+    socket.local_addr().expect("addr").port().to_string()
+}
+
+/// The gateway's media port from the 200 OK the client received (SIPp logs it).
+fn answer_port(client: &Sipp) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let log = client.messages();
+        if let Some(answer) = log.find("SIP/2.0 200 OK").map(|i| &log[i..]) {
+            if let Some(port) = answer
+                .lines()
+                .find_map(|l| l.strip_prefix("m=audio "))
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|p| p.parse().ok())
+            {
+                return port;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "no 200 OK with SDP reached the client:\n{}",
+        client.diagnostics()
+    );
+}
+
+fn pcmu_packet(sequence: u16, timestamp: u32, hz: f64) -> Vec<u8> {
+    let pcm: Vec<i16> = (0..160u32)
+        .map(|n| {
+            let t = f64::from(timestamp + n) / 8000.0;
+            (8000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
+        })
+        .collect();
+    let mut packet = vec![0u8; 12 + 160];
+    RtpHeader {
+        marker: sequence == 0,
+        payload_type: 0,
+        sequence,
+        timestamp,
+        ssrc: 0xC11E,
+    }
+    .write(&mut packet);
+    G711Law::Mu.encode(&pcm, &mut packet[12..]);
+    packet
+}
+
+fn event_packet(sequence: u16, timestamp: u32, event: TelephoneEvent, marker: bool) -> Vec<u8> {
+    let mut packet = vec![0u8; 16];
+    RtpHeader {
+        marker,
+        payload_type: 101,
+        sequence,
+        timestamp,
+        ssrc: 0xC11E,
+    }
+    .write(&mut packet);
+    event.write(&mut packet[12..]);
+    packet
+}
+
+#[test]
+fn audio_and_rfc4733_digits_reach_the_carrier() {
+    let carrier = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let carrier_media = socket_on([127, 0, 0, 2]);
+    let client_media = socket_on([127, 0, 0, 1]);
+    let carrier_port = port_of(&carrier_media);
+    let mut trunk = Sipp::start(
+        "carrier_answer_media",
+        carrier,
+        None,
+        1,
+        &["-key", "rtp_port", &carrier_port],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let client_port = port_of(&client_media);
+    let args = [
+        "-au",
+        "alice",
+        "-ap",
+        PASSWORD,
+        "-s",
+        "+15557654321",
+        "-key",
+        "rtp_port",
+        &client_port,
+    ];
+    let mut client = Sipp::start(
+        "client_call_media",
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+        Some(gateway.sip),
+        1,
+        &args,
+    );
+    let gateway_media = SocketAddr::from(([127, 0, 0, 1], answer_port(&client)));
+
+    // 1 s of tone, then the digit 5 (three updates, three end reports), then more tone.
+    let mut sent = Vec::new();
+    let mut sequence = 0u16;
+    for i in 0..50u32 {
+        sent.push(pcmu_packet(sequence, i * 160, 440.0));
+        sequence += 1;
+    }
+    let digit_ts = 50 * 160;
+    for step in 1..=3u16 {
+        let e = TelephoneEvent {
+            event: 5,
+            end: false,
+            volume: 10,
+            duration: 160 * step,
+        };
+        sent.push(event_packet(sequence, digit_ts, e, step == 1));
+        sequence += 1;
+    }
+    for _ in 0..3 {
+        let e = TelephoneEvent {
+            event: 5,
+            end: true,
+            volume: 10,
+            duration: 640,
+        };
+        sent.push(event_packet(sequence, digit_ts, e, false));
+        sequence += 1;
+    }
+    for i in 54..80u32 {
+        sent.push(pcmu_packet(sequence, i * 160, 440.0));
+        sequence += 1;
+    }
+    let mut received = Vec::new();
+    let mut buf = [0u8; 2048];
+    for packet in &sent {
+        client_media.send_to(packet, gateway_media).expect("send");
+        let until = Instant::now() + Duration::from_millis(20);
+        while Instant::now() < until {
+            if let Ok((n, _)) = carrier_media.recv_from(&mut buf) {
+                received.push(buf[..n].to_vec());
+            }
+        }
+    }
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+
+    let parsed: Vec<RtpPacket<'_>> = received
+        .iter()
+        .filter_map(|p| RtpPacket::parse(p).ok())
+        .collect();
+    let audio: Vec<i16> = parsed
+        .iter()
+        .filter(|p| p.payload_type == 0)
+        .flat_map(|p| {
+            let mut pcm = vec![0i16; p.payload.len()];
+            G711Law::Mu.decode(p.payload, &mut pcm);
+            pcm
+        })
+        .collect();
+    assert!(
+        audio.len() >= 160 * 70,
+        "only {} samples reached the carrier",
+        audio.len()
+    );
+    let events: Vec<(TelephoneEvent, u32, bool)> = parsed
+        .iter()
+        .filter(|p| p.payload_type == 101)
+        .filter_map(|p| {
+            Some((
+                TelephoneEvent::parse(p.payload).ok()?,
+                p.timestamp,
+                p.marker,
+            ))
+        })
+        .collect();
+    assert_eq!(events.len(), 6, "every event report is relayed: {events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|(e, _, _)| e.event == 5 && e.volume == 10)
+    );
+    assert!(events[0].2, "the first report keeps its marker");
+    assert!(
+        events.iter().all(|(_, ts, _)| *ts == events[0].1),
+        "one timestamp per event"
+    );
+    assert_eq!(events.iter().filter(|(e, _, _)| e.end).count(), 3);
+    // The carrier sees our stream, not the client's: a different SSRC.
+    assert!(parsed.iter().all(|p| p.ssrc != 0xC11E));
+    assert!(
+        parsed.windows(2).all(|w| w[1].ssrc == w[0].ssrc),
+        "one SSRC towards the carrier"
+    );
+    gateway.assert_idle();
+}
