@@ -39,6 +39,13 @@ pub(crate) struct MediaScratch {
     chained: Scratch,
 }
 
+/// A datagram as the shard read it: which leg's socket, from whom, what.
+pub(crate) struct Arrival<'a> {
+    pub(crate) role: LegRole,
+    pub(crate) source: SocketAddr,
+    pub(crate) datagram: &'a [u8],
+}
+
 /// A call's media, owned by one shard.
 pub(crate) struct CallMedia {
     pub(crate) id: MediaCallId,
@@ -162,20 +169,19 @@ impl CallMedia {
     }
 
     /// Handles one datagram that arrived on a leg.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the datagram and where it came from, then what the shard lends every call's step"
-    )]
     pub(crate) fn on_datagram(
         &mut self,
-        role: LegRole,
         now: Instant,
-        source: SocketAddr,
-        datagram: &[u8],
+        arrival: Arrival<'_>,
         scratch: &mut MediaScratch,
         counters: &mut LocalCounters,
         events: &mut impl FnMut(MediaEvent),
     ) {
+        let Arrival {
+            role,
+            source,
+            datagram,
+        } = arrival;
         let Some(leg) = self.leg_mut(role) else {
             return;
         };

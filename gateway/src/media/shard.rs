@@ -15,7 +15,7 @@ use crossbeam_queue::ArrayQueue;
 use mio::{Events, Interest, Poll, Token};
 use tokio::sync::mpsc;
 
-use super::call::{CallMedia, LocalCounters, MediaScratch};
+use super::call::{Arrival, CallMedia, LocalCounters, MediaScratch};
 use super::{Command, LegRole, MediaCallId, MediaEvent, PortPool, ShardCounters};
 
 /// The token of the shard's waker; socket tokens are `slot * 2 + leg`.
@@ -126,15 +126,14 @@ impl Shard {
             let (local, events) = (&mut self.local, &self.events);
             let (counters, scratch) = (&self.counters, &mut self.scratch);
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                call.on_datagram(
+                let arrival = Arrival {
                     role,
-                    now,
                     source,
-                    &buffer[..len],
-                    scratch,
-                    local,
-                    &mut |e| send_event(events, counters, e),
-                );
+                    datagram: &buffer[..len],
+                };
+                call.on_datagram(now, arrival, scratch, local, &mut |e| {
+                    send_event(events, counters, e)
+                });
             }));
             if outcome.is_err() {
                 self.fail_slot(slot);
