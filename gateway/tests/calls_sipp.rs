@@ -298,3 +298,60 @@ fn twenty_concurrent_calls_all_complete_and_leave_nothing_behind() {
     assert!(cdrs.iter().all(|c| c["outcome"] == "answered"), "{cdrs:?}");
     gateway.assert_idle();
 }
+
+#[test]
+fn the_carrier_hangs_up_and_the_client_gets_the_bye() {
+    let carrier = carrier_addr(2);
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let mut trunk = Sipp::start("carrier_answer_then_bye", carrier, None, 1, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args = auth(PASSWORD).to_vec();
+    args.extend(["-s", "+15557654321"]);
+    let mut client = Sipp::start(
+        "client_call_wait_bye",
+        client_addr(),
+        Some(gateway.sip),
+        1,
+        &args,
+    );
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(cdrs[0]["ended_by"], "trunk");
+    gateway.assert_idle();
+}
+
+#[test]
+fn a_call_without_media_is_ended_by_the_rtp_timeout() {
+    let carrier = carrier_addr(2);
+    let gateway = Gateway::start_with_env(
+        &[TestTrunk {
+            name: "carrier",
+            addr: carrier,
+            probe: false,
+        }],
+        &[("LANDLINE__MEDIA__RTP_TIMEOUT", "2s")],
+    );
+    // Neither SIPp side sends RTP; both wait for the gateway's BYE.
+    let mut trunk = Sipp::start("carrier_answer", carrier, None, 1, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args = auth(PASSWORD).to_vec();
+    args.extend(["-s", "+15557654321"]);
+    let mut client = Sipp::start(
+        "client_call_wait_bye",
+        client_addr(),
+        Some(gateway.sip),
+        1,
+        &args,
+    );
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(cdrs[0]["ended_by"], "gateway");
+    assert_eq!(cdrs[0]["hangup_cause"], "media_timeout");
+    gateway.assert_idle();
+}

@@ -48,6 +48,11 @@ impl Gateway {
     /// Starts the gateway with one user `alice` (DID +15551230001) and `trunks`, routed in
     /// that order for every number.
     pub fn start(trunks: &[TestTrunk]) -> Gateway {
+        Gateway::start_with_env(trunks, &[])
+    }
+
+    /// [`Gateway::start`] with `LANDLINE__…` overrides in its environment.
+    pub fn start_with_env(trunks: &[TestTrunk], env: &[(&str, &str)]) -> Gateway {
         let sip_port = free_port();
         let metrics_port = free_port();
         let dir =
@@ -119,6 +124,7 @@ probe_down_after = 2
             .args(["run", "--config"])
             .arg(&path)
             .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
