@@ -474,9 +474,21 @@ impl Signalling {
         if !done {
             return;
         }
-        let Some(call) = self.calls.remove(&id) else {
+        let Some(mut call) = self.calls.remove(&id) else {
             return;
         };
+        // Sockets bound for a call whose media never started go back to the range here.
+        let unused = [
+            call.client_session.socket.take(),
+            call.trunk_session.as_mut().and_then(|t| t.socket.take()),
+        ];
+        for socket in unused.into_iter().flatten() {
+            let port = socket.local_addr().map(|a| a.port());
+            drop(socket);
+            if let Ok(port) = port {
+                self.media.ports().release(port);
+            }
+        }
         let end = SystemTime::now();
         let outcome = call.outcome();
         self.metrics.call_finished(call.direction, outcome);
@@ -589,7 +601,9 @@ impl Signalling {
 
     fn housekeeping(&mut self, now: Instant) {
         for index in 0..self.trunks.len() {
-            if !self.trunks[index].probe_due(now) {
+            // One probe in flight per trunk: a late failure of an older probe must not undo
+            // the answer to a newer one.
+            if self.probes.values().any(|&i| i == index) || !self.trunks[index].probe_due(now) {
                 continue;
             }
             let Some(destination) = self.trunk_addrs[index] else {
