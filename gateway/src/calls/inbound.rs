@@ -128,14 +128,21 @@ pub(super) fn start(
             "not_registered",
         );
     }
-    let (Some(trunk_socket), Some(client_socket)) = (s.bind_rtp(), s.bind_rtp()) else {
-        return fail(
-            s,
-            now,
-            id,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "rtp_ports_exhausted",
-        );
+    let (trunk_socket, client_socket) = match (s.bind_rtp(), s.bind_rtp()) {
+        (Some(trunk), Some(client)) => (trunk, client),
+        (one, other) => {
+            // Half a pair is no use: give back whichever port was bound.
+            for socket in [one, other].into_iter().flatten() {
+                s.release_rtp(socket);
+            }
+            return fail(
+                s,
+                now,
+                id,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rtp_ports_exhausted",
+            );
+        }
     };
     let Some(call) = s.calls.get_mut(&id) else {
         return;

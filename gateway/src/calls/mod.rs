@@ -275,6 +275,15 @@ impl Signalling {
         self.media.ports().bind(self.config.media.bind_address).ok()
     }
 
+    /// Closes an RTP socket that never reached a shard and gives its port back.
+    fn release_rtp(&self, socket: UdpSocket) {
+        let port = socket.local_addr().map(|a| a.port());
+        drop(socket);
+        if let Ok(port) = port {
+            self.media.ports().release(port);
+        }
+    }
+
     /// Starts a call's media on a shard; the legs' sockets move to it.
     fn start_media(&mut self, id: u64) -> bool {
         let Some(call) = self.calls.get_mut(&id) else {
@@ -483,11 +492,7 @@ impl Signalling {
             call.trunk_session.as_mut().and_then(|t| t.socket.take()),
         ];
         for socket in unused.into_iter().flatten() {
-            let port = socket.local_addr().map(|a| a.port());
-            drop(socket);
-            if let Ok(port) = port {
-                self.media.ports().release(port);
-            }
+            self.release_rtp(socket);
         }
         let end = SystemTime::now();
         let outcome = call.outcome();
