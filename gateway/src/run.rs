@@ -110,8 +110,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     Ok(())
 }
 
-/// How long SIGTERM waits for active calls to end before hanging them up.
-const DRAIN_LIMIT: Duration = Duration::from_secs(300);
+/// How long SIGTERM waits for active calls to end before hanging them up: under the systemd
+/// unit's `TimeoutStopSec=90`, so the hang-ups and CDRs happen before systemd kills us.
+const DRAIN_LIMIT: Duration = Duration::from_secs(80);
 
 /// The SIP transports the configuration asks for.
 fn edge_config(config: &Config) -> EdgeConfig {

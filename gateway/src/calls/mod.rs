@@ -77,15 +77,7 @@ impl Signalling {
         for trunk in &trunks {
             metrics.set_trunk_up(&trunk.config.name, trunk.is_up());
         }
-        let trunk_addrs = config
-            .trunks
-            .iter()
-            .map(|t| {
-                t.addresses
-                    .first()
-                    .and_then(|a| a.ip().map(|ip| SocketAddr::new(ip, a.port)))
-            })
-            .collect();
+        let trunk_addrs = config.trunks.iter().map(resolve_trunk).collect();
         Signalling {
             ua,
             edge,
@@ -697,6 +689,24 @@ impl Signalling {
             self.end_call(now, id, EndedBy::Gateway, "shutdown", None);
         }
     }
+}
+
+/// A trunk's first address as a socket address. Host names are resolved once, at start (A/AAAA
+/// through the system resolver); a name that does not resolve leaves the trunk unusable, logged.
+fn resolve_trunk(trunk: &crate::config::TrunkConfig) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let address = trunk.addresses.first()?;
+    if let Some(ip) = address.ip() {
+        return Some(SocketAddr::new(ip, address.port));
+    }
+    let resolved = (address.host.as_str(), address.port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next());
+    if resolved.is_none() {
+        tracing::error!(trunk = %trunk.name.as_str(), host = %address.host, "trunk host name does not resolve; calls will skip this trunk");
+    }
+    resolved
 }
 
 /// The media-plane description of a negotiated leg, taking its socket.
