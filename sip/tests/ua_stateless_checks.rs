@@ -128,3 +128,19 @@ fn garbage_never_panics_and_never_answers_responses() {
         assert!(ua.poll_transmit().is_none(), "no reply to {junk:?}");
     }
 }
+
+#[test]
+fn a_draining_agent_answers_options_with_503() {
+    let mut ua = ua();
+    let sip = "sip:bob@127.0.0.1:5070";
+    ua.set_accepting(false);
+    assert_eq!(
+        status_for(&mut ua, &request("OPTIONS", sip, "z9hG4bK20", "")).0,
+        503
+    );
+    ua.set_accepting(true);
+    assert_eq!(
+        status_for(&mut ua, &request("OPTIONS", sip, "z9hG4bK21", "")).0,
+        200
+    );
+}

@@ -129,6 +129,7 @@ impl Signalling {
                     if changed.is_err() || *stop.borrow() {
                         tracing::info!(calls = self.calls.len(), "draining: new calls get 503");
                         self.draining = true;
+                        self.ua.set_accepting(false);
                         drain_deadline = Some(tokio::time::Instant::now() + drain_limit);
                     }
                 }

@@ -168,6 +168,51 @@ probe_down_after = 2
         panic!("gateway did not become ready:\n{}", self.log());
     }
 
+    /// Sends the gateway a signal (`TERM`, `INT`...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits (bounded) for the gateway to exit; its exit code, or `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The status line of the gateway's answer to an OPTIONS, or `None` without one.
+    pub fn options_status(&self) -> Option<String> {
+        let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .ok()?;
+        let local = socket.local_addr().ok()?;
+        let options = format!(
+            "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bKopt{2}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@{1}>;tag=p\r\nTo: <sip:{0}>\r\n\
+             Call-ID: opt-{2}@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            self.sip,
+            local,
+            local.port()
+        );
+        socket.send_to(options.as_bytes(), self.sip).ok()?;
+        let mut buf = [0u8; 2048];
+        let (n, _) = socket.recv_from(&mut buf).ok()?;
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .map(str::to_owned)
+    }
+
     /// The gateway's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("landline.log")).unwrap_or_default()

@@ -212,6 +212,7 @@ pub struct UserAgent {
     registrations: HashMap<RequestId, register::Registration>,
     registrar: Option<Registrar>,
     authenticator: Option<Authenticator>,
+    accepting: bool,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -231,6 +232,7 @@ impl UserAgent {
             registrations: HashMap::new(),
             registrar: None,
             authenticator: None,
+            accepting: true,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -239,6 +241,12 @@ impl UserAgent {
     /// Answers REGISTER requests with this registrar's bookkeeping (otherwise 501).
     pub fn set_registrar(&mut self, registrar: Registrar) {
         self.registrar = Some(registrar);
+    }
+
+    /// Whether we take new work: when not, OPTIONS is answered 503 (a draining node tells its
+    /// load balancer; refusing INVITEs is the application's policy).
+    pub fn set_accepting(&mut self, accepting: bool) {
+        self.accepting = accepting;
     }
 
     /// Requires Digest credentials on incoming INVITE and REGISTER.

@@ -143,7 +143,13 @@ fn request(
         }
         Method::Cancel => incoming::cancel(ua, now, &key, &req),
         Method::Options => {
-            reply(ua, now, &key, &req, StatusCode::OK, |h| {
+            // A draining node says so, so load balancers probing with OPTIONS move away.
+            let status = if ua.accepting {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            reply(ua, now, &key, &req, status, |h| {
                 h.set("Allow", ALLOW);
                 h.set("Accept", "application/sdp");
                 h.set("Supported", "100rel, timer");
