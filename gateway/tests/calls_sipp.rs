@@ -355,3 +355,28 @@ fn a_call_without_media_is_ended_by_the_rtp_timeout() {
     assert_eq!(cdrs[0]["hangup_cause"], "media_timeout");
     gateway.assert_idle();
 }
+
+#[test]
+fn hold_and_unhold_from_the_client_are_passed_on_to_the_carrier() {
+    let carrier = carrier_addr(2);
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let mut trunk = Sipp::start("carrier_hold", carrier, None, 1, &["-rtp_echo"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args = auth(PASSWORD).to_vec();
+    args.extend(["-s", "+15557654321"]);
+    let mut client = Sipp::start(
+        "client_call_hold",
+        client_addr(),
+        Some(gateway.sip),
+        1,
+        &args,
+    );
+    // Each side checks the direction it is shown (SIPp ereg check_it fails the call otherwise).
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    gateway.assert_idle();
+}

@@ -46,6 +46,8 @@ pub(crate) struct LegSession {
     pub(crate) negotiated: Option<Negotiated>,
     /// The bound RTP socket, until the media plane takes it.
     pub(crate) socket: Option<UdpSocket>,
+    /// Whether the far side of this leg has put the call on hold.
+    pub(crate) remote_held: bool,
 }
 
 /// A call through the gateway.

@@ -357,6 +357,7 @@ fn empty_session(local: sdp::LocalMedia) -> LegSession {
         answer: None,
         negotiated: None,
         socket: None,
+        remote_held: false,
     }
 }
 

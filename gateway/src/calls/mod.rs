@@ -560,9 +560,12 @@ impl Signalling {
             Ok((answer, negotiated)) => {
                 let remote = session::remote_of(&negotiated);
                 let held = offer_holds(&offer);
+                let hold_changed = session.remote_held != held;
+                session.remote_held = held;
                 session.negotiated = Some(negotiated);
                 self.ua
                     .answer_offer(now, leg, answer.to_string().into_bytes());
+                let propagate = hold_changed.then_some(held);
                 if let Some((media_id, shard)) = call.media {
                     if let Some(remote) = remote {
                         let _ = self
@@ -573,11 +576,44 @@ impl Signalling {
                         .media
                         .send(shard, Command::SetHold(media_id, role, held));
                 }
+                if let Some(held) = propagate {
+                    self.propagate_hold(now, id, role, held);
+                }
             }
             Err(_) => self
                 .ua
                 .reject_offer(now, leg, StatusCode::NOT_ACCEPTABLE_HERE),
         }
+    }
+
+    /// Tells the other leg that this one went on hold (or came back), with a re-INVITE that
+    /// makes us `sendonly` (or `sendrecv` again) towards it, so a carrier knows the line is on
+    /// hold and a client shows it. Media keeps flowing through the shard either way.
+    fn propagate_hold(&mut self, now: Instant, id: u64, held_role: LegRole, held: bool) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let (other_leg, other) = match held_role {
+            LegRole::Client => (call.trunk, call.trunk_session.as_mut()),
+            LegRole::Trunk => (call.client, Some(&mut call.client_session)),
+        };
+        let (Some(other_leg), Some(other)) = (other_leg, other) else {
+            return;
+        };
+        let Some(codec) = other.negotiated.as_ref().map(|n| n.codec) else {
+            return;
+        };
+        other.local.session_version += 1;
+        let mut local = other.local.clone();
+        local.codecs = vec![codec];
+        local.direction = if held {
+            sdp::Direction::SendOnly
+        } else {
+            sdp::Direction::SendRecv
+        };
+        let offer = sdp::build_offer(&local);
+        self.ua
+            .reinvite(now, other_leg, offer.to_string().into_bytes());
     }
 
     /// SIP INFO DTMF from a client becomes RFC 4733 towards the trunk.

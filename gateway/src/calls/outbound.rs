@@ -74,6 +74,7 @@ pub(super) fn start(
             answer: None,
             negotiated: None,
             socket: None,
+            remote_held: false,
         },
         trunk_session: None,
         media: None,
@@ -238,6 +239,7 @@ fn place_trunk_call(s: &mut Signalling, now: Instant, id: u64, index: usize) {
         answer: None,
         negotiated: None,
         socket: None,
+        remote_held: false,
     });
     if let Some(socket) = socket {
         session.local.port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
