@@ -81,30 +81,13 @@ fn wav_ending(dir: &Path, suffix: &str) -> Option<PathBuf> {
         .find(|p| p.to_string_lossy().ends_with(suffix))
 }
 
-/// Fraction of a signal's power at `hz` (Goertzel), at 48 kHz.
-fn tone_ratio(pcm: &[i16], hz: f64) -> f64 {
-    let coeff = 2.0 * (2.0 * std::f64::consts::PI * hz / 48_000.0).cos();
-    let (mut s1, mut s2, mut total) = (0.0f64, 0.0f64, 0.0f64);
-    for &x in pcm {
-        let x = f64::from(x);
-        total += x * x;
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    if total == 0.0 {
-        return 0.0;
-    }
-    2.0 * (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (total * pcm.len() as f64)
-}
-
 /// Asserts baresip heard its own 440 Hz sine back, after the first 2 s (jitter buffers settle).
 fn assert_heard_itself(phone: &Baresip, output: &str, gateway: &Gateway) {
     let heard = phone.heard();
     let settled = heard
         .get(96_000..heard.len().min(96_000 + 96_000))
         .unwrap_or(&[]);
-    let ratio = tone_ratio(settled, 440.0);
+    let ratio = tone_ratio(settled, 440.0, 48_000.0);
     assert!(
         settled.len() >= 48_000 && ratio > 0.9,
         "baresip heard {} samples, 440 Hz holding {ratio:.3} of the power\n--- baresip ---\n{output}\n--- gateway ---\n{}",

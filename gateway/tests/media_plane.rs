@@ -3,10 +3,13 @@
 //! directions; the echo and tone calls work with nothing else; strangers' packets change
 //! nothing; ports come back when calls end.
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::tone_ratio;
 use landline::media::{
     CallKind, CallSpec, LatchPolicy, LegCodec, LegSpec, MediaCallId, MediaEvent, MediaPlane,
     PortPool,
@@ -118,23 +121,6 @@ impl Browser {
         self.timestamp = self.timestamp.wrapping_add(960);
         packet
     }
-}
-
-/// Fraction of a signal's power at `hz` (Goertzel).
-fn tone_ratio(pcm: &[i16], hz: f64, rate: f64) -> f64 {
-    let coeff = 2.0 * (2.0 * std::f64::consts::PI * hz / rate).cos();
-    let (mut s1, mut s2, mut total) = (0.0f64, 0.0f64, 0.0f64);
-    for &x in pcm {
-        let x = f64::from(x);
-        total += x * x;
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    if total == 0.0 {
-        return 0.0;
-    }
-    2.0 * (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (total * pcm.len() as f64)
 }
 
 /// Receives every datagram waiting on `socket`.

@@ -23,29 +23,6 @@ fn port_of(socket: &UdpSocket) -> String {
     socket.local_addr().expect("addr").port().to_string()
 }
 
-/// The gateway's media port from the 200 OK the client received (SIPp logs it).
-fn answer_port(client: &Sipp) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let log = client.messages();
-        if let Some(answer) = log.find("SIP/2.0 200 OK").map(|i| &log[i..]) {
-            if let Some(port) = answer
-                .lines()
-                .find_map(|l| l.strip_prefix("m=audio "))
-                .and_then(|rest| rest.split(' ').next())
-                .and_then(|p| p.parse().ok())
-            {
-                return port;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!(
-        "no 200 OK with SDP reached the client:\n{}",
-        client.diagnostics()
-    );
-}
-
 fn pcmu_packet(sequence: u16, timestamp: u32, hz: f64) -> Vec<u8> {
     let pcm: Vec<i16> = (0..160u32)
         .map(|n| {
@@ -118,7 +95,7 @@ fn audio_and_rfc4733_digits_reach_the_carrier() {
         1,
         &args,
     );
-    let gateway_media = SocketAddr::from(([127, 0, 0, 1], answer_port(&client)));
+    let gateway_media = SocketAddr::from(([127, 0, 0, 1], client.answer_port()));
 
     // 1 s of tone, then the digit 5 (three updates, three end reports), then more tone.
     let mut sent = Vec::new();

@@ -35,23 +35,6 @@ fn client_args(port: u16, number: &str) -> Vec<String> {
     .collect()
 }
 
-/// Fraction of a signal's power at `hz` (Goertzel).
-fn tone_ratio(pcm: &[i16], hz: f64) -> f64 {
-    let coeff = 2.0 * (2.0 * std::f64::consts::PI * hz / 8000.0).cos();
-    let (mut s1, mut s2, mut total) = (0.0f64, 0.0f64, 0.0f64);
-    for &x in pcm {
-        let x = f64::from(x);
-        total += x * x;
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    if total == 0.0 {
-        return 0.0;
-    }
-    2.0 * (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (total * pcm.len() as f64)
-}
-
 /// PCMU payloads received on `socket` until `until`, decoded, with their sources.
 fn receive_pcmu(socket: &UdpSocket, until: Instant) -> (Vec<i16>, Option<SocketAddr>) {
     let mut pcm = Vec::new();
@@ -93,7 +76,7 @@ fn the_tone_number_plays_a_1_khz_tone() {
         pcm.len()
     );
     assert!(from.is_some());
-    let ratio = tone_ratio(&pcm, 1000.0);
+    let ratio = tone_ratio(&pcm, 1000.0, 8000.0);
     assert!(ratio > 0.9, "1 kHz holds {ratio:.2} of the power");
     gateway.assert_idle();
 }
@@ -112,7 +95,7 @@ fn the_echo_number_returns_the_callers_audio() {
         &args,
     );
     // The gateway's media port is in its 200 OK, which SIPp logs.
-    let port = wait_for_answer_port(&client);
+    let port = client.answer_port();
     let gateway_media = SocketAddr::from(([127, 0, 0, 1], port));
     let mut echoed = Vec::new();
     let mut buf = [0u8; 2048];
@@ -164,31 +147,9 @@ fn the_echo_number_returns_the_callers_audio() {
         "only {} samples came back",
         echoed.len()
     );
-    let ratio = tone_ratio(&echoed[1600..], 600.0);
+    let ratio = tone_ratio(&echoed[1600..], 600.0, 8000.0);
     assert!(ratio > 0.8, "600 Hz holds {ratio:.2} of the echoed power");
     gateway.assert_idle();
-}
-
-fn wait_for_answer_port(client: &Sipp) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let log = client.messages();
-        if let Some(answer) = log.find("SIP/2.0 200 OK").map(|i| &log[i..]) {
-            if let Some(port) = answer
-                .lines()
-                .find_map(|l| l.strip_prefix("m=audio "))
-                .and_then(|rest| rest.split(' ').next())
-                .and_then(|p| p.parse().ok())
-            {
-                return port;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!(
-        "no 200 OK with SDP reached the client:\n{}",
-        client.diagnostics()
-    );
 }
 
 #[test]

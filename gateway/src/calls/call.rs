@@ -90,7 +90,59 @@ pub(crate) struct Call {
     pub(crate) digits: String,
 }
 
+impl LegSession {
+    /// A leg with our side described and nothing negotiated yet.
+    pub(crate) fn new(local: LocalMedia) -> Self {
+        LegSession {
+            local,
+            offer: None,
+            remote_offer: None,
+            answer: None,
+            negotiated: None,
+            socket: None,
+            remote_held: false,
+        }
+    }
+}
+
 impl Call {
+    /// A call just set up, before any leg has answered.
+    pub(crate) fn new(
+        direction: Direction,
+        service: Service,
+        (from, to): (String, String),
+        client_session: LegSession,
+        trunk_session: Option<LegSession>,
+    ) -> Self {
+        Call {
+            direction,
+            service,
+            phase: Phase::Setup,
+            user: None,
+            from,
+            to,
+            client: None,
+            forks: Vec::new(),
+            fork_failure: None,
+            trunk: None,
+            trunk_index: None,
+            trunk_released: true,
+            fallbacks: Vec::new(),
+            called_e164: None,
+            client_session,
+            trunk_session,
+            media: None,
+            ringing_sent: false,
+            started: SystemTime::now(),
+            answered: None,
+            final_status: None,
+            ended_by: None,
+            hangup_cause: None,
+            media_stats: None,
+            digits: String::new(),
+        }
+    }
+
     /// The metrics outcome this call ended with.
     pub(crate) fn outcome(&self) -> Outcome {
         if self.answered.is_some() {

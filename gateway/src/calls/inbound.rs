@@ -30,43 +30,27 @@ pub(super) fn start(
     let caller = user_part(from).unwrap_or_default();
     let trunk = s.trunks[trunk_index].config.clone();
     let session_id = s.random() >> 1;
-    let call = Call {
-        direction: Direction::Inbound,
-        service: Service::Bridge,
-        phase: Phase::Setup,
-        user: None,
-        from: caller.clone(),
-        to: dialled.clone(),
-        client: None,
-        forks: Vec::new(),
-        fork_failure: None,
-        trunk: Some(leg),
-        trunk_index: Some(trunk_index),
-        trunk_released: true,
-        fallbacks: Vec::new(),
-        called_e164: None,
-        client_session: empty_session(session::client_media(
-            s.config.media.public_address,
-            0,
-            vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
-            session_id,
-        )),
-        trunk_session: Some(empty_session(session::trunk_media(
-            s.config.media.public_address,
-            0,
-            trunk.codecs.iter().map(|c| trunk_codec(*c)).collect(),
-            session_id ^ 1,
-        ))),
-        media: None,
-        ringing_sent: false,
-        started: SystemTime::now(),
-        answered: None,
-        final_status: None,
-        ended_by: None,
-        hangup_cause: None,
-        media_stats: None,
-        digits: String::new(),
-    };
+    let client_session = LegSession::new(session::client_media(
+        s.config.media.public_address,
+        0,
+        vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
+        session_id,
+    ));
+    let trunk_session = LegSession::new(session::trunk_media(
+        s.config.media.public_address,
+        0,
+        trunk.codecs.iter().map(|c| trunk_codec(*c)).collect(),
+        session_id ^ 1,
+    ));
+    let mut call = Call::new(
+        Direction::Inbound,
+        Service::Bridge,
+        (caller.clone(), dialled.clone()),
+        client_session,
+        Some(trunk_session),
+    );
+    call.trunk = Some(leg);
+    call.trunk_index = Some(trunk_index);
     s.calls.insert(id, call);
     s.legs.insert(leg, id);
     s.metrics.call_started(Direction::Inbound);
@@ -347,18 +331,6 @@ fn did_of(number: &str, country: Option<&CountryCode>) -> Option<E164> {
         }
     }
     format!("+{number}").parse().ok()
-}
-
-fn empty_session(local: sdp::LocalMedia) -> LegSession {
-    LegSession {
-        local,
-        offer: None,
-        remote_offer: None,
-        answer: None,
-        negotiated: None,
-        socket: None,
-        remote_held: false,
-    }
 }
 
 fn trunk_codec(codec: TrunkCodec) -> Codec {

@@ -47,46 +47,21 @@ pub(super) fn start(
         .map(|d| d.to_string())
         .unwrap_or_else(|| user_part(from).unwrap_or_default());
     let session_id = s.random() >> 1;
-    let call = Call {
-        direction: Direction::Outbound,
+    let client_session = LegSession::new(session::client_media(
+        s.config.media.public_address,
+        0,
+        vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
+        session_id,
+    ));
+    let mut call = Call::new(
+        Direction::Outbound,
         service,
-        phase: Phase::Setup,
-        user: Some(user.username.as_str().to_owned()),
-        from: caller,
-        to: dialled.clone(),
-        client: Some(leg),
-        forks: Vec::new(),
-        fork_failure: None,
-        trunk: None,
-        trunk_index: None,
-        trunk_released: false,
-        fallbacks: Vec::new(),
-        called_e164: None,
-        client_session: LegSession {
-            local: session::client_media(
-                s.config.media.public_address,
-                0,
-                vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
-                session_id,
-            ),
-            offer: None,
-            remote_offer: None,
-            answer: None,
-            negotiated: None,
-            socket: None,
-            remote_held: false,
-        },
-        trunk_session: None,
-        media: None,
-        ringing_sent: false,
-        started: SystemTime::now(),
-        answered: None,
-        final_status: None,
-        ended_by: None,
-        hangup_cause: None,
-        media_stats: None,
-        digits: String::new(),
-    };
+        (caller, dialled.clone()),
+        client_session,
+        None,
+    );
+    call.user = Some(user.username.as_str().to_owned());
+    call.client = Some(leg);
     s.calls.insert(id, call);
     s.legs.insert(leg, id);
     s.metrics.call_started(Direction::Outbound);
@@ -232,14 +207,13 @@ fn place_trunk_call(s: &mut Signalling, now: Instant, id: u64, index: usize) {
     let Some(call) = s.calls.get_mut(&id) else {
         return;
     };
-    let session = call.trunk_session.get_or_insert_with(|| LegSession {
-        local: session::trunk_media(s.config.media.public_address, 0, Vec::new(), session_id),
-        offer: None,
-        remote_offer: None,
-        answer: None,
-        negotiated: None,
-        socket: None,
-        remote_held: false,
+    let session = call.trunk_session.get_or_insert_with(|| {
+        LegSession::new(session::trunk_media(
+            s.config.media.public_address,
+            0,
+            Vec::new(),
+            session_id,
+        ))
     });
     if let Some(socket) = socket {
         session.local.port = socket.local_addr().map(|a| a.port()).unwrap_or(0);

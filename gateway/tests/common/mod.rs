@@ -463,3 +463,46 @@ pub fn assert_calls(stats: Stats, calls: u64, who: &str, gateway: &Gateway, side
         panic!("{report}");
     }
 }
+
+/// Fraction of a signal's power at `hz` (Goertzel), 0 to 1: how the tests hear a tone.
+pub fn tone_ratio(pcm: &[i16], hz: f64, rate: f64) -> f64 {
+    let coeff = 2.0 * (2.0 * std::f64::consts::PI * hz / rate).cos();
+    let (mut s1, mut s2, mut total) = (0.0f64, 0.0f64, 0.0f64);
+    for &x in pcm {
+        let x = f64::from(x);
+        total += x * x;
+        let s0 = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    if total == 0.0 {
+        return 0.0;
+    }
+    2.0 * (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (total * pcm.len() as f64)
+}
+
+impl Sipp {
+    /// The gateway's media port from the 200 OK this SIPp client received (from its message
+    /// log), waiting for it (bounded).
+    pub fn answer_port(&self) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let log = self.messages();
+            if let Some(answer) = log.find("SIP/2.0 200 OK").map(|i| &log[i..]) {
+                if let Some(port) = answer
+                    .lines()
+                    .find_map(|l| l.strip_prefix("m=audio "))
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|p| p.parse().ok())
+                {
+                    return port;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "no 200 OK with SDP reached the client:\n{}",
+            self.diagnostics()
+        );
+    }
+}
