@@ -38,7 +38,7 @@ fn sigterm_lets_the_active_call_finish_then_exits() {
         1,
         &args,
     );
-    // Wait for the answer, then ask the gateway to stop while the call is up (3 s long).
+    // Wait for the answer, then ask the gateway to stop while the call is up (6 s long).
     let deadline = Instant::now() + Duration::from_secs(10);
     while !client.messages().contains("SIP/2.0 200 OK") {
         assert!(
