@@ -157,8 +157,10 @@ impl Gateway {
         let dir =
             std::env::temp_dir().join(format!("landline-load-{}-{calls}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        // Two even ports per call (client and trunk leg); leave room.
-        let rtp_min = 40_000;
+        // Two even ports per call (client and trunk leg); leave room. Below Linux's ephemeral
+        // range (32768–60999), where the kernel picks the free SIP and HTTP ports above: a SIP
+        // port inside the RTP range is a config error.
+        let rtp_min = 20_000;
         let rtp_max = rtp_min + (calls as u32 * 8).max(400) as u16 - 1;
         let config = format!(
             r#"
@@ -253,9 +255,11 @@ trunks = ["carrier"]
                 }
             }
         }
+        let log = std::fs::read_to_string(self.dir.join("landline.log")).unwrap_or_default();
         Err(format!(
-            "gateway not ready after 20 s; log in {}",
-            self.dir.display()
+            "gateway not ready after 20 s; log in {}: {}",
+            self.dir.display(),
+            log.lines().take(3).collect::<Vec<_>>().join(" / ")
         ))
     }
 
@@ -315,11 +319,12 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Idle jiffies of the whole machine (idle + iowait, `/proc/stat`). Only idle time is read:
+/// Idle jiffies of the whole machine (idle + iowait, `/proc/stat`), and steal: time the
+/// hypervisor gave our virtual CPUs' cores to someone else. Only idle time is read:
 /// on this VM the tick-sampled user and system fields lag far behind what processes were
 /// charged (they showed 6 % busy while the gateway alone used 20 % of the machine), whereas idle
 /// time is accounted exactly by the tickless kernel.
-fn machine_idle_ticks() -> u64 {
+fn machine_idle_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let values: Vec<u64> = stat
         .lines()
@@ -329,7 +334,8 @@ fn machine_idle_ticks() -> u64 {
         .skip(1)
         .filter_map(|v| v.parse().ok())
         .collect();
-    values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0)
+    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+    (idle, values.get(7).copied().unwrap_or(0))
 }
 
 /// CPU ticks of each thread of a process, by thread name (summed over threads of one name).
@@ -360,7 +366,7 @@ struct Sample {
     at: Instant,
     gateway: u64,
     us: u64,
-    idle: u64,
+    idle: (u64, u64),
     threads: Vec<(String, u64)>,
 }
 
@@ -1097,7 +1103,8 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
     let per_call_core = gateway_cpu / wall / n as f64 * 100.0;
     let us_per_call_frame = gateway_cpu / (wall / PTIME.as_secs_f64()) / n as f64 * 1e6;
     let cores = thread::available_parallelism().map_or(1, |c| c.get()) as f64;
-    let busy = (1.0 - (after.idle - before.idle) as f64 / o.clk_tck / (wall * cores)) * 100.0;
+    let busy = (1.0 - (after.idle.0 - before.idle.0) as f64 / o.clk_tck / (wall * cores)) * 100.0;
+    let steal = (after.idle.1 - before.idle.1) as f64 / o.clk_tck / (wall * cores) * 100.0;
     let threads: Vec<String> = after
         .threads
         .iter()
@@ -1155,7 +1162,7 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
     );
     let _ = writeln!(
         notes,
-        "  gateway threads over the window (% of one core): {}\n  sender lateness p50/p99/max {:.3}/{:.3}/{:.3} ms",
+        "  steal {steal:.1} % of the machine; gateway threads over the window (% of one core): {}\n  sender lateness p50/p99/max {:.3}/{:.3}/{:.3} ms",
         threads.join(", "),
         percentile(&lateness, 0.5),
         percentile(&lateness, 0.99),
