@@ -870,6 +870,10 @@ struct Direction {
     wrong_payload_type: usize,
     latencies: Vec<u64>,
     bad_anchor: usize,
+    /// Packets that arrived before the frame they were matched to was sent: the matching has
+    /// failed for them (the gateway's output timeline moved against its input, which its
+    /// concealment does when input comes late), and their latency is counted as 0.
+    early: usize,
 }
 
 /// Matches what arrived to what was sent: per call, frame `(ts - first ts) / ticks` out is
@@ -901,6 +905,7 @@ fn direction(
         got[call][frame] = true;
         if (window.0..window.1).contains(&sent_at) {
             d.received += 1;
+            d.early += usize::from(r.at < sent_at);
             d.latencies.push(r.at.saturating_sub(sent_at));
         }
     }
@@ -1148,11 +1153,13 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
     let _ = writeln!(
         notes,
         "N={n}: window {wall:.2} s; gateway CPU {gateway_cpu:.2} s ({:.1} % of one core), loadgen {our_cpu:.2} s; \
-         wrong payload type c→t {} t→c {}; strays {} / {}; BYE 200s {hung_up}/{n}; carrier saw {} INVITEs, {} BYEs; \
+         wrong payload type c→t {} t→c {}; matched before sent c→t {} t→c {}; strays {} / {}; BYE 200s {hung_up}/{n}; carrier saw {} INVITEs, {} BYEs; \
          other carrier requests {:?}; gateway WARN/ERROR lines {}",
         gateway_cpu / wall * 100.0,
         up.wrong_payload_type,
         down.wrong_payload_type,
+        up.early,
+        down.early,
         to_client.1,
         to_carrier.1,
         carrier_log.invites,
