@@ -21,13 +21,18 @@
 //!
 //! Latency matching: the gateway rewrites SSRC, sequence numbers and timestamps, and transcodes,
 //! so nothing of ours survives in the packet. It does keep one 20 ms frame out per 20 ms frame
-//! in, and its output timestamps advance by exactly one frame per frame (a lost input is
-//! concealed in place, so the timeline never shifts). So, per call and direction, the frame
-//! index of a received packet is `(timestamp - first timestamp received) / frame ticks`, and
-//! frame `j` out is frame `j` we sent. The anchor (first out = first in) holds because media on
-//! a call starts only after both legs are answered; a wrong anchor would show as a latency of
-//! 20 ms or more on every packet of that call, and the run counts calls whose first packet took
-//! that long (`anchor?` in the output), which must be 0.
+//! in, and its output timestamps advance by exactly one frame per frame. So, per call and
+//! direction, the frame index of a received packet is `(timestamp - first timestamp received) /
+//! frame ticks`, and frame `j` out is frame `j` we sent. The anchor (first out = first in) holds
+//! because media on a call starts only after both legs are answered; a wrong anchor would show
+//! as 20 ms or more on the first packet, which the run counts (`anchor?`, must be 0).
+//! One thing moves the timeline: when input is late past the pipeline's hold time, the gateway
+//! fills a frame on its timer (so the far end keeps getting 20 ms packets) and then shifts its
+//! mapping by that frame when the late packet arrives. Output `j` is then input `j - 1`. The
+//! matching follows it causally: a packet can never leave before its input was sent, so when
+//! one seems to, that call's shift grows by one frame; an output matched to an input already
+//! matched is the filled frame, counted apart and not as a latency. Normal latency is far below
+//! the 20 ms a wrong shift would add or remove, so a wrong match cannot hide for long.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -138,6 +143,7 @@ fn free_port(ip: [u8; 4]) -> u16 {
 /// The gateway process; killed on drop, so no run leaves one behind.
 struct Gateway {
     child: Child,
+    rtp: (u16, u16),
     sip: SocketAddr,
     metrics: SocketAddr,
     dir: PathBuf,
@@ -218,6 +224,7 @@ trunks = ["carrier"]
             .map_err(|e| format!("cannot start {}: {e}", landline.display()))?;
         let gateway = Gateway {
             child,
+            rtp: (rtp_min, rtp_max),
             sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
             metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
             dir,
@@ -359,6 +366,34 @@ fn thread_ticks(pid: u32) -> Vec<(String, u64)> {
         }
     }
     out
+}
+
+/// Bytes waiting in UDP receive queues (`/proc/net/udp`), in the gateway's RTP range and in
+/// the generator's two media sockets: where a backlog builds when latency grows.
+fn udp_backlog(rtp: (u16, u16), ours: [u16; 2]) -> (u64, u64) {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let (mut gateway, mut us) = (0, 0);
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(queues)) = (fields.get(1), fields.get(4)) else {
+            continue;
+        };
+        let port = local
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok());
+        let rx = queues
+            .rsplit(':')
+            .next()
+            .and_then(|q| u64::from_str_radix(q, 16).ok())
+            .unwrap_or(0);
+        match port {
+            Some(p) if (rtp.0..=rtp.1).contains(&p) => gateway += rx,
+            Some(p) if ours.contains(&p) => us += rx,
+            _ => {}
+        }
+    }
+    (gateway, us)
 }
 
 /// Everything read at one instant, so a window is the difference of two.
@@ -870,10 +905,13 @@ struct Direction {
     wrong_payload_type: usize,
     latencies: Vec<u64>,
     bad_anchor: usize,
-    /// Packets that arrived before the frame they were matched to was sent: the matching has
-    /// failed for them (the gateway's output timeline moved against its input, which its
-    /// concealment does when input comes late), and their latency is counted as 0.
+    /// Packets that arrived before the frame they were matched to was sent (must be 0: the
+    /// matching moves on a frame whenever that happens, see [`direction`]).
     early: usize,
+    /// Times the matching moved a call's output timeline one frame ahead of its input.
+    shifts: usize,
+    /// Output packets matched to an input already matched: frames the gateway's timer filled.
+    filled: usize,
 }
 
 /// Matches what arrived to what was sent: per call, frame `(ts - first ts) / ticks` out is
@@ -887,6 +925,7 @@ fn direction(
 ) -> Direction {
     let mut d = Direction::default();
     let mut first: Vec<Option<u32>> = vec![None; sent.len()];
+    let mut shift = vec![0usize; sent.len()];
     let mut got: Vec<Vec<bool>> = sent.iter().map(|t| vec![false; t.len()]).collect();
     for r in received {
         if r.payload_type != payload_type {
@@ -895,14 +934,31 @@ fn direction(
         }
         let call = r.call as usize;
         let first_ts = *first[call].get_or_insert(r.timestamp);
-        let frame = (r.timestamp.wrapping_sub(first_ts) / ticks) as usize;
+        let out_frame = (r.timestamp.wrapping_sub(first_ts) / ticks) as usize;
+        // A packet cannot leave before its input was sent: if it seems to, the gateway has
+        // filled a frame on its timer since (input late) and its timeline now runs ahead of
+        // ours by one more frame.
+        let frame = loop {
+            let frame = out_frame.wrapping_sub(shift[call]);
+            match sent[call].get(frame) {
+                Some(&at) if r.at < at && shift[call] < out_frame => {
+                    shift[call] += 1;
+                    d.shifts += 1;
+                }
+                _ => break frame,
+            }
+        };
         let Some(&sent_at) = sent[call].get(frame) else {
             continue;
         };
         if frame == 0 && r.at.saturating_sub(sent_at) >= PTIME.as_nanos() as u64 {
             d.bad_anchor += 1;
         }
-        got[call][frame] = true;
+        if std::mem::replace(&mut got[call][frame], true) {
+            // The frame the timer filled; its input's own packet came (or comes) separately.
+            d.filled += 1;
+            continue;
+        }
         if (window.0..window.1).contains(&sent_at) {
             d.received += 1;
             d.early += usize::from(r.at < sent_at);
@@ -964,6 +1020,10 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
     let rss_idle = rss_kib(pid);
 
     let carrier_media = media_socket([127, 0, 0, 2])?;
+    let trunk_media_port = carrier_media
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port();
     let client_media = media_socket([127, 0, 0, 1])?;
     let stop_sip = Arc::new(AtomicBool::new(false));
     let carrier_log = Arc::new(std::sync::Mutex::new(CarrierLog::default()));
@@ -1052,9 +1112,21 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
         )
     });
 
+    let ours = [client.media.port(), trunk_media_port];
     thread::sleep(o.warmup);
     let before = sample(pid);
-    thread::sleep(o.window);
+    // The receive backlogs, sampled every 100 ms over the window: (max, sum) for each side.
+    let mut backlog = [(0u64, 0u64); 2];
+    let mut backlog_samples = 0u64;
+    while before.at.elapsed() < o.window {
+        thread::sleep(Duration::from_millis(100));
+        let (g, u) = udp_backlog(gateway.rtp, ours);
+        for (b, v) in backlog.iter_mut().zip([g, u]) {
+            b.0 = b.0.max(v);
+            b.1 += v;
+        }
+        backlog_samples += 1;
+    }
     let after = sample(pid);
     let rss_loaded = rss_kib(pid);
     let shard_metrics: Vec<String> = http_get(gateway.metrics, "/metrics")
@@ -1153,13 +1225,17 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
     let _ = writeln!(
         notes,
         "N={n}: window {wall:.2} s; gateway CPU {gateway_cpu:.2} s ({:.1} % of one core), loadgen {our_cpu:.2} s; \
-         wrong payload type c→t {} t→c {}; matched before sent c→t {} t→c {}; strays {} / {}; BYE 200s {hung_up}/{n}; carrier saw {} INVITEs, {} BYEs; \
+         wrong payload type c→t {} t→c {}; matched before sent c→t {} t→c {}; timeline shifts c→t {} t→c {}; filled frames c→t {} t→c {}; strays {} / {}; BYE 200s {hung_up}/{n}; carrier saw {} INVITEs, {} BYEs; \
          other carrier requests {:?}; gateway WARN/ERROR lines {}",
         gateway_cpu / wall * 100.0,
         up.wrong_payload_type,
         down.wrong_payload_type,
         up.early,
         down.early,
+        up.shifts,
+        down.shifts,
+        up.filled,
+        down.filled,
         to_client.1,
         to_carrier.1,
         carrier_log.invites,
@@ -1169,7 +1245,11 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
     );
     let _ = writeln!(
         notes,
-        "  steal {steal:.1} % of the machine; gateway threads over the window (% of one core): {}\n  sender lateness p50/p99/max {:.3}/{:.3}/{:.3} ms",
+        "  UDP receive backlog (bytes, max/mean over 100 ms samples): gateway RTP sockets {}/{}, generator sockets {}/{}\n  steal {steal:.1} % of the machine; gateway threads over the window (% of one core): {}\n  sender lateness p50/p99/max {:.3}/{:.3}/{:.3} ms",
+        backlog[0].0,
+        backlog[0].1 / backlog_samples.max(1),
+        backlog[1].0,
+        backlog[1].1 / backlog_samples.max(1),
         threads.join(", "),
         percentile(&lateness, 0.5),
         percentile(&lateness, 0.99),
