@@ -380,3 +380,34 @@ fn hold_and_unhold_from_the_client_are_passed_on_to_the_carrier() {
     assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
     gateway.assert_idle();
 }
+
+#[test]
+fn a_carrier_refusal_reaches_the_client_with_its_reason() {
+    let carrier = carrier_addr(2);
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let mut trunk = Sipp::start("carrier_503", carrier, None, 1, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args = auth(PASSWORD).to_vec();
+    args.extend(["-s", "+15557654321"]);
+    let mut client = Sipp::start(
+        "client_call_refused",
+        client_addr(),
+        Some(gateway.sip),
+        1,
+        &args,
+    );
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    let at_client = client.messages();
+    assert!(
+        at_client.contains("Reason: SIP;cause=503;text=\"Service Unavailable\""),
+        "the carrier's cause is passed on (RFC 3326):\n{at_client}"
+    );
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(cdrs[0]["hangup_cause"], "carrier_503");
+    gateway.assert_idle();
+}

@@ -86,6 +86,9 @@ pub(crate) struct Call {
     pub(crate) final_status: Option<StatusCode>,
     pub(crate) ended_by: Option<EndedBy>,
     pub(crate) hangup_cause: Option<String>,
+    /// The far side's failure as an RFC 3326 `Reason` value, passed on when the call is
+    /// refused on the other leg.
+    pub(crate) reason: Option<String>,
     pub(crate) media_stats: Option<crate::media::CallMediaStats>,
     pub(crate) digits: String,
 }
@@ -103,6 +106,11 @@ impl LegSession {
             remote_held: false,
         }
     }
+}
+
+/// An RFC 3326 `Reason` header value for a SIP status.
+pub(crate) fn sip_reason(status: StatusCode) -> String {
+    format!("SIP;cause={};text=\"{}\"", status.code(), status.reason())
 }
 
 impl Call {
@@ -138,6 +146,7 @@ impl Call {
             final_status: None,
             ended_by: None,
             hangup_cause: None,
+            reason: None,
             media_stats: None,
             digits: String::new(),
         }

@@ -303,6 +303,7 @@ pub(super) fn fork_failed(
             .fork_failure
             .unwrap_or(StatusCode::TEMPORARILY_UNAVAILABLE);
         call.final_status = Some(status);
+        call.reason = Some(super::call::sip_reason(status));
         s.end_call(
             now,
             id,

@@ -418,6 +418,12 @@ impl Signalling {
         // Legs we received are refused (before answer) or sent BYE; legs we placed are
         // cancelled or sent BYE, which `hangup` chooses by their state.
         let inbound = call.direction == crate::ops::metrics::Direction::Inbound;
+        let reason: Vec<(String, String)> = call
+            .reason
+            .clone()
+            .map(|r| ("Reason".to_owned(), r))
+            .into_iter()
+            .collect();
         let mut legs: Vec<(LegId, bool)> = Vec::new();
         if let Some(leg) = call.client.take() {
             legs.push((leg, !inbound));
@@ -442,7 +448,7 @@ impl Signalling {
                 let status = status
                     .filter(|s| s.code() >= 400)
                     .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                self.ua.reject(now, leg, status);
+                self.ua.reject_with_headers(now, leg, status, &reason);
             } else {
                 self.ua.hangup(now, leg);
             }

@@ -357,6 +357,7 @@ pub(super) fn trunk_failed(s: &mut Signalling, now: Instant, id: u64, status: St
         return;
     };
     call.trunk = None;
+    call.reason = Some(super::call::sip_reason(status));
     if let Some(index) = call.trunk_index {
         if !call.trunk_released {
             call.trunk_released = true;

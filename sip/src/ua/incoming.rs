@@ -95,6 +95,18 @@ impl UserAgent {
 
     /// Refuses an incoming call (486, 603, 488...).
     pub fn reject(&mut self, now: Instant, call: CallId, status: StatusCode) {
+        self.reject_with_headers(now, call, status, &[]);
+    }
+
+    /// Refuses an incoming call with extra headers on the response (a `Reason` carrying the
+    /// far side's cause, RFC 3326, say).
+    pub fn reject_with_headers(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        status: StatusCode,
+        headers: &[(String, String)],
+    ) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
@@ -102,9 +114,12 @@ impl UserAgent {
             return;
         }
         let key = c.invite_key.clone();
-        let Some(resp) = self.call_response(call, status) else {
+        let Some(mut resp) = self.call_response(call, status) else {
             return;
         };
+        for (name, value) in headers {
+            resp.headers.set(name, value.clone());
+        }
         self.respond(now, &key, &resp);
         self.remove_call(call);
         self.events.push_back(Event::Ended {
