@@ -345,9 +345,11 @@ fn machine_idle_ticks() -> (u64, u64) {
     (idle, values.get(7).copied().unwrap_or(0))
 }
 
-/// CPU ticks of each thread of a process, by thread name (summed over threads of one name).
-fn thread_ticks(pid: u32) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = Vec::new();
+/// CPU ticks of each thread of a process, by thread name (summed over threads of one name),
+/// and the nanoseconds it spent runnable but waiting for a core (`schedstat`'s second field):
+/// whether a thread that falls behind lacked work time or a core.
+fn thread_ticks(pid: u32) -> Vec<(String, u64, u64)> {
+    let mut out: Vec<(String, u64, u64)> = Vec::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
     };
@@ -360,9 +362,16 @@ fn thread_ticks(pid: u32) -> Vec<(String, u64)> {
             _ => continue,
         };
         let ticks = cpu_ticks(&format!("{pid}/task/{tid}"));
-        match out.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, t)) => *t += ticks,
-            None => out.push((name, ticks)),
+        let waited = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0);
+        match out.iter_mut().find(|(n, _, _)| *n == name) {
+            Some((_, t, w)) => {
+                *t += ticks;
+                *w += waited;
+            }
+            None => out.push((name, ticks, waited)),
         }
     }
     out
@@ -402,7 +411,7 @@ struct Sample {
     gateway: u64,
     us: u64,
     idle: (u64, u64),
-    threads: Vec<(String, u64)>,
+    threads: Vec<(String, u64, u64)>,
 }
 
 fn sample(pid: u32) -> Sample {
@@ -1185,14 +1194,16 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
     let threads: Vec<String> = after
         .threads
         .iter()
-        .filter_map(|(name, t)| {
-            let t0 = before
+        .filter_map(|(name, t, w)| {
+            let (t0, w0) = before
                 .threads
                 .iter()
-                .find(|(n, _)| n == name)
-                .map_or(0, |(_, t)| *t);
+                .find(|(n, _, _)| n == name)
+                .map_or((0, 0), |(_, t, w)| (*t, *w));
             let share = (t - t0) as f64 / o.clk_tck / wall * 100.0;
-            (share >= 0.5).then(|| format!("{name} {share:.1} %"))
+            let waiting = w.saturating_sub(w0) as f64 / 1e9 / wall * 100.0;
+            (share >= 0.5)
+                .then(|| format!("{name} {share:.1} % (waited for a core {waiting:.1} %)"))
         })
         .collect();
     let lat = |d: &Direction| {
