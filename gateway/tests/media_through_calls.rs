@@ -192,3 +192,102 @@ fn audio_and_rfc4733_digits_reach_the_carrier() {
     );
     gateway.assert_idle();
 }
+
+/// Ten calls at once, each client sending its own tone; the carrier echoes every call's audio.
+/// Each client must hear its own tone and nobody else's.
+#[test]
+fn concurrent_calls_never_cross_their_audio() {
+    const CALLS: usize = 10;
+    let carrier = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let mut trunk = Sipp::start(
+        "carrier_answer",
+        carrier,
+        None,
+        CALLS as u64,
+        &["-rtp_echo"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let tones: Vec<f64> = (0..CALLS).map(|i| 350.0 + 110.0 * i as f64).collect();
+    let sockets: Vec<UdpSocket> = (0..CALLS).map(|_| socket_on([127, 0, 0, 1])).collect();
+    let mut clients: Vec<Sipp> = sockets
+        .iter()
+        .map(|socket| {
+            let port = port_of(socket);
+            let args = [
+                "-au",
+                "alice",
+                "-ap",
+                PASSWORD,
+                "-s",
+                "+15557654321",
+                "-key",
+                "rtp_port",
+                &port,
+            ];
+            Sipp::start(
+                "client_call_media",
+                SocketAddr::from(([127, 0, 0, 1], free_port())),
+                Some(gateway.sip),
+                1,
+                &args,
+            )
+        })
+        .collect();
+    let targets: Vec<SocketAddr> = clients
+        .iter()
+        .map(|c| SocketAddr::from(([127, 0, 0, 1], c.answer_port())))
+        .collect();
+
+    let mut heard: Vec<Vec<i16>> = vec![Vec::new(); CALLS];
+    let mut buf = [0u8; 2048];
+    // 1.2 s of audio per call: the first call set up is 6 s long and the ten set-ups take a few.
+    for frame in 0..60u32 {
+        for (i, socket) in sockets.iter().enumerate() {
+            let packet = pcmu_packet(frame as u16, frame * 160, tones[i]);
+            socket.send_to(&packet, targets[i]).expect("send");
+        }
+        let until = Instant::now() + Duration::from_millis(20);
+        while Instant::now() < until {
+            for (i, socket) in sockets.iter().enumerate() {
+                while let Ok((n, _)) = socket.recv_from(&mut buf) {
+                    if let Ok(rtp) = RtpPacket::parse(&buf[..n]) {
+                        let mut pcm = vec![0i16; rtp.payload.len()];
+                        G711Law::Mu.decode(rtp.payload, &mut pcm);
+                        heard[i].extend_from_slice(&pcm);
+                    }
+                }
+            }
+        }
+    }
+    for client in &mut clients {
+        assert_calls(client.finish(), 1, "client", &gateway, &[client, &trunk]);
+    }
+    assert_calls(trunk.finish(), CALLS as u64, "carrier", &gateway, &[&trunk]);
+    for (i, pcm) in heard.iter().enumerate() {
+        assert!(
+            pcm.len() >= 160 * 40,
+            "call {i} heard only {} samples",
+            pcm.len()
+        );
+        let settled = &pcm[800..];
+        let own = tone_ratio(settled, tones[i], 8000.0);
+        assert!(
+            own > 0.8,
+            "call {i} hears its own {} Hz at {own:.2}",
+            tones[i]
+        );
+        for (j, &other) in tones.iter().enumerate().filter(|(j, _)| *j != i) {
+            let crossed = tone_ratio(settled, other, 8000.0);
+            assert!(
+                crossed < 0.02,
+                "call {i} hears call {j}'s {other} Hz ({crossed:.3})"
+            );
+        }
+    }
+    gateway.assert_idle();
+}
