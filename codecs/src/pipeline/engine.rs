@@ -18,6 +18,7 @@ use crate::rtp::{RTP_HEADER_LEN, RtpHeader, RtpPacket, sequence_delta, timestamp
 use crate::telephone_event::TelephoneEvent;
 use crate::{Error, MAX_FRAME_SAMPLES_8K};
 
+use super::digits::{DigitGenerator, DigitReport};
 use super::{OutputStream, PipelineStats, Scratch, Timing};
 
 /// Samples in one 20 ms frame at 8 kHz: the unit the engine produces output in.
@@ -82,7 +83,7 @@ pub(crate) struct Engine<D, P> {
     /// When the timer fills the next frame if no packet arrives.
     fill_deadline: Option<Instant>,
     /// A digit we are sending ourselves (from SIP INFO), if any.
-    generated: Option<GeneratedEvent>,
+    digits: DigitGenerator,
     stats: PipelineStats,
 }
 
@@ -141,7 +142,7 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
             noise: NoiseGenerator::new(NoiseLevel::QUIET, stream.ssrc),
             concealed_run: 0,
             fill_deadline: None,
-            generated: None,
+            digits: DigitGenerator::default(),
             stats: PipelineStats::default(),
         }
     }
@@ -151,7 +152,7 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        let generated = self.generated.as_ref().map(|g| g.next_at);
+        let generated = self.digits.poll_timeout();
         match (self.fill_deadline, generated) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -170,34 +171,23 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
         scratch: &mut Scratch,
         emit: &mut impl FnMut(&[u8]),
     ) -> Result<(), Error> {
-        let event = dtmf_code(digit).ok_or(Error::NotADigit)?;
-        if self.payload_types.event_out.is_none() {
+        let Some(event_out) = self.payload_types.event_out else {
             return Err(Error::NoTelephoneEvent);
-        }
-        if let Some(mut previous) = self.generated.take() {
-            previous.elapsed = previous.total;
-            while previous.ends_left > 0 {
-                self.send_generated(&mut previous, scratch, emit);
-            }
-        }
-        let ticks = |d: Duration| (d.as_micros() * 8 / 1000) as u32 * P::CLOCK_RATIO;
-        let mut generated = GeneratedEvent {
-            event,
-            timestamp: self
-                .output
-                .pending_timestamp
-                .wrapping_add(self.output.pending_len as u32 * P::CLOCK_RATIO),
-            // At least 40 ms, at most what 16 bits of duration hold at this clock.
-            total: ticks(duration).clamp(ticks(Duration::from_millis(40)), 0xFFFF),
-            // The first report already covers one frame, as senders usually start.
-            elapsed: ticks(Duration::from_millis(20)),
-            step: ticks(GENERATED_UPDATE),
-            first: true,
-            ends_left: 3,
-            next_at: now + GENERATED_UPDATE,
         };
-        self.send_generated(&mut generated, scratch, emit);
-        self.generated = Some(generated);
+        let timestamp = self
+            .output
+            .pending_timestamp
+            .wrapping_add(self.output.pending_len as u32 * P::CLOCK_RATIO);
+        let mut digits = std::mem::take(&mut self.digits);
+        let started = digits.start(
+            now,
+            digit,
+            duration,
+            (timestamp, P::CLOCK_RATIO),
+            &mut |report| self.send_report(event_out, report, scratch, emit),
+        );
+        self.digits = digits;
+        started?;
         Ok(())
     }
 
@@ -236,19 +226,12 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
         scratch: &mut Scratch,
         emit: &mut impl FnMut(&[u8]),
     ) {
-        if let Some(mut generated) = self.generated.take() {
-            if generated.next_at <= now {
-                self.send_generated(&mut generated, scratch, emit);
-                generated.next_at = now
-                    + if generated.elapsed >= generated.total {
-                        GENERATED_END_GAP
-                    } else {
-                        GENERATED_UPDATE
-                    };
-            }
-            if generated.ends_left > 0 {
-                self.generated = Some(generated);
-            }
+        if let Some(event_out) = self.payload_types.event_out {
+            let mut digits = std::mem::take(&mut self.digits);
+            digits.handle_timeout(now, &mut |report| {
+                self.send_report(event_out, report, scratch, emit)
+            });
+            self.digits = digits;
         }
         let mut produced = 0;
         while let Some(deadline) = self.fill_deadline {
@@ -429,40 +412,24 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
         emit(&packet[..len]);
     }
 
-    /// Sends the next report of a digit we generate: an update, or one of its end reports.
-    fn send_generated(
+    /// Writes one report of a digit we generate on the output stream.
+    fn send_report(
         &mut self,
-        generated: &mut GeneratedEvent,
+        event_out: u8,
+        report: DigitReport,
         scratch: &mut Scratch,
         emit: &mut impl FnMut(&[u8]),
     ) {
-        let Some(event_out) = self.payload_types.event_out else {
-            return;
-        };
-        if !generated.first {
-            generated.elapsed = (generated.elapsed + generated.step).min(generated.total);
-        }
-        let end = generated.elapsed >= generated.total;
-        if end {
-            generated.ends_left = generated.ends_left.saturating_sub(1);
-        }
         let header = RtpHeader {
-            marker: generated.first,
+            marker: report.marker,
             payload_type: event_out,
             sequence: self.output.stream.next_sequence(),
-            timestamp: generated.timestamp,
+            timestamp: report.timestamp,
             ssrc: self.output.stream.ssrc,
-        };
-        generated.first = false;
-        let report = TelephoneEvent {
-            event: generated.event,
-            end,
-            volume: 10,
-            duration: generated.elapsed as u16,
         };
         let packet = &mut scratch.packet;
         let mut len = header.write(packet);
-        len += report.write(&mut packet[len..]);
+        len += report.event.write(&mut packet[len..]);
         self.stats.events_out += 1;
         self.stats.packets_out += 1;
         emit(&packet[..len]);
@@ -581,34 +548,6 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
             }
             Err(_) => self.stats.encode_errors += 1,
         }
-    }
-}
-
-/// A digit the gateway sends itself, in output clock ticks.
-struct GeneratedEvent {
-    event: u8,
-    timestamp: u32,
-    total: u32,
-    elapsed: u32,
-    step: u32,
-    first: bool,
-    ends_left: u8,
-    next_at: Instant,
-}
-
-/// How often a generated digit's duration is updated (RFC 4733 suggests 50 ms).
-const GENERATED_UPDATE: Duration = Duration::from_millis(50);
-/// The spacing of a generated digit's three end reports.
-const GENERATED_END_GAP: Duration = Duration::from_millis(20);
-
-/// The RFC 4733 event code of a DTMF character.
-fn dtmf_code(digit: char) -> Option<u8> {
-    match digit.to_ascii_uppercase() {
-        d @ '0'..='9' => Some(d as u8 - b'0'),
-        '*' => Some(10),
-        '#' => Some(11),
-        d @ 'A'..='D' => Some(d as u8 - b'A' + 12),
-        _ => None,
     }
 }
 

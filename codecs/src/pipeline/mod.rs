@@ -8,6 +8,7 @@
 //! thread shares between all its calls, so what each call keeps is only what lasts between
 //! packets. Nothing in it allocates, locks, logs or reads a clock.
 
+mod digits;
 mod engine;
 mod g711_to_opus;
 mod opus_to_g711;
