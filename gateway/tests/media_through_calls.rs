@@ -291,3 +291,81 @@ fn concurrent_calls_never_cross_their_audio() {
     }
     gateway.assert_idle();
 }
+
+/// A G.711 softphone pressing a key by SIP INFO: the carrier gets RFC 4733 on the relayed stream.
+#[test]
+fn a_sip_info_digit_reaches_the_carrier_as_rfc4733() {
+    let carrier = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let carrier_media = socket_on([127, 0, 0, 2]);
+    let carrier_port = port_of(&carrier_media);
+    let mut trunk = Sipp::start(
+        "carrier_answer_media",
+        carrier,
+        None,
+        1,
+        &["-key", "rtp_port", &carrier_port],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let client_media = socket_on([127, 0, 0, 1]);
+    let client_port = port_of(&client_media);
+    let args = [
+        "-au",
+        "alice",
+        "-ap",
+        PASSWORD,
+        "-s",
+        "+15557654321",
+        "-key",
+        "rtp_port",
+        &client_port,
+    ];
+    let mut client = Sipp::start(
+        "client_call_info",
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+        Some(gateway.sip),
+        1,
+        &args,
+    );
+    let gateway_media = SocketAddr::from(([127, 0, 0, 1], client.answer_port()));
+    // Audio flows while the digit is pressed, so the digit has a stream to take its place in.
+    let mut events = Vec::new();
+    let mut buf = [0u8; 2048];
+    for i in 0..100u32 {
+        client_media
+            .send_to(&pcmu_packet(i as u16, i * 160, 440.0), gateway_media)
+            .expect("send");
+        let until = Instant::now() + Duration::from_millis(20);
+        while Instant::now() < until {
+            if let Ok((n, _)) = carrier_media.recv_from(&mut buf) {
+                if let Ok(rtp) = RtpPacket::parse(&buf[..n]) {
+                    if rtp.payload_type == 101 {
+                        events.push((
+                            TelephoneEvent::parse(rtp.payload).expect("event"),
+                            rtp.marker,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    assert!(
+        !events.is_empty(),
+        "no RFC 4733 reached the carrier:\n{}",
+        gateway.log()
+    );
+    assert!(events.iter().all(|(e, _)| e.event == 9), "{events:?}");
+    assert!(events[0].1, "the first report carries the marker");
+    assert_eq!(
+        events.iter().filter(|(e, _)| e.end).count(),
+        3,
+        "{events:?}"
+    );
+    gateway.assert_idle();
+}

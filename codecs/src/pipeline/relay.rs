@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::digits::{DigitGenerator, DigitReport};
 use super::{OutputStream, PipelineStats, Scratch};
 use crate::rtp::{RTP_HEADER_LEN, RtpHeader, RtpPacket, sequence_delta};
 use crate::{Error, MAX_PACKET_LEN};
@@ -33,6 +34,8 @@ pub struct Relay {
     timestamp_offset: u32,
     /// The last packet sent, to continue from it when the input restarts.
     last_sent: Option<(u16, u32, Instant)>,
+    /// A digit we send ourselves (SIP INFO from the other leg), if any.
+    digits: DigitGenerator,
     stats: PipelineStats,
 }
 
@@ -46,6 +49,7 @@ impl Relay {
             sequence_offset: 0,
             timestamp_offset: 0,
             last_sent: None,
+            digits: DigitGenerator::default(),
             stats: PipelineStats::default(),
         }
     }
@@ -70,9 +74,101 @@ impl Relay {
         }
     }
 
+    /// Sends a DTMF digit on the relayed stream as RFC 4733 events (a SIP INFO digit from the
+    /// other leg): it starts at the stream's current timestamp and takes sequence numbers in
+    /// line with the relayed packets. Further reports follow from
+    /// [`handle_timeout`](Self::handle_timeout).
+    pub fn send_digit(
+        &mut self,
+        now: Instant,
+        digit: char,
+        duration: std::time::Duration,
+        scratch: &mut Scratch,
+        mut emit: impl FnMut(&[u8]),
+    ) -> Result<(), Error> {
+        let Some((_, event_out)) = self.config.event else {
+            return Err(Error::NoTelephoneEvent);
+        };
+        let timestamp = self.current_timestamp(now);
+        let ratio = self.config.clock_rate / 8000;
+        let mut digits = std::mem::take(&mut self.digits);
+        let started = digits.start(now, digit, duration, (timestamp, ratio), &mut |report| {
+            self.send_report(now, event_out, report, scratch, &mut emit)
+        });
+        self.digits = digits;
+        started
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called (a digit in progress).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.digits.poll_timeout()
+    }
+
+    /// Sends the reports of a generated digit that are due.
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        scratch: &mut Scratch,
+        mut emit: impl FnMut(&[u8]),
+    ) {
+        let Some((_, event_out)) = self.config.event else {
+            return;
+        };
+        let mut digits = std::mem::take(&mut self.digits);
+        digits.handle_timeout(now, &mut |report| {
+            self.send_report(now, event_out, report, scratch, &mut emit)
+        });
+        self.digits = digits;
+    }
+
     /// Counters for this direction.
     pub fn stats(&self) -> &PipelineStats {
         &self.stats
+    }
+
+    /// The output timestamp of "now": the last packet's, advanced by the time since it.
+    fn current_timestamp(&self, now: Instant) -> u32 {
+        match self.last_sent {
+            Some((_, timestamp, at)) => {
+                let elapsed = now.saturating_duration_since(at);
+                let ticks = elapsed.as_micros() * u128::from(self.config.clock_rate) / 1_000_000;
+                timestamp.wrapping_add(ticks as u32)
+            }
+            None => self.config.output.first_timestamp,
+        }
+    }
+
+    /// Puts one generated report on the stream, moving later relayed packets one sequence
+    /// number on so the stream stays gap-free.
+    fn send_report(
+        &mut self,
+        now: Instant,
+        event_out: u8,
+        report: DigitReport,
+        scratch: &mut Scratch,
+        emit: &mut impl FnMut(&[u8]),
+    ) {
+        let sequence = match self.last_sent {
+            Some((last, _, _)) => last.wrapping_add(1),
+            None => self.config.output.first_sequence,
+        };
+        self.sequence_offset = self.sequence_offset.wrapping_add(1);
+        let header = RtpHeader {
+            marker: report.marker,
+            payload_type: event_out,
+            sequence,
+            timestamp: report.timestamp,
+            ssrc: self.config.output.ssrc,
+        };
+        let packet = &mut scratch.packet;
+        let mut len = header.write(packet);
+        len += report.event.write(&mut packet[len..]);
+        let timestamp = self.last_sent.map_or(report.timestamp, |(_, ts, _)| ts);
+        let at = self.last_sent.map_or(now, |(_, _, at)| at);
+        self.last_sent = Some((sequence, timestamp, at));
+        self.stats.events_out += 1;
+        self.stats.packets_out += 1;
+        emit(&packet[..len]);
     }
 
     /// Writes the packet to send into `out`; returns its length, or `None` to send nothing.
@@ -242,5 +338,65 @@ mod tests {
         assert_eq!(ts, 9000 + 160);
         assert_eq!(relay.stats().unexpected_payload_type, 1);
         assert_eq!(relay.stats().malformed, 1);
+    }
+
+    #[test]
+    fn a_generated_digit_takes_its_place_in_the_relayed_stream() {
+        let mut relay = relay();
+        let mut scratch = Scratch::new();
+        let start = Instant::now();
+        let mut out = Vec::new();
+        let mut record = |o: &[u8]| {
+            let p = RtpPacket::parse(o).unwrap();
+            out.push((
+                p.payload_type,
+                p.sequence,
+                p.timestamp,
+                p.marker,
+                p.payload.to_vec(),
+            ));
+        };
+        for i in 0..3u16 {
+            let now = start + std::time::Duration::from_millis(20 * u64::from(i));
+            relay.push(
+                now,
+                &packet(0, 10 + i, 160 * u32::from(i), 5),
+                &mut scratch,
+                &mut record,
+            );
+        }
+        let now = start + std::time::Duration::from_millis(50);
+        relay
+            .send_digit(
+                now,
+                '7',
+                std::time::Duration::from_millis(100),
+                &mut scratch,
+                &mut record,
+            )
+            .unwrap();
+        relay.push(now, &packet(0, 13, 480, 5), &mut scratch, &mut record);
+        let mut t = now;
+        while let Some(due) = relay.poll_timeout() {
+            t = t.max(due);
+            relay.handle_timeout(t, &mut scratch, &mut record);
+        }
+        let sequences: Vec<u16> = out.iter().map(|o| o.1).collect();
+        assert!(
+            sequences.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "{sequences:?}"
+        );
+        let events: Vec<_> = out.iter().filter(|o| o.0 == 96).collect();
+        assert!(events[0].3, "marker on the first report");
+        assert!(events.iter().all(|e| e.2 == events[0].2 && e.4[0] == 7));
+        assert_eq!(
+            events.iter().filter(|e| e.4[1] & 0x80 != 0).count(),
+            3,
+            "three end reports"
+        );
+        assert_eq!(
+            out[4].0, 0,
+            "the audio after the first report is relayed in line"
+        );
     }
 }

@@ -539,8 +539,7 @@ impl Direction {
         match self {
             Direction::OpusToG711(p) => p.send_digit(now, digit, duration, scratch, emit),
             Direction::G711ToOpus(p) => p.send_digit(now, digit, duration, scratch, emit),
-            // A relayed stream's sequence space belongs to the far end; see ROADMAP.
-            Direction::Relay(_) => Err(landline_codecs::Error::NoTelephoneEvent),
+            Direction::Relay(p) => p.send_digit(now, digit, duration, scratch, emit),
         }
     }
 
@@ -548,7 +547,7 @@ impl Direction {
         match self {
             Direction::OpusToG711(p) => p.poll_timeout(),
             Direction::G711ToOpus(p) => p.poll_timeout(),
-            Direction::Relay(_) => None,
+            Direction::Relay(p) => p.poll_timeout(),
         }
     }
 
@@ -556,7 +555,7 @@ impl Direction {
         match self {
             Direction::OpusToG711(p) => p.handle_timeout(now, scratch, emit),
             Direction::G711ToOpus(p) => p.handle_timeout(now, scratch, emit),
-            Direction::Relay(_) => {}
+            Direction::Relay(p) => p.handle_timeout(now, scratch, emit),
         }
     }
 
