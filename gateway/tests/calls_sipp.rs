@@ -411,3 +411,48 @@ fn a_carrier_refusal_reaches_the_client_with_its_reason() {
     assert_eq!(cdrs[0]["hangup_cause"], "carrier_503");
     gateway.assert_idle();
 }
+
+#[test]
+fn a_did_whose_registration_is_busy_gets_486() {
+    let carrier = carrier_addr(2);
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let phone = client_addr();
+    let mut register = Sipp::start(
+        "client_register",
+        phone,
+        Some(gateway.sip),
+        1,
+        &auth(PASSWORD),
+    );
+    assert_calls(register.finish(), 1, "register", &gateway, &[&register]);
+    let mut softphone = Sipp::start("client_busy", phone, None, 1, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut trunk = Sipp::start(
+        "carrier_call_busy",
+        carrier,
+        Some(gateway.sip),
+        1,
+        &["-s", "+15551230001"],
+    );
+    assert_calls(
+        trunk.finish(),
+        1,
+        "carrier",
+        &gateway,
+        &[&trunk, &softphone],
+    );
+    assert_calls(
+        softphone.finish(),
+        1,
+        "softphone",
+        &gateway,
+        &[&trunk, &softphone],
+    );
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(cdrs[0]["outcome"], "busy");
+    gateway.assert_idle();
+}

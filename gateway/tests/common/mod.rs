@@ -21,11 +21,14 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// A distinct block of 200 RTP ports per gateway, so parallel tests never share ports.
+/// A distinct block of 200 RTP ports per gateway, so parallel tests never share ports. The
+/// blocks lie in 20000–31999, below Linux's ephemeral range (32768–60999) where `free_port`
+/// finds the SIP and metrics ports: the gateway refuses a SIP port inside its RTP range.
 pub fn rtp_range() -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let block = NEXT.fetch_add(1, Ordering::Relaxed);
-    let base = 30_000 + (std::process::id() % 40) as u16 * 800 + block * 200;
+    let process = (std::process::id() % 29) as u16;
+    let base = 20_000 + (process * 400 + block * 200) % 12_000;
     (base, base + 199)
 }
 
