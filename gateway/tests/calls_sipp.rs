@@ -22,19 +22,45 @@ fn auth(password: &str) -> [&str; 4] {
     ["-au", "alice", "-ap", password]
 }
 
-#[test]
-fn a_client_calls_out_through_the_trunk_and_hangs_up() {
+/// A gateway with one IP trunk (no probes) at a carrier address on 127.0.0.2.
+fn one_carrier() -> (SocketAddr, Gateway) {
     let carrier = carrier_addr(2);
     let gateway = Gateway::start(&[TestTrunk {
         name: "carrier",
         addr: carrier,
         probe: false,
     }]);
+    (carrier, gateway)
+}
+
+/// A SIPp client, authenticated as alice, dialling `number` with `scenario`.
+fn client_dials(gateway: &Gateway, scenario: &str, number: &str) -> Sipp {
+    let mut args = auth(PASSWORD).to_vec();
+    args.extend(["-s", number]);
+    Sipp::start(scenario, client_addr(), Some(gateway.sip), 1, &args)
+}
+
+/// A softphone that registers as alice, then plays `scenario` (as UAS) on the port it
+/// registered from, where the gateway sends its calls.
+fn registered_softphone(gateway: &Gateway, scenario: &str) -> Sipp {
+    let phone = client_addr();
+    let mut register = Sipp::start(
+        "client_register",
+        phone,
+        Some(gateway.sip),
+        1,
+        &auth(PASSWORD),
+    );
+    assert_calls(register.finish(), 1, "register", gateway, &[&register]);
+    Sipp::start(scenario, phone, None, 1, &[])
+}
+
+#[test]
+fn a_client_calls_out_through_the_trunk_and_hangs_up() {
+    let (carrier, gateway) = one_carrier();
     let mut trunk = Sipp::start("carrier_answer", carrier, None, 1, &["-rtp_echo"]);
     std::thread::sleep(Duration::from_millis(300));
-    let mut args = auth(PASSWORD).to_vec();
-    args.extend(["-s", "+15557654321"]);
-    let mut client = Sipp::start("client_call", client_addr(), Some(gateway.sip), 1, &args);
+    let mut client = client_dials(&gateway, "client_call", "+15557654321");
     let client_stats = client.finish();
     assert_calls(client_stats, 1, "client", &gateway, &[&client, &trunk]);
     let trunk_stats = trunk.finish();
@@ -77,12 +103,7 @@ fn client_stats_marker(client: &Sipp) -> String {
 
 #[test]
 fn a_wrong_password_never_reaches_a_trunk() {
-    let carrier = carrier_addr(2);
-    let gateway = Gateway::start(&[TestTrunk {
-        name: "carrier",
-        addr: carrier,
-        probe: false,
-    }]);
+    let (carrier, gateway) = one_carrier();
     let mut trunk = Sipp::start("carrier_answer", carrier, None, 1, &[]);
     let mut args = auth("not-the-password").to_vec();
     args.extend(["-s", "+15557654321"]);
@@ -159,17 +180,10 @@ fn a_503_from_the_first_trunk_fails_over_to_the_second() {
 
 #[test]
 fn cancel_before_answer_reaches_the_carrier() {
-    let carrier = carrier_addr(2);
-    let gateway = Gateway::start(&[TestTrunk {
-        name: "carrier",
-        addr: carrier,
-        probe: false,
-    }]);
+    let (carrier, gateway) = one_carrier();
     let mut trunk = Sipp::start("carrier_ring_cancel", carrier, None, 1, &[]);
     std::thread::sleep(Duration::from_millis(300));
-    let mut args = auth(PASSWORD).to_vec();
-    args.extend(["-s", "+15557654321"]);
-    let mut client = Sipp::start("client_cancel", client_addr(), Some(gateway.sip), 1, &args);
+    let mut client = client_dials(&gateway, "client_cancel", "+15557654321");
     let stats = client.finish();
     assert_calls(stats, 1, "client", &gateway, &[&client, &trunk]);
     assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
@@ -180,23 +194,9 @@ fn cancel_before_answer_reaches_the_carrier() {
 
 #[test]
 fn a_call_to_a_did_rings_the_registered_client() {
-    let carrier = carrier_addr(2);
-    let gateway = Gateway::start(&[TestTrunk {
-        name: "carrier",
-        addr: carrier,
-        probe: false,
-    }]);
+    let (carrier, gateway) = one_carrier();
     // The softphone registers, then answers on the port it registered from.
-    let phone = client_addr();
-    let mut register = Sipp::start(
-        "client_register",
-        phone,
-        Some(gateway.sip),
-        1,
-        &auth(PASSWORD),
-    );
-    assert_calls(register.finish(), 1, "register", &gateway, &[&register]);
-    let mut softphone = Sipp::start("client_answer", phone, None, 1, &[]);
+    let mut softphone = registered_softphone(&gateway, "client_answer");
     std::thread::sleep(Duration::from_millis(300));
     let mut trunk = Sipp::start(
         "carrier_call_did",
@@ -228,12 +228,7 @@ fn a_call_to_a_did_rings_the_registered_client() {
 
 #[test]
 fn a_did_with_nobody_registered_gets_480() {
-    let carrier = carrier_addr(2);
-    let gateway = Gateway::start(&[TestTrunk {
-        name: "carrier",
-        addr: carrier,
-        probe: false,
-    }]);
+    let (carrier, gateway) = one_carrier();
     let mut trunk = Sipp::start(
         "carrier_call_unavailable",
         carrier,
@@ -247,17 +242,10 @@ fn a_did_with_nobody_registered_gets_480() {
 
 #[test]
 fn malformed_sip_during_a_call_changes_nothing() {
-    let carrier = carrier_addr(2);
-    let gateway = Gateway::start(&[TestTrunk {
-        name: "carrier",
-        addr: carrier,
-        probe: false,
-    }]);
+    let (carrier, gateway) = one_carrier();
     let mut trunk = Sipp::start("carrier_answer", carrier, None, 1, &["-rtp_echo"]);
     std::thread::sleep(Duration::from_millis(300));
-    let mut args = auth(PASSWORD).to_vec();
-    args.extend(["-s", "+15557654321"]);
-    let mut client = Sipp::start("client_call", client_addr(), Some(gateway.sip), 1, &args);
+    let mut client = client_dials(&gateway, "client_call", "+15557654321");
     let attacker = UdpSocket::bind("127.0.0.1:0").expect("socket");
     let junk: [&[u8]; 6] = [
         b"INVITE sip:x SIP/2.0\r\n\r\n",
@@ -280,12 +268,7 @@ fn malformed_sip_during_a_call_changes_nothing() {
 
 #[test]
 fn twenty_concurrent_calls_all_complete_and_leave_nothing_behind() {
-    let carrier = carrier_addr(2);
-    let gateway = Gateway::start(&[TestTrunk {
-        name: "carrier",
-        addr: carrier,
-        probe: false,
-    }]);
+    let (carrier, gateway) = one_carrier();
     let mut trunk = Sipp::start("carrier_answer", carrier, None, 20, &["-rtp_echo"]);
     std::thread::sleep(Duration::from_millis(300));
     let mut args = auth(PASSWORD).to_vec();
@@ -301,23 +284,10 @@ fn twenty_concurrent_calls_all_complete_and_leave_nothing_behind() {
 
 #[test]
 fn the_carrier_hangs_up_and_the_client_gets_the_bye() {
-    let carrier = carrier_addr(2);
-    let gateway = Gateway::start(&[TestTrunk {
-        name: "carrier",
-        addr: carrier,
-        probe: false,
-    }]);
+    let (carrier, gateway) = one_carrier();
     let mut trunk = Sipp::start("carrier_answer_then_bye", carrier, None, 1, &[]);
     std::thread::sleep(Duration::from_millis(300));
-    let mut args = auth(PASSWORD).to_vec();
-    args.extend(["-s", "+15557654321"]);
-    let mut client = Sipp::start(
-        "client_call_wait_bye",
-        client_addr(),
-        Some(gateway.sip),
-        1,
-        &args,
-    );
+    let mut client = client_dials(&gateway, "client_call_wait_bye", "+15557654321");
     assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
     assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
     let cdrs = gateway.wait_cdrs(1);
@@ -339,15 +309,7 @@ fn a_call_without_media_is_ended_by_the_rtp_timeout() {
     // Neither SIPp side sends RTP; both wait for the gateway's BYE.
     let mut trunk = Sipp::start("carrier_answer", carrier, None, 1, &[]);
     std::thread::sleep(Duration::from_millis(300));
-    let mut args = auth(PASSWORD).to_vec();
-    args.extend(["-s", "+15557654321"]);
-    let mut client = Sipp::start(
-        "client_call_wait_bye",
-        client_addr(),
-        Some(gateway.sip),
-        1,
-        &args,
-    );
+    let mut client = client_dials(&gateway, "client_call_wait_bye", "+15557654321");
     assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
     assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
     let cdrs = gateway.wait_cdrs(1);
@@ -358,23 +320,10 @@ fn a_call_without_media_is_ended_by_the_rtp_timeout() {
 
 #[test]
 fn hold_and_unhold_from_the_client_are_passed_on_to_the_carrier() {
-    let carrier = carrier_addr(2);
-    let gateway = Gateway::start(&[TestTrunk {
-        name: "carrier",
-        addr: carrier,
-        probe: false,
-    }]);
+    let (carrier, gateway) = one_carrier();
     let mut trunk = Sipp::start("carrier_hold", carrier, None, 1, &["-rtp_echo"]);
     std::thread::sleep(Duration::from_millis(300));
-    let mut args = auth(PASSWORD).to_vec();
-    args.extend(["-s", "+15557654321"]);
-    let mut client = Sipp::start(
-        "client_call_hold",
-        client_addr(),
-        Some(gateway.sip),
-        1,
-        &args,
-    );
+    let mut client = client_dials(&gateway, "client_call_hold", "+15557654321");
     // Each side checks the direction it is shown (SIPp ereg check_it fails the call otherwise).
     assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
     assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
@@ -383,23 +332,10 @@ fn hold_and_unhold_from_the_client_are_passed_on_to_the_carrier() {
 
 #[test]
 fn a_carrier_refusal_reaches_the_client_with_its_reason() {
-    let carrier = carrier_addr(2);
-    let gateway = Gateway::start(&[TestTrunk {
-        name: "carrier",
-        addr: carrier,
-        probe: false,
-    }]);
+    let (carrier, gateway) = one_carrier();
     let mut trunk = Sipp::start("carrier_503", carrier, None, 1, &[]);
     std::thread::sleep(Duration::from_millis(300));
-    let mut args = auth(PASSWORD).to_vec();
-    args.extend(["-s", "+15557654321"]);
-    let mut client = Sipp::start(
-        "client_call_refused",
-        client_addr(),
-        Some(gateway.sip),
-        1,
-        &args,
-    );
+    let mut client = client_dials(&gateway, "client_call_refused", "+15557654321");
     assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
     assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
     let at_client = client.messages();
@@ -414,22 +350,8 @@ fn a_carrier_refusal_reaches_the_client_with_its_reason() {
 
 #[test]
 fn a_did_whose_registration_is_busy_gets_486() {
-    let carrier = carrier_addr(2);
-    let gateway = Gateway::start(&[TestTrunk {
-        name: "carrier",
-        addr: carrier,
-        probe: false,
-    }]);
-    let phone = client_addr();
-    let mut register = Sipp::start(
-        "client_register",
-        phone,
-        Some(gateway.sip),
-        1,
-        &auth(PASSWORD),
-    );
-    assert_calls(register.finish(), 1, "register", &gateway, &[&register]);
-    let mut softphone = Sipp::start("client_busy", phone, None, 1, &[]);
+    let (carrier, gateway) = one_carrier();
+    let mut softphone = registered_softphone(&gateway, "client_busy");
     std::thread::sleep(Duration::from_millis(300));
     let mut trunk = Sipp::start(
         "carrier_call_busy",
