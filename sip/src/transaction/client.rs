@@ -204,6 +204,22 @@ impl ClientTransaction {
         self.linger = None;
     }
 
+    /// The transport could not carry the request (connection refused, TLS handshake or
+    /// certificate failure): RFC 3261 §8.1.3.1 treats that like a 503 from the peer, so the
+    /// user sees a final 503 now rather than a timeout later. Nothing changes once a final
+    /// response has arrived or the transaction is over.
+    pub fn transport_error(&mut self) {
+        if self.has_final() {
+            return;
+        }
+        self.terminate();
+        let resp = Response::to_request(
+            &self.request,
+            crate::message::StatusCode::SERVICE_UNAVAILABLE,
+        );
+        self.events.push_back(ClientEvent::Final(resp));
+    }
+
     /// The next datagram or stream write to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()

@@ -83,6 +83,8 @@ pub(crate) struct Call {
     pub(super) cancel_requested: bool,
     /// UAS: hang up once our 2xx is ACKed (RFC 3261 §15: no BYE before the ACK).
     pub(super) bye_after_ack: bool,
+    /// Extra headers for the BYE or CANCEL that ends the call (a `Reason`, RFC 3326).
+    pub(super) hangup_headers: Vec<(String, String)>,
     pub(super) last_rseq: Option<u32>,
     pub(super) local_tag: String,
     pub(super) pending_2xx: Option<Retrans>,
@@ -218,6 +220,7 @@ impl UserAgent {
                 ack: None,
                 cancel_requested: false,
                 bye_after_ack: false,
+                hangup_headers: Vec::new(),
                 last_rseq: None,
                 local_tag,
                 pending_2xx: None,
@@ -240,9 +243,21 @@ impl UserAgent {
     /// Ends a call the right way for its state: CANCEL before answer (once a provisional has
     /// arrived, as RFC 3261 §9.1 asks), BYE after, a 480 if we are the unanswered UAS.
     pub fn hangup(&mut self, now: Instant, call: CallId) {
+        self.hangup_with_headers(now, call, &[]);
+    }
+
+    /// [`UserAgent::hangup`] with extra headers on the BYE, CANCEL or refusal that ends the
+    /// call: a `Reason` (RFC 3326) carrying the other leg's cause, say.
+    pub fn hangup_with_headers(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        headers: &[(String, String)],
+    ) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
+        c.hangup_headers = headers.to_vec();
         match (c.uac, c.state) {
             (true, State::Calling) => c.cancel_requested = true,
             (true, State::Early) => {
@@ -251,7 +266,7 @@ impl UserAgent {
             }
             (false, State::Answered) => c.bye_after_ack = true,
             (false, State::Calling | State::Early) => {
-                self.reject(now, call, StatusCode::TEMPORARILY_UNAVAILABLE);
+                self.reject_with_headers(now, call, StatusCode::TEMPORARILY_UNAVAILABLE, headers);
             }
             _ => self.send_bye(now, call),
         }
@@ -285,7 +300,12 @@ impl UserAgent {
     }
 
     pub(super) fn send_bye(&mut self, now: Instant, call: CallId) {
-        if let Some(req) = in_dialog(self, call, Method::Bye) {
+        if let Some(mut req) = in_dialog(self, call, Method::Bye) {
+            if let Some(c) = self.calls.get(&call) {
+                for (name, value) in &c.hangup_headers {
+                    req.headers.set(name, value.clone());
+                }
+            }
             send_in_dialog(self, now, call, req, Owner::Bye(call));
         }
         if let Some(c) = self.remove_call(call) {
@@ -376,7 +396,10 @@ fn send_reinvite(ua: &mut UserAgent, now: Instant, call: CallId, sdp: Option<Vec
 
 pub(super) fn send_cancel(ua: &mut UserAgent, now: Instant, call: CallId) {
     let Some(c) = ua.calls.get(&call) else { return };
-    let req = crate::transaction::cancel_for(&c.invite);
+    let mut req = crate::transaction::cancel_for(&c.invite);
+    for (name, value) in &c.hangup_headers {
+        req.headers.set(name, value.clone());
+    }
     let (dest, transport) = (c.peer, c.transport.clone());
     ua.start_client(now, req, dest, transport, Owner::Detached);
 }

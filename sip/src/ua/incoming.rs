@@ -242,6 +242,12 @@ pub(super) fn request(
                     ua.respond(now, &c.invite_key, &resp);
                 }
             }
+            if let Some(reason) = req.headers.get("Reason") {
+                ua.events.push_back(Event::EndReason {
+                    call,
+                    reason: reason.to_owned(),
+                });
+            }
             ua.events.push_back(Event::Ended {
                 call,
                 reason: Reason::RemoteBye,
@@ -318,6 +324,7 @@ fn new_call(
             ack: None,
             cancel_requested: false,
             bye_after_ack: false,
+            hangup_headers: Vec::new(),
             last_rseq: None,
             local_tag,
             pending_2xx: None,
@@ -481,6 +488,12 @@ pub(super) fn cancel(ua: &mut UserAgent, now: Instant, key: &TransactionKey, req
         };
         ua.respond(now, &invite_key, &resp);
         ua.remove_call(call);
+        if let Some(reason) = req.headers.get("Reason") {
+            ua.events.push_back(Event::EndReason {
+                call,
+                reason: reason.to_owned(),
+            });
+        }
         ua.events.push_back(Event::Ended {
             call,
             reason: Reason::Cancelled,

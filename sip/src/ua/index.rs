@@ -70,6 +70,15 @@ impl<K: Clone + Eq + Hash + Ord, V: Timed> Indexed<K, V> {
         self.map.values()
     }
 
+    /// The keys of the entries `f` picks.
+    pub(super) fn keys_where(&self, f: impl Fn(&V) -> bool) -> Vec<K> {
+        self.map
+            .iter()
+            .filter(|(_, v)| f(v))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// Entries changed since the last [`Indexed::reindex`] (deduplicated).
     pub(super) fn touched(&mut self) -> Vec<K> {
         self.touched.sort();

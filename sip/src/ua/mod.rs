@@ -155,6 +155,14 @@ pub enum Event {
         /// The status.
         status: StatusCode,
     },
+    /// The peer's BYE or CANCEL carried a `Reason` header (RFC 3326); [`Event::Ended`] for
+    /// the same call follows at once.
+    EndReason {
+        /// The call.
+        call: CallId,
+        /// The header's value (`Q.850;cause=16;text="Normal call clearing"`).
+        reason: String,
+    },
     /// The call is over.
     Ended {
         /// The call.
@@ -294,6 +302,27 @@ impl UserAgent {
         self.flush(now);
     }
 
+    /// The transport could not reach `destination` over `transport` (connection refused or
+    /// reset, TLS handshake or certificate failure). Every request still waiting there for a
+    /// final response fails as if answered 503 (RFC 3261 §8.1.3.1): a call's INVITE ends in
+    /// [`Event::Failed`] at once, so the application can fail over without waiting for Timer B.
+    pub fn handle_transport_error(
+        &mut self,
+        now: Instant,
+        destination: SocketAddr,
+        transport: Transport,
+    ) {
+        let keys = self.clients.keys_where(|(t, _)| {
+            t.destination() == destination && *t.transport() == transport && !t.has_final()
+        });
+        for key in keys {
+            if let Some((t, _)) = self.clients.get_mut(&key) {
+                t.transport_error();
+            }
+        }
+        self.flush(now);
+    }
+
     /// The next bytes to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let t = self.transmits.pop_front()?;
@@ -330,6 +359,14 @@ impl UserAgent {
     /// calls we received, the destination for calls we placed).
     pub fn peer(&self, call: CallId) -> Option<(SocketAddr, Transport)> {
         self.calls.get(&call).map(|c| (c.peer, c.transport.clone()))
+    }
+
+    /// The SIP Call-ID of a call's dialog (ours for calls we placed, the peer's for calls we
+    /// received), for call records and logs.
+    pub fn sip_call_id(&self, call: CallId) -> Option<&str> {
+        self.calls
+            .get(&call)
+            .and_then(|c| c.invite.headers.call_id())
     }
 
     /// Number of live calls, for tests and metrics.
