@@ -177,3 +177,89 @@ fn registrar_keeps_several_bindings_and_expires_them() {
     assert!(left.is_empty(), "expires=0 removes");
     let _ = (ALICE, BOB);
 }
+
+#[test]
+fn a_closed_connection_takes_only_its_own_bindings() {
+    let mut reg = Registrar::new(10, 3600, 5);
+    let clock = Clock::new();
+    let register = |user: &str, contact: &str, cseq: u32| {
+        let text = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/WS h.invalid;branch=z9hG4bK{cseq}\r\n\
+             From: <sip:{user}@127.0.0.1>;tag=x\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: reg-{user}\r\n\
+             CSeq: {cseq} REGISTER\r\nContact: <{contact}>;expires=600\r\nContent-Length: 0\r\n\r\n"
+        );
+        match Message::parse(text.as_bytes(), &Limits::default()) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    let browser: std::net::SocketAddr = "127.0.0.1:40001".parse().unwrap();
+    let other_tab: std::net::SocketAddr = "127.0.0.1:40002".parse().unwrap();
+    let ws = |reg: &mut Registrar, user, contact, cseq, from| {
+        reg.apply(
+            clock.now,
+            &register(user, contact, cseq),
+            from,
+            Transport::Ws,
+        )
+        .0
+    };
+    assert_eq!(
+        ws(
+            &mut reg,
+            "alice",
+            "sip:a1@x1.invalid;transport=ws",
+            1,
+            browser
+        ),
+        StatusCode::OK
+    );
+    assert_eq!(
+        ws(
+            &mut reg,
+            "bob",
+            "sip:b1@x2.invalid;transport=ws",
+            1,
+            browser
+        ),
+        StatusCode::OK
+    );
+    assert_eq!(
+        ws(
+            &mut reg,
+            "alice",
+            "sip:a2@x3.invalid;transport=ws",
+            2,
+            other_tab
+        ),
+        StatusCode::OK
+    );
+    // The same address over another transport is another flow.
+    assert_eq!(
+        reg.apply(
+            clock.now,
+            &register("alice", "sip:a@127.0.0.1:40001", 3),
+            browser,
+            Transport::Udp
+        )
+        .0,
+        StatusCode::OK
+    );
+
+    assert_eq!(reg.remove_source(browser, &Transport::Ws), 2);
+    let alice: Vec<String> = reg
+        .lookup(clock.now, "alice")
+        .iter()
+        .map(|b| b.contact.clone())
+        .collect();
+    assert_eq!(
+        alice,
+        ["sip:a2@x3.invalid;transport=ws", "sip:a@127.0.0.1:40001"]
+    );
+    assert!(reg.lookup(clock.now, "bob").is_empty());
+    assert_eq!(
+        reg.remove_source(browser, &Transport::Ws),
+        0,
+        "nothing left"
+    );
+}

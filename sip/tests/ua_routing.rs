@@ -145,3 +145,58 @@ fn uas_keeps_record_route_order_and_echoes_it_in_responses() {
     );
     assert_eq!(bye.destination.to_string(), "10.0.0.2:5080");
 }
+
+/// RFC 7118 §5: a WebSocket client can only be reached down the connection it opened, so an
+/// in-dialog request goes there even when its Contact names an IP address (as some clients
+/// write their private address), and its `.invalid` host is never looked at.
+#[test]
+fn in_dialog_requests_to_a_websocket_client_go_down_its_connection() {
+    let clock = Clock::new();
+    let mut gateway = UserAgent::new(Config::new(addr(BOB), 12));
+    let connection: std::net::SocketAddr = "127.0.0.1:40123".parse().expect("addr");
+    for contact in [
+        "<sip:alice@192.0.2.7:5060;transport=ws>",
+        "<sip:alice@df7jal23ls0d.invalid;transport=ws>",
+    ] {
+        let invite = format!(
+            "INVITE sip:600@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK{n}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@landline.test>;tag=a{n}\r\n\
+             To: <sip:600@landline.test>\r\nCall-ID: ws-{n}\r\nCSeq: 1 INVITE\r\n\
+             Contact: {contact}\r\nContent-Length: 0\r\n\r\n",
+            n = contact.len()
+        );
+        gateway.handle_receive(clock.now, connection, Transport::Ws, invite.as_bytes());
+        let call = match gateway.poll_event() {
+            Some(Event::IncomingCall { call, .. }) => call,
+            other => panic!("{other:?}"),
+        };
+        while gateway.poll_transmit().is_some() {}
+        gateway.answer(clock.now, call, Vec::new());
+        let ok = gateway.poll_transmit().expect("200");
+        assert_eq!(ok.destination, connection, "response down the connection");
+        assert_eq!(ok.transport, Transport::Ws);
+        let ack = format!(
+            "ACK sip:bob@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bKack{n}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@landline.test>;tag=a{n}\r\n\
+             To: {to}\r\nCall-ID: ws-{n}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+            n = contact.len(),
+            to = match parse(&ok.data) {
+                Message::Response(r) => r.headers.to().map(ToString::to_string).unwrap_or_default(),
+                other => panic!("{other:?}"),
+            }
+        );
+        gateway.handle_receive(clock.now, connection, Transport::Ws, ack.as_bytes());
+        while gateway.poll_event().is_some() {}
+        gateway.hangup(clock.now, call);
+        let bye = gateway.poll_transmit().expect("BYE");
+        assert!(common::first_line(&bye.data).starts_with("BYE sip:alice@"));
+        assert_eq!(
+            (bye.destination, bye.transport),
+            (connection, Transport::Ws),
+            "BYE for Contact {contact} goes down the WebSocket"
+        );
+        while gateway.poll_event().is_some() {}
+    }
+}

@@ -354,7 +354,7 @@ pub(super) fn send_in_dialog(
     owner: Owner,
 ) -> Option<TransactionKey> {
     let c = ua.calls.get(&call)?;
-    let dest = c.dialog.as_ref()?.destination(c.peer);
+    let dest = c.dialog.as_ref()?.destination(c.peer, &c.transport);
     let transport = c.transport.clone();
     Some(ua.start_client(now, req, dest, transport, owner))
 }

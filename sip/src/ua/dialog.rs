@@ -3,7 +3,9 @@
 
 use std::net::SocketAddr;
 
-use crate::message::{CSeq, Header, Headers, Method, NameAddr, Request, Response, Uri, Via};
+use crate::message::{
+    CSeq, Header, Headers, Method, NameAddr, Request, Response, Transport, Uri, Via,
+};
 
 /// One dialog's state.
 #[derive(Debug, Clone)]
@@ -128,7 +130,14 @@ impl Dialog {
     /// Where an in-dialog request goes: the first loose route or the remote target, when it is
     /// an IP literal; otherwise `fallback` (the address the dialog was set up with), since this
     /// crate does no DNS.
-    pub(crate) fn destination(&self, fallback: SocketAddr) -> SocketAddr {
+    ///
+    /// Over WebSocket it is always `fallback`, the connection the client opened: nobody can
+    /// open a WebSocket to a browser, so its Contact (usually `xxx.invalid`, sometimes a
+    /// private address) only names the connection (RFC 7118 §5).
+    pub(crate) fn destination(&self, fallback: SocketAddr, transport: &Transport) -> SocketAddr {
+        if matches!(transport, Transport::Ws | Transport::Wss) {
+            return fallback;
+        }
         let uri = self
             .route_set
             .first()

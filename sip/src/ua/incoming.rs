@@ -543,7 +543,10 @@ pub(super) fn stray_2xx(ua: &mut UserAgent, resp: &Response) {
         });
     if let Some(c) = found {
         if let Some((ack, _)) = &c.ack {
-            let dest = c.dialog.as_ref().map_or(c.peer, |d| d.destination(c.peer));
+            let dest = c
+                .dialog
+                .as_ref()
+                .map_or(c.peer, |d| d.destination(c.peer, &c.transport));
             let (t, data) = (c.transport.clone(), ack.clone());
             ua.send(dest, t, data);
         }

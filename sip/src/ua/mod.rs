@@ -267,6 +267,11 @@ impl UserAgent {
         self.registrar.as_ref()
     }
 
+    /// The registrar, to drop bindings (when a client's connection closes, say).
+    pub fn registrar_mut(&mut self) -> Option<&mut Registrar> {
+        self.registrar.as_mut()
+    }
+
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.config

@@ -131,7 +131,10 @@ fn success(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, r: Res
         let same = c.dialog.as_ref().is_some_and(|d| d.remote_tag == tag);
         if same {
             if let Some((ack, _)) = c.ack.clone() {
-                let dest = c.dialog.as_ref().map_or(c.peer, |d| d.destination(c.peer));
+                let dest = c
+                    .dialog
+                    .as_ref()
+                    .map_or(c.peer, |d| d.destination(c.peer, &c.transport));
                 let transport = c.transport.clone();
                 ua.send(dest, transport, ack);
             }
@@ -166,7 +169,7 @@ fn end_fork(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, r: &R
         return;
     };
     let (peer, transport) = (c.peer, c.transport.clone());
-    let dest = d.destination(peer);
+    let dest = d.destination(peer, &transport);
     let contact = ua.contact(Some("landline"), &transport);
     let seq = req.headers.cseq().map_or(1, |s| s.seq);
     let ack = d.request(Method::Ack, via(ua, &transport), &contact, Some(seq));
@@ -186,7 +189,7 @@ fn send_ack(ua: &mut UserAgent, call: CallId, seq: u32) {
     };
     let Some(d) = c.dialog.as_mut() else { return };
     let ack = d.request(Method::Ack, v, &contact, Some(seq)).to_bytes();
-    let dest = d.destination(c.peer);
+    let dest = d.destination(c.peer, &transport);
     c.ack = Some((ack.clone(), seq));
     ua.send(dest, transport, ack);
 }

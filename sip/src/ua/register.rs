@@ -275,6 +275,22 @@ impl Registrar {
         })
     }
 
+    /// Forgets every binding registered from `source` over `transport`, and returns how many.
+    ///
+    /// For a connection that closed: over WebSocket (and TCP/TLS from behind NAT) the
+    /// connection was the only way to reach those contacts, so keeping them until they expire
+    /// would ring a client that cannot hear (RFC 5626 §4.4 drops a flow's bindings the same way).
+    pub fn remove_source(&mut self, source: SocketAddr, transport: &Transport) -> usize {
+        let mut removed = 0;
+        self.bindings.retain(|_, list| {
+            let before = list.len();
+            list.retain(|b| b.source != source || b.transport != *transport);
+            removed += before - list.len();
+            !list.is_empty()
+        });
+        removed
+    }
+
     /// Applies a REGISTER that came from `source` over `transport`; returns the status and
     /// the bindings to list in the 200.
     pub fn apply(
