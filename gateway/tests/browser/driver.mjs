@@ -1,0 +1,396 @@
+// Drives the landline web dialer in headless Debian Chromium and prints ONE JSON line of
+// results on stdout (diagnostics go to stderr). Used by gateway/tests/browser.rs.
+//
+//   node driver.mjs --url http://127.0.0.1:8080/ --user alice --password secret [options] STEP...
+//
+// Options:
+//   --url U            the dialer page (required)
+//   --user U, --password P, --domain D   the sign-in form (domain: the "advanced" field)
+//   --tone HZ          the fake microphone plays this sine (default 440), 48 kHz mono WAV made with sox
+//   --listen HZ        the frequency `record` measures in the remote audio (default: --tone)
+//   --screenshots DIR  where `screenshot NAME` writes NAME.png (default: the temp dir)
+//   --timeout S        the limit for each waiting step (default 20)
+//   --skip S           seconds of remote audio skipped before recording (default 2)
+//
+// Steps, run in order (a step that fails ends the run with "ok": false):
+//   register                 fill the form, sign in, wait for registered or failed
+//   expect-registered        fail unless registered
+//   call NUMBER              type NUMBER on the keyboard and press the call button
+//   wait-state STATE         wait until the call reaches STATE (ringing, early, connected, ended)
+//   wait-media               wait until the call's RTCPeerConnection is connected
+//   record SECONDS           record the remote audio (MediaRecorder, decodeAudioData) and measure
+//                            the tone's share of its energy (Goertzel)
+//   dtmf DIGITS              press DIGITS on the keyboard during the call (RFC 4733)
+//   hangup                   press the hang-up button and wait for the call to end
+//   wait-ended               wait for the far end to end the call
+//   answer-incoming          wait for an incoming call, press Answer, wait until connected
+//   decline-incoming         wait for an incoming call, press Decline
+//   wait-incoming            wait for an incoming call (ringing on the page)
+//   sleep SECONDS            wait
+//   screenshot NAME          save a PNG of the page
+//   sign-out                 press "Sign out"
+//   click SELECTOR           click an element (for screenshots of other states)
+// Shorthands:
+//   call-echo [NUMBER]       call NUMBER (600), wait-media, record 4, hangup
+//   call-number NUMBER       call NUMBER, wait-state connected, wait-media
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const CHROMIUM = '/usr/bin/chromium';
+
+const result = {
+  ok: false,
+  steps: [],
+  registration: null,
+  registrationReason: null,
+  formError: null,
+  lastError: null,
+  calls: [],
+  call: null,
+  audio: null,
+  dtmfSent: '',
+  screenshots: [],
+  pageErrors: [],
+};
+
+function emit(code) {
+  process.stdout.write(JSON.stringify(result) + '\n');
+  process.exit(code);
+}
+
+function parseArgs(argv) {
+  const opts = { tone: 440, listen: null, timeout: 20, skip: 2, screenshots: null };
+  const steps = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a.startsWith('--')) {
+      const key = a.slice(2);
+      const value = argv[++i];
+      if (value === undefined) throw new Error(`${a} needs a value`);
+      opts[key] = ['tone', 'listen', 'timeout', 'skip'].includes(key) ? Number(value) : value;
+    } else {
+      steps.push(a);
+    }
+  }
+  if (!opts.url) throw new Error('--url is required');
+  opts.listen = opts.listen || opts.tone;
+  return { opts, steps };
+}
+
+const ARITY = {
+  register: 0, 'expect-registered': 0, call: 1, 'wait-state': 1, 'wait-media': 0, record: 1, dtmf: 1,
+  hangup: 0, 'wait-ended': 0, 'answer-incoming': 0, 'decline-incoming': 0, 'wait-incoming': 0,
+  sleep: 1, screenshot: 1, 'sign-out': 0, click: 1, 'call-echo': -1, 'call-number': 1,
+};
+
+/** Splits the positional words into [name, args] steps, expanding the shorthands. */
+function plan(words) {
+  const out = [];
+  for (let i = 0; i < words.length; i++) {
+    const name = words[i];
+    if (!(name in ARITY)) throw new Error(`unknown step "${name}"`);
+    let args = [];
+    if (ARITY[name] > 0) {
+      args = words.slice(i + 1, i + 1 + ARITY[name]);
+      if (args.length < ARITY[name]) throw new Error(`step "${name}" needs ${ARITY[name]} argument(s)`);
+      i += ARITY[name];
+    } else if (ARITY[name] < 0 && words[i + 1] !== undefined && !(words[i + 1] in ARITY)) {
+      args = [words[++i]];
+    }
+    if (name === 'call-echo') {
+      out.push(['call', [args[0] || '600']], ['wait-state', ['connected']], ['wait-media', []], ['record', ['4']], ['hangup', []]);
+    } else if (name === 'call-number') {
+      out.push(['call', args], ['wait-state', ['connected']], ['wait-media', []]);
+    } else {
+      out.push([name, args]);
+    }
+  }
+  return out;
+}
+
+function log(...args) {
+  process.stderr.write(`[driver ${new Date().toISOString().slice(11, 23)}] ${args.join(' ')}\n`);
+}
+
+/** A 30 s sine WAV at 48 kHz mono (Chromium loops the file). */
+function toneWav(dir, hz) {
+  const path = resolve(join(dir, `tone-${hz}.wav`));
+  execFileSync('sox', ['-n', '-r', '48000', '-c', '1', '-b', '16', path, 'synth', '30', 'sine', String(hz), 'vol', '0.5']);
+  return path;
+}
+
+async function main() {
+  let parsed;
+  try {
+    parsed = parseArgs(process.argv.slice(2));
+    parsed.steps = plan(parsed.steps);
+  } catch (e) {
+    result.error = `usage: ${e.message}`;
+    emit(2);
+  }
+  const { opts, steps } = parsed;
+  if (!existsSync(CHROMIUM)) {
+    result.error = `${CHROMIUM} not found: apt-get install --no-install-recommends chromium (scripts/test does)`;
+    emit(3);
+  }
+  let chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (e) {
+    result.error = `playwright-core missing: run npm ci in gateway/tests/browser (${e.message})`;
+    emit(3);
+  }
+
+  const work = mkdtempSync(join(tmpdir(), 'landline-chromium-'));
+  const profile = join(work, 'profile');
+  let wav;
+  try {
+    wav = toneWav(work, opts.tone);
+  } catch (e) {
+    result.error = `cannot make the tone WAV with sox: ${e.message}`;
+    emit(3);
+  }
+  const shots = resolve(opts.screenshots || work);
+  const args = [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+    `--use-file-for-fake-audio-capture=${wav}`, '--autoplay-policy=no-user-gesture-required',
+    '--allow-loopback-in-peer-connection',
+  ];
+  log('chromium', args.join(' '));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    ignoreDefaultArgs: ['--mute-audio'],
+    args,
+    viewport: { width: 480, height: 860 },
+    deviceScaleFactor: 1,
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  page.on('pageerror', (e) => result.pageErrors.push(String(e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error') result.pageErrors.push(`console: ${m.text()}`);
+    log(`page ${m.type()}: ${m.text()}`);
+  });
+  const timeoutMs = opts.timeout * 1000;
+
+  const snapshot = async () => {
+    const s = await page.evaluate(() => ({
+      registration: window.landline?.registration ?? null,
+      registrationReason: window.landline?.registrationReason ?? null,
+      lastError: window.landline?.lastError ?? null,
+      call: window.landline?.call ?? null,
+      calls: window.landline?.calls ?? [],
+      formError: document.getElementById('signin-error')?.hidden ? null : document.getElementById('signin-error')?.textContent,
+      regAttr: document.body.dataset.regState,
+      callAttr: document.body.dataset.callState,
+      pcState: window.landline?.pc?.connectionState ?? null,
+    }));
+    Object.assign(result, {
+      registration: s.registration, registrationReason: s.registrationReason, lastError: s.lastError,
+      call: s.call, calls: s.calls, formError: s.formError, bodyRegState: s.regAttr, bodyCallState: s.callAttr,
+      pcState: s.pcState,
+    });
+    return s;
+  };
+
+  const waitFor = async (what, fn, arg) => {
+    try {
+      await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 50 });
+    } catch {
+      throw new Error(`timed out after ${opts.timeout} s waiting for ${what}`);
+    }
+  };
+
+  const run = {
+    async register() {
+      await page.fill('#username', opts.user || '');
+      await page.fill('#password', opts.password || '');
+      if (opts.domain) {
+        await page.click('details.advanced summary');
+        await page.fill('#domain', opts.domain);
+      }
+      await page.click('#signin-button');
+      await waitFor('registered or failed', () => ['registered', 'failed'].includes(window.landline.registration));
+      if ((await snapshot()).registration === 'registered') {
+        await page.waitForSelector('#phone-view:not([hidden])', { timeout: timeoutMs });
+      } else {
+        await page.waitForSelector('#signin-error:not([hidden])', { timeout: timeoutMs });
+      }
+    },
+    async 'expect-registered'() {
+      const s = await snapshot();
+      if (s.registration !== 'registered') throw new Error(`not registered: ${s.registration} ${s.registrationReason}`);
+    },
+    async call(number) {
+      await page.click('#number');
+      await page.keyboard.type(number, { delay: 30 });
+      await page.click('#call-button');
+      await waitFor('the call to start', () => window.landline.call && window.landline.call.state !== 'idle');
+    },
+    async 'wait-state'(state) {
+      await waitFor(`call state ${state}`, (s) => {
+        const c = window.landline.call;
+        return c && (c.state === s || (c.states || []).includes(s) || c.state === 'ended');
+      }, state);
+      const s = await snapshot();
+      if (!s.call.states.includes(state)) throw new Error(`the call ended (${s.call.reason}) before ${state}`);
+    },
+    async 'wait-media'() {
+      await waitFor('the media connection', () => {
+        const pc = window.landline.pc;
+        return (pc && pc.connectionState === 'connected') || window.landline.call?.state === 'ended';
+      });
+      const s = await snapshot();
+      if (s.pcState !== 'connected') throw new Error(`no media: call ${s.call?.state} (${s.call?.reason})`);
+    },
+    async record(seconds) {
+      result.audio = await page.evaluate(recordRemote, { seconds: Number(seconds), skip: opts.skip, hz: opts.listen });
+      if (result.audio.error) throw new Error(`recording: ${result.audio.error}`);
+    },
+    async dtmf(digits) {
+      for (const d of digits) {
+        await page.keyboard.type(d);
+        await page.waitForTimeout(250);
+      }
+      // Let the last tone (100 ms + gap) go out before anything else happens.
+      await page.waitForTimeout(400);
+      result.dtmfSent = await page.evaluate(() => window.landline.call?.dtmfSent ?? '');
+    },
+    async hangup() {
+      await page.click('#hangup-button');
+      await waitFor('the call to end', () => window.landline.call?.state === 'ended');
+    },
+    async 'wait-ended'() {
+      await waitFor('the far end to hang up', () => window.landline.call?.state === 'ended');
+    },
+    async 'wait-incoming'() {
+      await page.waitForSelector('#incoming:not([hidden])', { timeout: timeoutMs });
+    },
+    async 'answer-incoming'() {
+      await page.waitForSelector('#incoming:not([hidden])', { timeout: timeoutMs });
+      await page.click('#answer-button');
+      await run['wait-state']('connected');
+    },
+    async 'decline-incoming'() {
+      await page.waitForSelector('#incoming:not([hidden])', { timeout: timeoutMs });
+      await page.click('#decline-button');
+      await waitFor('the call to end', () => window.landline.call?.state === 'ended');
+    },
+    async sleep(seconds) {
+      await page.waitForTimeout(Number(seconds) * 1000);
+    },
+    async screenshot(name) {
+      const path = join(shots, `${name}.png`);
+      await page.screenshot({ path });
+      result.screenshots.push(path);
+    },
+    async click(selector) {
+      await page.click(selector, { timeout: timeoutMs });
+    },
+    async 'sign-out'() {
+      await page.click('#sign-out');
+      await page.waitForSelector('#signin-view:not([hidden])', { timeout: timeoutMs });
+    },
+  };
+
+  let code = 0;
+  try {
+    const response = await page.goto(opts.url, { waitUntil: 'load', timeout: timeoutMs });
+    result.httpStatus = response ? response.status() : null;
+    await page.waitForFunction(() => window.landline !== undefined, null, { timeout: timeoutMs });
+    for (const [name, stepArgs] of steps) {
+      const started = Date.now();
+      log('step', name, ...stepArgs);
+      await run[name](...stepArgs);
+      result.steps.push({ step: [name, ...stepArgs].join(' '), ms: Date.now() - started });
+    }
+    result.ok = true;
+  } catch (e) {
+    result.error = e.message;
+    code = 1;
+    try {
+      result.sipLog = await page.evaluate(() => window.landline?.sipLog?.slice(-30) ?? []);
+    } catch { /* page gone */ }
+  }
+  try {
+    await snapshot();
+  } catch { /* page gone */ }
+  await context.close().catch(() => {});
+  rmSync(profile, { recursive: true, force: true });
+  emit(code);
+}
+
+/**
+ * In the page: waits for media, skips `skip` seconds (jitter buffer settling), records
+ * `seconds` of the remote stream with MediaRecorder, decodes it, and returns the share of the
+ * energy at `hz` (Goertzel over 100 ms blocks) and the level.
+ */
+async function recordRemote({ seconds, skip, hz }) {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const deadline = Date.now() + 10000;
+  while (!(window.landline.pc && window.landline.pc.connectionState === 'connected' && window.landline.remoteStream)) {
+    if (Date.now() > deadline) return { error: 'media never connected' };
+    await sleep(50);
+  }
+  const stream = window.landline.remoteStream;
+  await sleep(skip * 1000);
+  const tracks = stream.getAudioTracks();
+  if (!tracks.length) return { error: 'no remote audio track' };
+  const recorder = new MediaRecorder(new MediaStream(tracks), { mimeType: 'audio/webm;codecs=opus' });
+  const chunks = [];
+  recorder.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
+  const stopped = new Promise((r) => { recorder.onstop = r; });
+  recorder.start(250);
+  await sleep(seconds * 1000);
+  recorder.stop();
+  await stopped;
+  const bytes = await new Blob(chunks, { type: 'audio/webm' }).arrayBuffer();
+  const recorded = bytes.byteLength; // decodeAudioData detaches the buffer
+  const ctx = new AudioContext({ sampleRate: 48000 });
+  let buffer;
+  try {
+    buffer = await ctx.decodeAudioData(bytes);
+  } catch (e) {
+    return { error: `decodeAudioData: ${e.message}`, bytes: bytes.byteLength };
+  } finally {
+    ctx.close();
+  }
+  const x = buffer.getChannelData(0);
+  const rate = buffer.sampleRate;
+  const block = Math.round(rate / 10);
+  const coeff = 2 * Math.cos((2 * Math.PI * hz) / rate);
+  let tonePower = 0, totalPower = 0, peak = 0;
+  for (let start = 0; start + block <= x.length; start += block) {
+    let s1 = 0, s2 = 0, total = 0;
+    for (let n = start; n < start + block; n++) {
+      const v = x[n];
+      total += v * v;
+      if (Math.abs(v) > peak) peak = Math.abs(v);
+      const s0 = v + coeff * s1 - s2;
+      s2 = s1;
+      s1 = s0;
+    }
+    // Goertzel power at hz, scaled so that a pure sine gives the block's total energy.
+    tonePower += (2 * (s1 * s1 + s2 * s2 - coeff * s1 * s2)) / block;
+    totalPower += total;
+  }
+  return {
+    seconds: x.length / rate,
+    sampleRate: rate,
+    bytes: recorded,
+    rms: Math.sqrt(totalPower / Math.max(1, x.length)),
+    peak,
+    toneHz: hz,
+    toneRatio: totalPower > 0 ? tonePower / totalPower : 0,
+  };
+}
+
+main().catch((e) => {
+  result.error = `driver: ${e.stack || e.message}`;
+  emit(1);
+});
