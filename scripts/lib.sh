@@ -48,6 +48,14 @@ ensure_build_deps() {
   ensure_apt pkg-config libopus-dev
 }
 
+# Headless Chromium and the node packages of the browser tests (gateway/tests/browser: the
+# driver uses playwright-core with Debian's /usr/bin/chromium, never a downloaded browser).
+ensure_browser_deps() {
+  ensure_apt chromium
+  command -v npm >/dev/null || ensure_apt nodejs npm
+  (cd "$ROOT/gateway/tests/browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
 # A Python virtualenv under target/ with the packages given, for the audio-quality tests.
 # Prints the path of its python.
 python_env() {
