@@ -27,6 +27,7 @@ const view = {
 const testState = {
   registration: 'idle',
   registrationReason: '',
+  registrationStates: [], // every registration state seen, in order
   lastError: '',
   call: null, // {direction, number, state, reason, states: [], answeredAt, dtmfSent}
   calls: [], // every call's summary, oldest first
@@ -37,6 +38,7 @@ window.landline = {
   get state() { return testState.registration; },
   get registration() { return testState.registration; },
   get registrationReason() { return testState.registrationReason; },
+  get registrationStates() { return testState.registrationStates; },
   get lastError() { return testState.lastError; },
   get call() { return testState.call; },
   get calls() { return testState.calls; },
@@ -237,6 +239,7 @@ function onRegistrationState(ev) {
   const { state, reason } = ev.detail;
   testState.registration = state;
   testState.registrationReason = reason;
+  testState.registrationStates.push(state);
   document.body.dataset.regState = state;
   view.presence.dataset.state = state;
   view.presenceText.textContent = PRESENCE[state] || state;
@@ -284,14 +287,30 @@ function onRegistrationState(ev) {
       showFormError(`Cannot reach the phone service at ${ua.wsUrl}. ${reason.replace(/^Connection lost; /, 'Retrying: ')}`);
       view.signinButton.textContent = 'Retrying…';
     } else {
-      showBanner(`${reason}.`, 'connection', 'Retry now', () => ua && ua.reconnectNow());
+      showBanner(reconnectText(), 'connection', 'Retry now', () => ua && ua.reconnectNow());
       announce('Connection lost. Reconnecting.');
+      clearInterval(countdown);
+      countdown = setInterval(() => {
+        if (!ua || ua.state !== 'disconnected' || view.banner.dataset.kind !== 'connection') {
+          clearInterval(countdown);
+          return;
+        }
+        view.bannerText.textContent = reconnectText();
+      }, 1000);
     }
     updateControls();
   }
 }
 
 // --- banner and announcements ----------------------------------------------------------------
+
+let countdown = null;
+
+function reconnectText() {
+  const left = ua && ua.reconnectAt ? Math.max(0, Math.ceil((ua.reconnectAt - Date.now()) / 1000)) : 0;
+  if (ua && /refused/i.test(ua.reason)) return `${ua.reason}. Trying again shortly.`;
+  return left > 0 ? `Connection lost. Reconnecting in ${left} s…` : 'Connection lost. Reconnecting…';
+}
 
 function showBanner(text, kind, actionLabel, action) {
   view.bannerText.textContent = text;
@@ -321,7 +340,7 @@ function announce(text) {
 
 async function microphone() {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    throw new MicError('This page needs a secure connection (https) to use your microphone.');
+    throw new MicError('Microphone unavailable', 'This page needs a secure connection (https) to use it.');
   }
   try {
     return await navigator.mediaDevices.getUserMedia({
@@ -330,19 +349,25 @@ async function microphone() {
     });
   } catch (e) {
     if (e.name === 'NotAllowedError' || e.name === 'SecurityError') {
-      throw new MicError('Microphone blocked. Allow microphone access for this site (the icon in the address bar), then call again.');
+      throw new MicError('Microphone blocked', 'Allow microphone access for this site (the icon in the address bar), then call again.');
     }
     if (e.name === 'NotFoundError' || e.name === 'OverconstrainedError') {
-      throw new MicError('No microphone found. Connect one and call again.');
+      throw new MicError('No microphone found', 'Connect one and call again.');
     }
     if (e.name === 'NotReadableError') {
-      throw new MicError('Your microphone is in use by another application.');
+      throw new MicError('Microphone busy', 'Another application is using it.');
     }
-    throw new MicError(`Cannot use the microphone: ${e.message}`);
+    throw new MicError('Microphone unavailable', e.message);
   }
 }
 
-class MicError extends Error {}
+/** A microphone failure: `short` for the call's status line, `message` with what to do. */
+class MicError extends Error {
+  constructor(short, advice) {
+    super(`${short}. ${advice}`);
+    this.short = short;
+  }
+}
 
 // --- calls ----------------------------------------------------------------------------------
 
@@ -384,7 +409,7 @@ async function dial(number) {
     testState.calls.push(pending);
     setError(e.message);
     showBanner(e.message, 'error');
-    finishCallUi(e.message, true);
+    finishCallUi(e.short || e.message, true);
     return;
   }
   if (!canCall()) {

@@ -281,7 +281,6 @@ export class UserAgent extends EventTarget {
     this.credentials = new Credentials(username, password);
     this.state = 'idle';
     this.reason = '';
-    this.instance = randomToken(12);
     this.contactUser = randomToken(8);
     this.viaHost = `${randomToken(12)}.invalid`;
     this.contact = `<sip:${this.contactUser}@${this.viaHost};transport=ws>`;
@@ -532,10 +531,9 @@ export class UserAgent extends EventTarget {
           `From: <${this.aor}>;tag=${this.regFromTag}`,
           `Call-ID: ${this.regCallId}`,
           `CSeq: ${this.regCseq} REGISTER`,
-          `Contact: ${this.contact};+sip.ice;reg-id=1;+sip.instance="<urn:uuid:${uuidFrom(this.instance)}>"`,
+          `Contact: ${this.contact}`,
           `Expires: ${expires}`,
           'Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO',
-          'Supported: path, outbound',
         ];
         if (authorization) headers.push(authorization);
         this.sendRequest({ method: 'REGISTER', uri: `sip:${this.domain}`, headers }, onResponse);
@@ -597,11 +595,6 @@ function grantedExpires(res, contactUser) {
   }
   const e = Number(res.header('expires'));
   return e > 0 ? e : 0;
-}
-
-function uuidFrom(token) {
-  const hex = md5(token);
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 function syntheticResponse(status, reason) {
@@ -750,7 +743,7 @@ export class Call extends EventTarget {
   async invite(target, stream) {
     const ua = this.ua;
     this.callId = randomToken(22);
-    const user = /^[+\d*#]+$/.test(target) ? target : encodeURIComponent(target);
+    const user = /^[+\d*#]+$/.test(target) ? target.replace(/#/g, '%23') : encodeURIComponent(target);
     this.remoteUri = /^sips?:/.test(target) ? target : `sip:${user}@${ua.domain}`;
     this.remoteTarget = this.remoteUri;
     this.setState('calling');
@@ -781,7 +774,6 @@ export class Call extends EventTarget {
         `CSeq: ${this.inviteCseq} INVITE`,
         `Contact: ${ua.contact}`,
         'Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO',
-        'Supported: outbound',
       ];
       if (authorization) headers.push(authorization);
       this.inviteBranch = ua.sendRequest({ method: 'INVITE', uri: this.remoteUri, headers, body: sdp }, onResponse);

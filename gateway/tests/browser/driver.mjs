@@ -11,10 +11,12 @@
 //   --screenshots DIR  where `screenshot NAME` writes NAME.png (default: the temp dir)
 //   --timeout S        the limit for each waiting step (default 20)
 //   --skip S           seconds of remote audio skipped before recording (default 2)
+//   --deny-mic 1       the browser refuses the microphone (as a user clicking "Block")
 //
 // Steps, run in order (a step that fails ends the run with "ok": false):
 //   register                 fill the form, sign in, wait for registered or failed
 //   expect-registered        fail unless registered
+//   wait-registration STATE  wait until the registration is in STATE (disconnected, registered...)
 //   call NUMBER              type NUMBER on the keyboard and press the call button
 //   wait-state STATE         wait until the call reaches STATE (ringing, early, connected, ended)
 //   wait-media               wait until the call's RTCPeerConnection is connected
@@ -81,7 +83,7 @@ function parseArgs(argv) {
 }
 
 const ARITY = {
-  register: 0, 'expect-registered': 0, call: 1, 'wait-state': 1, 'wait-media': 0, record: 1, dtmf: 1,
+  register: 0, 'expect-registered': 0, 'wait-registration': 1, call: 1, 'wait-state': 1, 'wait-media': 0, record: 1, dtmf: 1,
   hangup: 0, 'wait-ended': 0, 'answer-incoming': 0, 'decline-incoming': 0, 'wait-incoming': 0,
   sleep: 1, screenshot: 1, 'sign-out': 0, click: 1, 'call-echo': -1, 'call-number': 1,
 };
@@ -157,7 +159,8 @@ async function main() {
   const args = [
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+    '--use-fake-device-for-media-stream',
+    opts['deny-mic'] ? '--use-fake-ui-for-media-stream=deny' : '--use-fake-ui-for-media-stream',
     `--use-file-for-fake-audio-capture=${wav}`, '--autoplay-policy=no-user-gesture-required',
     '--allow-loopback-in-peer-connection',
   ];
@@ -182,6 +185,7 @@ async function main() {
     const s = await page.evaluate(() => ({
       registration: window.landline?.registration ?? null,
       registrationReason: window.landline?.registrationReason ?? null,
+      registrationStates: window.landline?.registrationStates ?? [],
       lastError: window.landline?.lastError ?? null,
       call: window.landline?.call ?? null,
       calls: window.landline?.calls ?? [],
@@ -191,7 +195,8 @@ async function main() {
       pcState: window.landline?.pc?.connectionState ?? null,
     }));
     Object.assign(result, {
-      registration: s.registration, registrationReason: s.registrationReason, lastError: s.lastError,
+      registration: s.registration, registrationReason: s.registrationReason,
+      registrationStates: s.registrationStates, lastError: s.lastError,
       call: s.call, calls: s.calls, formError: s.formError, bodyRegState: s.regAttr, bodyCallState: s.callAttr,
       pcState: s.pcState,
     });
@@ -225,6 +230,9 @@ async function main() {
     async 'expect-registered'() {
       const s = await snapshot();
       if (s.registration !== 'registered') throw new Error(`not registered: ${s.registration} ${s.registrationReason}`);
+    },
+    async 'wait-registration'(state) {
+      await waitFor(`registration ${state}`, (s) => window.landline.registration === s, state);
     },
     async call(number) {
       await page.click('#number');
