@@ -10,7 +10,7 @@ use landline_sip::ua::{Authenticator, Config as UaConfig, Registrar, UserAgent};
 
 use crate::calls::Signalling;
 use crate::config::Config;
-use crate::edge::{Edge, EdgeConfig, EdgeError};
+use crate::edge::{Edge, EdgeConfig, EdgeError, HttpEdgeConfig};
 use crate::media::{MediaError, MediaPlane, PortPool};
 use crate::ops::cdr::{CdrError, CdrWriter};
 use crate::ops::metrics::{self, MetricsError};
@@ -68,7 +68,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             }
         }
     });
-    let (edge, inbound) = Edge::start(edge_config(&config)).await?;
+    let (edge, inbound) = Edge::start(edge_config(&config), metrics.clone()).await?;
     let ua = user_agent(&config);
     let config = Arc::new(config);
     let signalling = Signalling::new(
@@ -131,6 +131,22 @@ fn edge_config(config: &Config) -> EdgeConfig {
         limits: config.sip.limits(),
         max_connections: 10_000,
         idle_timeout: Duration::from_secs(600),
+        http: Some(HttpEdgeConfig {
+            listen: config.http.listen,
+            secure: config.http.secure_listener().map(|t| {
+                (
+                    t.listen,
+                    crate::edge::TlsFiles {
+                        cert: t.cert,
+                        key: t.key,
+                    },
+                )
+            }),
+            ws_path: config.http.ws_path.clone(),
+            allowed_origins: config.http.allowed_origins.clone(),
+            ping_interval: config.http.ping_interval,
+            idle_timeout: config.http.idle_timeout,
+        }),
     }
 }
 

@@ -22,7 +22,7 @@ use landline_sip::ua::{CallId as LegId, Event, Reason, RequestId, UserAgent};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, TrunkTransport};
-use crate::edge::{Edge, Inbound};
+use crate::edge::{Closed, Edge, EdgeEvent, EdgeEvents};
 use crate::media::{
     CallKind, CallSpec, Command, LatchPolicy, LegRole, LegSpec, MediaCallId, MediaEvent, MediaPlane,
 };
@@ -103,7 +103,7 @@ impl Signalling {
     /// active ones have ended (or `drain_limit` passed).
     pub async fn run(
         mut self,
-        mut inbound: mpsc::Receiver<Inbound>,
+        mut inbound: EdgeEvents,
         mut media_events: mpsc::Receiver<MediaEvent>,
         mut stop: tokio::sync::watch::Receiver<bool>,
         drain_limit: Duration,
@@ -118,10 +118,13 @@ impl Signalling {
                 .map(tokio::time::Instant::from_std)
                 .unwrap_or_else(|| tokio::time::Instant::now() + HOUSEKEEPING);
             tokio::select! {
-                Some(message) = inbound.recv() => {
-                    let now = Instant::now();
-                    self.ua.handle_receive(now, message.source, message.transport, &message.data);
-                }
+                Some(event) = inbound.recv() => match event {
+                    EdgeEvent::Received(message) => {
+                        let now = Instant::now();
+                        self.ua.handle_receive(now, message.source, message.transport, &message.data);
+                    }
+                    EdgeEvent::Closed(closed) => self.connection_closed(Instant::now(), closed),
+                },
                 Some(event) = media_events.recv() => self.on_media_event(Instant::now(), event),
                 _ = tokio::time::sleep_until(wake) => self.ua.handle_timeout(Instant::now()),
                 _ = housekeeping.tick() => self.housekeeping(Instant::now()),
@@ -229,6 +232,30 @@ impl Signalling {
                 self.registration_result(id, false);
             }
             Event::OptionsResult { id, status } => self.probe_result(id, status),
+        }
+    }
+
+    /// A client's WebSocket closed: nothing can reach it until it connects again, so its
+    /// registrations go (a DID call rings its other bindings, or gets 480), and an answered
+    /// call over that connection ends now rather than at the RTP timeout.
+    fn connection_closed(&mut self, now: Instant, closed: Closed) {
+        let Closed { peer, transport } = closed;
+        let removed = self
+            .ua
+            .registrar_mut()
+            .map_or(0, |r| r.remove_source(peer, &transport));
+        let over_it: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.client
+                    .is_some_and(|leg| self.ua.peer(leg) == Some((peer, transport.clone())))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        tracing::info!(%peer, %transport, bindings = removed, calls = over_it.len(), "client connection closed");
+        for id in over_it {
+            self.end_call(now, id, EndedBy::Client, "client_disconnected", None);
         }
     }
 

@@ -154,6 +154,17 @@ pub struct HttpConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `secure_listen`.
     pub tls_key: Option<PathBuf>,
+    /// Origins (`https://phone.example.com`) whose pages may open a SIP WebSocket; empty
+    /// allows any (clients still need a password). Clients that send no Origin (native apps)
+    /// are let through, since only browsers can be made to connect by another site's page.
+    pub allowed_origins: Vec<String>,
+    /// How often an open WebSocket is pinged, so dead clients are noticed and NATs keep state.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// A WebSocket that sends nothing (not even a pong) for this long is closed, and its
+    /// registrations with it.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -164,6 +175,9 @@ impl Default for HttpConfig {
             secure_listen: any(8443),
             tls_cert: None,
             tls_key: None,
+            allowed_origins: Vec::new(),
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
         }
     }
 }
@@ -180,7 +194,65 @@ impl HttpConfig {
 
     pub(crate) fn validate(&self, layers: &Layers) -> Result<(), ConfigError> {
         cert_pair(layers, "http", &self.tls_cert, &self.tls_key)?;
-        url_path(layers, "http.ws_path", &self.ws_path)
+        url_path(layers, "http.ws_path", &self.ws_path)?;
+        if matches!(
+            self.ws_path.as_str(),
+            "/" | "/index.html" | "/app.js" | "/app.css" | "/sip.js"
+        ) {
+            return Err(layers.invalid(
+                "http.ws_path",
+                format!("`{}` is a file of the web dialer", self.ws_path),
+                "keep the default `/ws`, or pick another path",
+            ));
+        }
+        for origin in &self.allowed_origins {
+            if !is_origin(origin) {
+                return Err(layers.invalid(
+                    "http.allowed_origins",
+                    format!("`{origin}` is not an origin"),
+                    "write each as a browser sends it: scheme and host, optional port, no path \
+                     or trailing slash (e.g. `https://phone.example.com`)",
+                ));
+            }
+        }
+        if self.ping_interval.is_zero() || self.idle_timeout < self.ping_interval * 2 {
+            return Err(layers.invalid(
+                "http.idle_timeout",
+                format!(
+                    "{:?} with pings every {:?} would close live clients between pings",
+                    self.idle_timeout, self.ping_interval
+                ),
+                "make idle_timeout at least twice ping_interval (defaults: 30s and 90s)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `http://host[:port]` or `https://host[:port]`, as a browser writes an `Origin` header.
+fn is_origin(origin: &str) -> bool {
+    let Some(authority) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let allowed =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']');
+    if authority.is_empty() || !authority.bytes().all(allowed) {
+        return false;
+    }
+    // An IPv6 literal keeps its colons inside brackets; a port follows the last `:` outside.
+    let after_host = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, rest)) if !ip.is_empty() => rest,
+            _ => return false,
+        },
+        None => authority.find(':').map_or("", |i| &authority[i..]),
+    };
+    match after_host.strip_prefix(':') {
+        Some(port) => port.parse::<u16>().is_ok(),
+        None => after_host.is_empty() && !authority.starts_with(':'),
     }
 }
 

@@ -537,3 +537,49 @@ fn trunks_format_numbers_as_the_carrier_wants() {
     let plain = load(TRUNK).expect("valid");
     assert_eq!(plain.trunks[0].format_number(&us), "+15551230002");
 }
+
+#[test]
+fn websocket_settings_are_checked() {
+    let config = load(
+        "[http]\nallowed_origins = [\"https://phone.example.com\", \"http://127.0.0.1:8080\", \
+         \"https://[::1]:8443\"]\nping_interval = \"10s\"\nidle_timeout = \"25s\"\n",
+    )
+    .expect("valid origins and timers");
+    assert_eq!(config.http.allowed_origins.len(), 3);
+    assert_eq!(config.http.idle_timeout, std::time::Duration::from_secs(25));
+    let defaults = load("").expect("an empty file is valid");
+    assert!(
+        defaults.http.allowed_origins.is_empty(),
+        "any origin by default"
+    );
+    for bad in [
+        "https://phone.example.com/",
+        "phone.example.com",
+        "https://phone.example.com/dialer",
+        "https://phone.example.com:99999",
+        "ftp://phone.example.com",
+        "https://",
+        "https://[::1",
+    ] {
+        assert_error(
+            &format!("[http]\nallowed_origins = [\"{bad}\"]\n"),
+            "http.allowed_origins",
+            &[bad, "not an origin", "https://phone.example.com"],
+        );
+    }
+    assert_error(
+        "[http]\nping_interval = \"30s\"\nidle_timeout = \"40s\"\n",
+        "http.idle_timeout",
+        &["twice ping_interval"],
+    );
+    assert_error(
+        "[http]\nping_interval = \"0s\"\n",
+        "http.idle_timeout",
+        &["twice ping_interval"],
+    );
+    assert_error(
+        "[http]\nws_path = \"/app.js\"\n",
+        "http.ws_path",
+        &["web dialer", "/ws"],
+    );
+}

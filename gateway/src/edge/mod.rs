@@ -1,15 +1,22 @@
-//! The SIP edge: UDP, TCP and TLS transports that carry bytes between the network and the
-//! sans-IO user agent, and nothing else.
+//! The SIP edge: UDP, TCP, TLS and WebSocket transports that carry bytes between the network
+//! and the sans-IO user agent, and the HTTP listener that serves the web dialer's page on the
+//! WebSocket port.
 //!
-//! Every received datagram or stream frame goes to the signalling core as an [`Inbound`] over one
-//! bounded channel; everything the core wants sent comes back as a
+//! Every received datagram, stream frame or WebSocket message goes to the signalling core as an
+//! [`Inbound`]; a closed WebSocket as a [`Closed`] (its registrations must go), both read through
+//! [`EdgeEvents`]. Everything the core wants sent comes back as a
 //! [`Transmit`](landline_sip::transaction::Transmit), routed by transport and destination: UDP
 //! from the listening socket (so responses leave from the port requests came to), TCP and TLS
-//! down the connection the peer opened, or a new one we open to it.
+//! down the connection the peer opened, or a new one we open to it, WS and WSS only down the
+//! connection the client opened (nobody can connect to a browser).
 
+mod assets;
+mod http;
 mod stream;
 mod udp;
+mod ws;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +25,16 @@ use dashmap::DashMap;
 use landline_sip::message::{Limits, Transport};
 use landline_sip::transaction::Transmit;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+use crate::ops::metrics::Metrics;
 
 pub use stream::TlsFiles;
 
 /// Messages held for the signalling core before transports wait (backpressure).
 const INBOUND_QUEUE: usize = 4096;
+/// Connection closures held for the signalling core.
+const CLOSED_QUEUE: usize = 1024;
 
 /// Bytes that arrived from the network, for the signalling core.
 #[derive(Debug)]
@@ -50,6 +62,77 @@ pub struct EdgeConfig {
     pub max_connections: usize,
     /// A stream connection idle this long is closed.
     pub idle_timeout: Duration,
+    /// The HTTP/WebSocket listeners, if enabled.
+    pub http: Option<HttpEdgeConfig>,
+}
+
+/// How the HTTP listeners (web dialer and SIP over WebSocket) are set up.
+#[derive(Debug, Clone)]
+pub struct HttpEdgeConfig {
+    /// HTTP and WS listen address.
+    pub listen: SocketAddr,
+    /// HTTPS and WSS listen address and certificate, if enabled.
+    pub secure: Option<(SocketAddr, TlsFiles)>,
+    /// The path WebSocket upgrades are accepted on.
+    pub ws_path: String,
+    /// Origins whose pages may open a WebSocket; empty means any.
+    pub allowed_origins: Vec<String>,
+    /// How often an open WebSocket is pinged.
+    pub ping_interval: Duration,
+    /// A WebSocket that sends nothing (not even a pong) this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// A connection that can no longer carry messages: its peer is unreachable until it connects
+/// again, so the signalling core drops what it registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// The peer's address (the `source` its messages came with).
+    pub peer: SocketAddr,
+    /// Its transport.
+    pub transport: Transport,
+}
+
+/// What the edge tells the signalling core.
+#[derive(Debug)]
+pub enum EdgeEvent {
+    /// A message arrived.
+    Received(Inbound),
+    /// A WebSocket closed.
+    Closed(Closed),
+}
+
+/// The receiving end of the edge, for the signalling core.
+///
+/// A connection's messages come before its [`EdgeEvent::Closed`]: they travel on separate
+/// channels, so a closure is held back until the messages queued before it are out.
+#[derive(Debug)]
+pub struct EdgeEvents {
+    inbound: mpsc::Receiver<Inbound>,
+    closed: mpsc::Receiver<Closed>,
+    held: VecDeque<Closed>,
+}
+
+impl EdgeEvents {
+    /// The next event; `None` once every transport has stopped. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<EdgeEvent> {
+        loop {
+            if let Ok(message) = self.inbound.try_recv() {
+                return Some(EdgeEvent::Received(message));
+            }
+            if let Some(closed) = self.held.pop_front() {
+                return Some(EdgeEvent::Closed(closed));
+            }
+            tokio::select! {
+                biased;
+                Some(message) = self.inbound.recv() => return Some(EdgeEvent::Received(message)),
+                // A closure is sent after its connection's last message: anything that
+                // connection queued is visible now, and goes first (top of the loop).
+                Some(closed) = self.closed.recv() => self.held.push_back(closed),
+                else => return None,
+            }
+        }
+    }
 }
 
 /// Errors of the SIP edge.
@@ -78,13 +161,34 @@ pub enum EdgeError {
 pub struct Edge {
     udp: Option<Arc<tokio::net::UdpSocket>>,
     streams: Arc<stream::Streams>,
+    websockets: Arc<ws::WebSockets>,
+    http_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
 }
 
 impl Edge {
     /// Binds every configured listener and starts their tasks; returns the edge and the
     /// receiver of everything that arrives.
-    pub async fn start(config: EdgeConfig) -> Result<(Edge, mpsc::Receiver<Inbound>), EdgeError> {
+    pub async fn start(
+        config: EdgeConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Edge, EdgeEvents), EdgeError> {
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+        let (closed_tx, closed_rx) = mpsc::channel(CLOSED_QUEUE);
+        let (ping_interval, ws_idle) = config
+            .http
+            .as_ref()
+            .map_or((config.idle_timeout, config.idle_timeout), |h| {
+                (h.ping_interval, h.idle_timeout)
+            });
+        let websockets = Arc::new(ws::WebSockets::new(
+            config.limits.clone(),
+            ping_interval,
+            ws_idle,
+            inbound_tx.clone(),
+            closed_tx,
+            metrics.clone(),
+        ));
         let udp = match config.udp {
             Some(address) => Some(udp::start(address, inbound_tx.clone()).await?),
             None => None,
@@ -101,7 +205,34 @@ impl Edge {
         if let Some((address, files)) = config.tls {
             stream::listen_tls(streams.clone(), address, &files).await?;
         }
-        Ok((Edge { udp, streams }, inbound_rx))
+        let (mut http_addr, mut https_addr) = (None, None);
+        if let Some(http) = config.http {
+            let server = Arc::new(http::HttpServer::new(
+                http.ws_path,
+                http.allowed_origins,
+                websockets.clone(),
+                metrics,
+                config.max_connections,
+            ));
+            http_addr = Some(http::listen(server.clone(), http.listen, None).await?);
+            if let Some((address, files)) = http.secure {
+                let acceptor = TlsAcceptor::from(Arc::new(stream::server_config(&files)?));
+                https_addr = Some(http::listen(server, address, Some(acceptor)).await?);
+            }
+        }
+        let edge = Edge {
+            udp,
+            streams,
+            websockets,
+            http_addr,
+            https_addr,
+        };
+        let events = EdgeEvents {
+            inbound: inbound_rx,
+            closed: closed_rx,
+            held: VecDeque::new(),
+        };
+        Ok((edge, events))
     }
 
     /// The local UDP address, once bound (useful when configured with port 0).
@@ -112,6 +243,16 @@ impl Edge {
     /// The local TCP address, once bound.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.streams.tcp_addr()
+    }
+
+    /// The local HTTP/WS address, if that listener is enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The local HTTPS/WSS address, if that listener is enabled.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// Sends what the user agent produced. Never waits on the network: a stream message is
@@ -126,6 +267,7 @@ impl Edge {
                 }
             }
             Transport::Tcp | Transport::Tls => self.streams.send(transmit),
+            Transport::Ws | Transport::Wss => self.websockets.send(transmit),
             other => tracing::warn!(transport = %other.as_str(), "no such SIP transport here"),
         }
     }
@@ -133,6 +275,11 @@ impl Edge {
     /// Open stream connections, for metrics and leak checks.
     pub fn connections(&self) -> usize {
         self.streams.count()
+    }
+
+    /// Open WebSocket connections.
+    pub fn websockets(&self) -> usize {
+        self.websockets.count()
     }
 }
 

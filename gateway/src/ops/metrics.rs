@@ -103,7 +103,12 @@ pub const METRIC_NAMES: &[&str] = &[
     "landline_panics_total",
     "landline_cdr_dropped_total",
     "landline_cdr_write_errors_total",
+    "landline_websocket_connections",
+    "landline_http_requests_total",
 ];
+
+/// HTTP status classes, the label of `landline_http_requests_total`.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// The gateway's registered metric handles. Cheap to call from anywhere (atomics).
 #[derive(Debug)]
@@ -119,6 +124,8 @@ pub struct Metrics {
     panics: Counter,
     cdr_dropped: Counter,
     cdr_write_errors: Counter,
+    websocket_connections: Gauge,
+    http_requests: [Counter; 5],
 }
 
 #[derive(Debug)]
@@ -166,6 +173,9 @@ impl Metrics {
                 panics: counter!("landline_panics_total"),
                 cdr_dropped: counter!("landline_cdr_dropped_total"),
                 cdr_write_errors: counter!("landline_cdr_write_errors_total"),
+                websocket_connections: gauge!("landline_websocket_connections"),
+                http_requests: STATUS_CLASSES
+                    .map(|class| counter!("landline_http_requests_total", "status" => class)),
             }
         })
     }
@@ -213,6 +223,22 @@ impl Metrics {
     /// Writing a call record failed.
     pub(crate) fn cdr_write_failed(&self) {
         self.cdr_write_errors.increment(1);
+    }
+
+    /// A SIP WebSocket connection opened.
+    pub(crate) fn websocket_opened(&self) {
+        self.websocket_connections.increment(1.0);
+    }
+
+    /// A SIP WebSocket connection that [`websocket_opened`](Self::websocket_opened) closed.
+    pub(crate) fn websocket_closed(&self) {
+        self.websocket_connections.decrement(1.0);
+    }
+
+    /// The HTTP listener answered with `status` (counted by class: 1xx–5xx).
+    pub(crate) fn http_response(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.http_requests[class].increment(1);
     }
 
     /// Copies the media shards' counters and the RTP port use into the metrics.
@@ -350,6 +376,16 @@ fn describe() {
         "landline_cdr_write_errors_total",
         Unit::Count,
         "Call records that could not be written."
+    );
+    describe_gauge!(
+        "landline_websocket_connections",
+        Unit::Count,
+        "SIP over WebSocket connections open (WS and WSS)."
+    );
+    describe_counter!(
+        "landline_http_requests_total",
+        Unit::Count,
+        "HTTP requests answered (page, files, WebSocket upgrades), by status class."
     );
 }
 

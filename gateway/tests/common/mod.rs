@@ -44,6 +44,8 @@ pub struct Gateway {
     child: Child,
     pub sip: SocketAddr,
     pub metrics: SocketAddr,
+    /// The web dialer and SIP over WebSocket (`ws://{http}/ws`).
+    pub http: SocketAddr,
     pub dir: PathBuf,
 }
 
@@ -58,6 +60,7 @@ impl Gateway {
     pub fn start_with_env(trunks: &[TestTrunk], env: &[(&str, &str)]) -> Gateway {
         let sip_port = free_port();
         let metrics_port = free_port();
+        let http_port = free_port();
         let dir =
             std::env::temp_dir().join(format!("landline-gw-{}-{sip_port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -92,7 +95,7 @@ password = "{PASSWORD}"
 dids = ["+15551230001"]
 country = "1"
 "#,
-            http = free_port(),
+            http = http_port,
             https = free_port(),
             cdr = dir.join("cdr.jsonl").display(),
         );
@@ -137,6 +140,7 @@ probe_down_after = 2
             child,
             sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
             metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+            http: SocketAddr::from(([127, 0, 0, 1], http_port)),
             dir,
         };
         gateway.wait_ready();
@@ -262,19 +266,21 @@ probe_down_after = 2
         values.iter().sum()
     }
 
-    /// Asserts nothing is left over: no active call, no RTP port in use.
+    /// Asserts nothing is left over: no active call, no RTP port in use, no WebSocket open.
     pub fn assert_idle(&self) {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let calls = self.metric("landline_calls_active");
             let ports = self.metric("landline_rtp_ports_in_use");
             let shard_calls = self.metric("landline_shard_calls");
-            if calls == 0.0 && ports == 0.0 && shard_calls == 0.0 {
+            let websockets = self.metric("landline_websocket_connections");
+            if calls == 0.0 && ports == 0.0 && shard_calls == 0.0 && websockets == 0.0 {
                 return;
             }
             if Instant::now() > deadline {
                 panic!(
-                    "gateway not idle: calls {calls}, shard calls {shard_calls}, ports {ports}\n{}",
+                    "gateway not idle: calls {calls}, shard calls {shard_calls}, ports {ports}, \
+                     websockets {websockets}\n{}",
                     self.log()
                 );
             }
