@@ -6,11 +6,14 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 use landline_sip::auth::{Challenge, Credentials, DigestClient};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Response;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -21,9 +24,15 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 /// The DID of the harness's user alice.
 const DID: &str = "+15551230001";
 
+/// A byte stream a WebSocket runs on: TCP, or TLS over TCP.
+trait Socket: Read + Write {}
+impl<T: Read + Write> Socket for T {}
+
 /// A SIP-over-WebSocket client, blocking, as a test drives it.
 struct WsClient {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<Box<dyn Socket>>,
+    /// The TCP socket under it, for read timeouts.
+    tcp: TcpStream,
     /// The `.invalid` host it writes in Via and Contact, as browsers do.
     host: String,
     /// Requests sent, for branches and CSeqs.
@@ -33,15 +42,28 @@ struct WsClient {
 impl WsClient {
     /// Connects to the gateway's WebSocket path with the `sip` subprotocol.
     fn connect(gateway: &Gateway) -> WsClient {
-        let (ws, response) = upgrade(gateway.http, Some("sip")).expect("upgrade accepted");
+        let tcp = tcp(gateway.http);
+        let stream: Box<dyn Socket> = Box::new(tcp.try_clone().expect("clone"));
+        WsClient::over(tcp, stream, &format!("ws://{}/ws", gateway.http))
+    }
+
+    /// Connects over TLS (wss://) to `address`, trusting the test CA.
+    fn connect_secure(address: SocketAddr) -> WsClient {
+        let (tcp, stream) = tls(address);
+        WsClient::over(tcp, Box::new(stream), &format!("wss://{address}/ws"))
+    }
+
+    fn over(tcp: TcpStream, stream: Box<dyn Socket>, url: &str) -> WsClient {
+        let (ws, response) = upgrade(stream, url, Some("sip")).expect("upgrade accepted");
         assert_eq!(
             response.headers().get("sec-websocket-protocol"),
             Some(&HeaderValue::from_static("sip")),
             "RFC 7118 §4: the server echoes the sip subprotocol"
         );
-        let port = ws.get_ref().local_addr().map(|a| a.port()).unwrap_or(0);
+        let port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
         WsClient {
             ws,
+            tcp,
             host: format!("c{port}.invalid"),
             sent: 0,
         }
@@ -66,7 +88,7 @@ impl WsClient {
             if left.is_zero() {
                 return Ok(None);
             }
-            let _ = self.ws.get_ref().set_read_timeout(Some(left));
+            let _ = self.tcp.set_read_timeout(Some(left));
             match self.ws.read() {
                 Ok(Message::Text(text)) => return Ok(Some(text.as_str().to_owned())),
                 Ok(Message::Binary(data)) => {
@@ -171,10 +193,7 @@ impl WsClient {
         let _ = self.ws.close(None);
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
-            let _ = self
-                .ws
-                .get_ref()
-                .set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = self.tcp.set_read_timeout(Some(Duration::from_millis(200)));
             match self.ws.read() {
                 Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return,
                 Err(WsError::Io(e)) if e.kind() != std::io::ErrorKind::WouldBlock => return,
@@ -206,24 +225,60 @@ impl Call {
     }
 }
 
-/// An upgrade request to the WebSocket path, with `protocol` offered if given.
-fn upgrade(
-    http: SocketAddr,
+/// A TLS connection to `address` trusting the test CA (`tests/fixtures/make-wss-certs.sh`),
+/// and the TCP socket under it.
+fn tls(
+    address: SocketAddr,
+) -> (
+    TcpStream,
+    rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+) {
+    let pem = std::fs::read(fixture("wss-ca.pem")).expect("test CA");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.expect("PEM")).expect("a CA certificate");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).expect("TLS");
+    let tcp = tcp(address);
+    let stream = rustls::StreamOwned::new(connection, tcp.try_clone().expect("clone"));
+    (tcp, stream)
+}
+
+/// A TCP connection with a read timeout.
+fn tcp(address: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// An upgrade request to `url` over `stream`, with `protocol` offered if given.
+fn upgrade<S: Read + Write>(
+    stream: S,
+    url: &str,
     protocol: Option<&str>,
-) -> Result<(WebSocket<TcpStream>, Response), WsError> {
-    let mut request = format!("ws://{http}/ws")
-        .into_client_request()
-        .expect("request");
+) -> Result<(WebSocket<S>, Response), WsError> {
+    let mut request = url.into_client_request().expect("request");
     if let Some(protocol) = protocol {
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             HeaderValue::from_str(protocol).expect("header"),
         );
     }
-    let stream = TcpStream::connect_timeout(&http, Duration::from_secs(2)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
     tokio_tungstenite::tungstenite::client(request, stream).map_err(|e| match e {
         tokio_tungstenite::tungstenite::HandshakeError::Failure(e) => e,
         tokio_tungstenite::tungstenite::HandshakeError::Interrupted(_) => {
@@ -296,11 +351,12 @@ fn no_trunks() -> Gateway {
 #[test]
 fn an_upgrade_without_the_sip_subprotocol_is_refused() {
     let gateway = no_trunks();
-    match upgrade(gateway.http, None) {
+    let ws_url = format!("ws://{}/ws", gateway.http);
+    match upgrade(tcp(gateway.http), &ws_url, None) {
         Err(WsError::Http(response)) => assert_eq!(response.status().as_u16(), 400),
         other => panic!("upgrade without sip: {:?}", other.map(|(_, r)| r.status())),
     }
-    match upgrade(gateway.http, Some("chat")) {
+    match upgrade(tcp(gateway.http), &ws_url, Some("chat")) {
         Err(WsError::Http(response)) => assert_eq!(response.status().as_u16(), 400),
         other => panic!("upgrade with chat: {:?}", other.map(|(_, r)| r.status())),
     }
@@ -538,6 +594,29 @@ fn a_did_call_rings_the_websocket_registration_and_its_close_unregisters_it() {
         &["-s", DID],
     );
     assert_calls(trunk.finish(), 1, "carrier hears 480", &gateway, &[&trunk]);
+
+    // A client that goes away while its phone rings: the call fails over at once (to 480 here,
+    // no other binding), not after Timer B (64 × T1 = 6.4 s in these tests).
+    let mut client = WsClient::connect(&gateway);
+    client.register(&gateway);
+    wait_registrations(&gateway, 1.0);
+    let started = Instant::now();
+    let mut trunk = Sipp::start(
+        "carrier_call_unavailable",
+        carrier,
+        Some(gateway.sip),
+        1,
+        &["-s", DID],
+    );
+    client.expect("INVITE ", &gateway);
+    client.close();
+    assert_calls(trunk.finish(), 1, "carrier hears 480", &gateway, &[&trunk]);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "480 took {:?}: the closed connection's fork waited for Timer B",
+        started.elapsed()
+    );
+    wait_registrations(&gateway, 0.0);
     gateway.assert_idle();
 }
 
@@ -586,10 +665,7 @@ fn an_oversized_message_closes_only_its_connection() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let code = loop {
         assert!(Instant::now() < deadline, "the big sender was not closed");
-        let _ = big
-            .ws
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_millis(200)));
+        let _ = big.tcp.set_read_timeout(Some(Duration::from_millis(200)));
         match big.ws.read() {
             Ok(Message::Close(frame)) => break frame.map(|f| f.code),
             Ok(_) => {}
@@ -641,8 +717,7 @@ fn keepalives_are_answered_and_a_silent_client_is_closed() {
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
         let _ = client
-            .ws
-            .get_ref()
+            .tcp
             .set_read_timeout(Some(Duration::from_millis(100)));
         match client.ws.read() {
             Ok(Message::Ping(_)) => pinged = true,
@@ -660,8 +735,7 @@ fn keepalives_are_answered_and_a_silent_client_is_closed() {
     let deadline = Instant::now() + Duration::from_secs(3);
     let closed = loop {
         let _ = client
-            .ws
-            .get_ref()
+            .tcp
             .set_read_timeout(Some(Duration::from_millis(200)));
         match client.ws.read() {
             Ok(Message::Close(frame)) => break frame.map(|f| f.code),
@@ -678,5 +752,66 @@ fn keepalives_are_answered_and_a_silent_client_is_closed() {
         tail(&gateway.log())
     );
     assert_eq!(closed, Some(CloseCode::Away));
+    gateway.assert_idle();
+}
+
+#[test]
+fn wss_carries_registration_and_a_did_call_down_the_tls_connection() {
+    let carrier = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (cert, key) = (fixture("wss-server.pem"), fixture("wss-server.key"));
+    let gateway = Gateway::start_with_env(
+        &[TestTrunk {
+            name: "carrier",
+            addr: carrier,
+            probe: false,
+        }],
+        &[
+            ("LANDLINE__HTTP__SECURE_LISTEN", &https.to_string()),
+            ("LANDLINE__HTTP__TLS_CERT", &cert.display().to_string()),
+            ("LANDLINE__HTTP__TLS_KEY", &key.display().to_string()),
+        ],
+    );
+    let mut client = WsClient::connect_secure(https);
+    client.register(&gateway);
+    wait_registrations(&gateway, 1.0);
+
+    let mut trunk = Sipp::start(
+        "carrier_call_busy",
+        carrier,
+        Some(gateway.sip),
+        1,
+        &["-s", DID],
+    );
+    // Only the TLS connection the client opened reaches it: the binding remembers WSS.
+    let invite = client.expect("INVITE ", &gateway);
+    assert!(
+        header(&invite, "Via").is_some_and(|v| v.starts_with("SIP/2.0/WSS ")),
+        "{invite}"
+    );
+    client.respond(&invite, "486 Busy Here");
+    client.expect("ACK ", &gateway);
+    assert_calls(trunk.finish(), 1, "carrier hears busy", &gateway, &[&trunk]);
+    client.close();
+    wait_registrations(&gateway, 0.0);
+    assert!(
+        gateway.log().contains("transport=WSS"),
+        "the connection was WSS:\n{}",
+        tail(&gateway.log())
+    );
+    // The page is served over HTTPS too (the same listener).
+    let (_tcp, mut stream) = tls(https);
+    stream
+        .write_all(format!("GET / HTTP/1.1\r\nHost: {https}\r\n\r\n").as_bytes())
+        .expect("send");
+    let mut page = Vec::new();
+    let _ = stream.read_to_end(&mut page);
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(
+        header(&page, "Content-Security-Policy")
+            .is_some_and(|csp| csp.contains(&format!("wss://{https}"))),
+        "{page}"
+    );
     gateway.assert_idle();
 }

@@ -236,14 +236,16 @@ impl Signalling {
     }
 
     /// A client's WebSocket closed: nothing can reach it until it connects again, so its
-    /// registrations go (a DID call rings its other bindings, or gets 480), and an answered
-    /// call over that connection ends now rather than at the RTP timeout.
+    /// registrations go, a DID call ringing it fails over to its other bindings (or gets 480)
+    /// now rather than after Timer B, and an answered call over it ends now rather than at the
+    /// RTP timeout.
     fn connection_closed(&mut self, now: Instant, closed: Closed) {
         let Closed { peer, transport } = closed;
         let removed = self
             .ua
             .registrar_mut()
             .map_or(0, |r| r.remove_source(peer, &transport));
+        self.ua.handle_transport_error(now, peer, transport.clone());
         let over_it: Vec<u64> = self
             .calls
             .iter()
