@@ -228,7 +228,7 @@ fn carrier_media() -> UdpSocket {
 /// The media address in the gateway's INVITE to the carrier (from SIPp's message log).
 fn offered_media(trunk: &Sipp, limit: Duration) -> Option<SocketAddr> {
     let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
+    loop {
         let log = trunk.messages();
         if let Some(invite) = log.find("INVITE sip:").map(|i| &log[i..]) {
             let ip = invite
@@ -246,9 +246,11 @@ fn offered_media(trunk: &Sipp, limit: Duration) -> Option<SocketAddr> {
                 }
             }
         }
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
-    None
 }
 
 fn pcmu_tone(sequence: u16, timestamp: u32, hz: f64) -> Vec<u8> {
@@ -350,6 +352,19 @@ fn carrier_talks_while(
     heard
 }
 
+/// The share of the energy of 8 kHz `pcm` at `hz`, measured per 50 ms block and summed: unlike
+/// one Goertzel over the whole signal, it does not depend on the tone's phase staying continuous
+/// across gaps (a DTMF digit replaces audio; the browser's stream may restart).
+fn blockwise_tone_ratio(pcm: &[i16], hz: f64) -> f64 {
+    let (mut tone, mut total) = (0.0, 0.0);
+    for block in pcm.chunks_exact(400) {
+        let energy: f64 = block.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        tone += tone_ratio(block, hz, 8000.0) * energy;
+        total += energy;
+    }
+    if total == 0.0 { 0.0 } else { tone / total }
+}
+
 /// Waits until the gateway holds `n` registrations.
 fn wait_registrations(gateway: &Gateway, n: f64) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -361,6 +376,19 @@ fn wait_registrations(gateway: &Gateway, n: f64) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The browser's last SIP messages, for failure reports.
+fn sip_trace(result: &Value) -> String {
+    result["sipLog"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -513,6 +541,10 @@ fn the_echo_number_returns_the_microphone_tone() {
     assert_ok(&result, &web.gateway);
     let audio = &result["audio"];
     let ratio = audio["toneRatio"].as_f64().unwrap_or(0.0);
+    eprintln!(
+        "browser hears {} Hz at {ratio:.3} ({audio})",
+        audio["toneHz"]
+    );
     assert!(
         ratio > 0.5,
         "the echo carries the {MIC_HZ} Hz microphone tone at only {ratio:.2}: {audio}"
@@ -576,8 +608,13 @@ fn a_call_out_through_the_carrier_carries_audio_both_ways_and_rfc4733_digits() {
         "only {} samples reached the carrier",
         heard.pcm.len()
     );
+    if let Ok(dir) = std::env::var("LANDLINE_BROWSER_DUMP") {
+        let bytes: Vec<u8> = heard.pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let _ = std::fs::write(Path::new(&dir).join("carrier.s16"), bytes);
+    }
     let settled = &heard.pcm[8000..];
-    let ratio = tone_ratio(settled, MIC_HZ, 8000.0);
+    let ratio = blockwise_tone_ratio(settled, MIC_HZ);
+    eprintln!("carrier hears {MIC_HZ} Hz at {ratio:.3}");
     assert!(
         ratio > 0.5,
         "the carrier hears the {MIC_HZ} Hz tone at only {ratio:.2}"
@@ -587,9 +624,15 @@ fn a_call_out_through_the_carrier_carries_audio_both_ways_and_rfc4733_digits() {
     // Carrier → browser.
     let audio = &result["audio"];
     let ratio = audio["toneRatio"].as_f64().unwrap_or(0.0);
+    eprintln!(
+        "browser hears {} Hz at {ratio:.3} ({audio})",
+        audio["toneHz"]
+    );
     assert!(
         ratio > 0.5,
-        "the browser hears the carrier's {CARRIER_HZ} Hz at only {ratio:.2}: {audio}"
+        "the browser hears the carrier's {CARRIER_HZ} Hz at only {ratio:.2}: {audio}\n{}\n{}",
+        sip_trace(&result),
+        trunk.messages()
     );
     assert_eq!(result["call"]["reason"], "You hung up");
     let cdrs = web.gateway.wait_cdrs(1);
@@ -676,6 +719,10 @@ fn an_inbound_call_rings_in_the_browser_and_is_answered() {
     assert_eq!(call["reason"], "The other side hung up");
     let audio = &result["audio"];
     let ratio = audio["toneRatio"].as_f64().unwrap_or(0.0);
+    eprintln!(
+        "browser hears {} Hz at {ratio:.3} ({audio})",
+        audio["toneHz"]
+    );
     assert!(
         ratio > 0.5,
         "the browser hears its {MIC_HZ} Hz back through the carrier at only {ratio:.2}: {audio}"

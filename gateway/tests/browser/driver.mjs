@@ -327,6 +327,7 @@ async function main() {
   }
   try {
     await snapshot();
+    if (!result.sipLog) result.sipLog = await page.evaluate(() => window.landline?.sipLog?.slice(-40) ?? []);
   } catch { /* page gone */ }
   await context.close().catch(() => {});
   rmSync(profile, { recursive: true, force: true });
