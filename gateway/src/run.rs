@@ -56,7 +56,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         config.media.rtp_port_min,
         config.media.rtp_port_max,
     ));
-    let (plane, media_events) = MediaPlane::start(shards, ports)?;
+    let webrtc = Some(config.media.bind_address);
+    let (plane, media_events) = MediaPlane::start(shards, ports, webrtc)?;
     let plane = Arc::new(plane);
     let sampler = tokio::spawn({
         let (metrics, plane) = (metrics.clone(), plane.clone());

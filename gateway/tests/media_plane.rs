@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::tone_ratio;
 use landline::media::{
-    CallKind, CallSpec, LatchPolicy, LegCodec, LegSpec, MediaCallId, MediaEvent, MediaPlane,
-    PortPool,
+    CallKind, CallSpec, LatchPolicy, LegCodec, LegSpec, LegTransport, MediaCallId, MediaEvent,
+    MediaPlane, PortPool,
 };
 use landline_codecs::rtp::{RtpHeader, RtpPacket};
 use landline_codecs::{G711Law, OpusDecoder, OpusEncoder, OpusSettings, OutputStream, Timing};
@@ -43,7 +43,7 @@ fn leg(
     ssrc: u32,
 ) -> LegSpec {
     LegSpec {
-        socket: pool.bind(LOOPBACK).expect("bind leg"),
+        transport: LegTransport::Rtp(pool.bind(LOOPBACK).expect("bind leg")),
         remote: Some(remote.local_addr().unwrap()),
         latch,
         codec,
@@ -123,6 +123,14 @@ impl Browser {
     }
 }
 
+/// Where a plain RTP leg's socket listens.
+fn leg_addr(leg: &LegSpec) -> SocketAddr {
+    match &leg.transport {
+        LegTransport::Rtp(socket) => socket.local_addr().expect("local addr"),
+        LegTransport::WebRtc(_) => panic!("not an RTP leg"),
+    }
+}
+
 /// Receives every datagram waiting on `socket`.
 fn drain(socket: &UdpSocket) -> Vec<(Vec<u8>, SocketAddr)> {
     let mut out = Vec::new();
@@ -148,15 +156,12 @@ fn decode_opus(packets: &[Vec<u8>]) -> Vec<i16> {
 #[tokio::test(flavor = "current_thread")]
 async fn a_bridged_call_transcodes_both_ways_over_real_sockets() {
     let pool = Arc::new(PortPool::new(42_000, 42_099));
-    let (plane, mut events) = MediaPlane::start(2, pool.clone()).unwrap();
+    let (plane, mut events) = MediaPlane::start(2, pool.clone(), None).unwrap();
     let client = endpoint();
     let trunk = endpoint();
     let client_leg = leg(&pool, &client, LatchPolicy::Learn, opus_codec(), 0xC1);
     let trunk_leg = leg(&pool, &trunk, LatchPolicy::Strict, pcmu_codec(), 0x71);
-    let (client_port, trunk_port) = (
-        client_leg.socket.local_addr().unwrap(),
-        trunk_leg.socket.local_addr().unwrap(),
-    );
+    let (client_port, trunk_port) = (leg_addr(&client_leg), leg_addr(&trunk_leg));
     let shard = plane
         .add_call(spec(
             1,
@@ -260,11 +265,11 @@ async fn a_bridged_call_transcodes_both_ways_over_real_sockets() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_echo_and_tone_calls_need_nothing_else() {
     let pool = Arc::new(PortPool::new(42_100, 42_199));
-    let (plane, _events) = MediaPlane::start(1, pool.clone()).unwrap();
+    let (plane, _events) = MediaPlane::start(1, pool.clone(), None).unwrap();
     let echo_client = endpoint();
     let tone_client = endpoint();
     let echo_leg = leg(&pool, &echo_client, LatchPolicy::Learn, opus_codec(), 0xE);
-    let echo_port = echo_leg.socket.local_addr().unwrap();
+    let echo_port = leg_addr(&echo_leg);
     plane
         .add_call(spec(1, CallKind::Echo { client: echo_leg }))
         .unwrap();

@@ -7,7 +7,7 @@ use landline_sip::message::StatusCode;
 use landline_sip::sdp::{LocalMedia, Negotiated, Sdp};
 use landline_sip::ua::CallId as LegId;
 
-use crate::media::{MediaCallId, MediaEvent};
+use crate::media::{MediaCallId, MediaEvent, WebRtcSession};
 use crate::ops::cdr::EndedBy;
 use crate::ops::metrics::{Direction, Outcome};
 
@@ -48,6 +48,13 @@ pub(crate) struct LegSession {
     pub(crate) socket: Option<UdpSocket>,
     /// Whether the far side of this leg has put the call on hold.
     pub(crate) remote_held: bool,
+    /// A browser leg's WebRTC session (instead of `socket`), until the media plane takes it.
+    pub(crate) webrtc: Option<Box<WebRtcSession>>,
+    /// Our SDP towards a browser, as str0m wrote it: our answer to its offer, or (inbound)
+    /// our offer with the DTLS role its answer settled. Re-offers are answered from it.
+    pub(crate) webrtc_answer: Option<String>,
+    /// The browser's ICE username fragment: a re-offer with another one restarts ICE.
+    pub(crate) webrtc_peer_ufrag: Option<String>,
 }
 
 /// A call through the gateway.
@@ -70,6 +77,8 @@ pub(crate) struct Call {
     pub(crate) trunk: Option<LegId>,
     /// Index of the trunk carrying the call, into the signalling core's trunk list.
     pub(crate) trunk_index: Option<usize>,
+    /// Which of that trunk's addresses the current INVITE went to.
+    pub(crate) trunk_address: usize,
     /// Whether the trunk's call count was already given back.
     pub(crate) trunk_released: bool,
     /// Outbound: trunks still to try after the current one fails with 503, 408 or a timeout.
@@ -79,6 +88,10 @@ pub(crate) struct Call {
     pub(crate) client_session: LegSession,
     pub(crate) trunk_session: Option<LegSession>,
     pub(crate) media: Option<(MediaCallId, usize)>,
+    /// The shard whose WebRTC port this call's browser sessions name; media must start there.
+    pub(crate) webrtc_shard: Option<usize>,
+    /// Inbound: the WebRTC offer made to each browser registration being rung.
+    pub(crate) webrtc_forks: Vec<(LegId, Box<WebRtcSession>, String)>,
     pub(crate) ringing_sent: bool,
     pub(crate) started: SystemTime,
     pub(crate) answered: Option<SystemTime>,
@@ -89,6 +102,12 @@ pub(crate) struct Call {
     /// The far side's failure as an RFC 3326 `Reason` value, passed on when the call is
     /// refused on the other leg.
     pub(crate) reason: Option<String>,
+    /// The `Reason` of the BYE or CANCEL that ended one leg, passed on with the other leg's.
+    pub(crate) hangup_reason: Option<String>,
+    /// The client leg's SIP Call-ID (the answering registration's, inbound), for the record.
+    pub(crate) client_call_id: Option<String>,
+    /// The trunk leg's SIP Call-ID (the last trunk tried, outbound), for the record.
+    pub(crate) trunk_call_id: Option<String>,
     pub(crate) media_stats: Option<crate::media::CallMediaStats>,
     pub(crate) digits: String,
 }
@@ -104,6 +123,18 @@ impl LegSession {
             negotiated: None,
             socket: None,
             remote_held: false,
+            webrtc: None,
+            webrtc_answer: None,
+            webrtc_peer_ufrag: None,
+        }
+    }
+
+    /// Our answer for this leg's far side, as it goes in a 18x or 200.
+    pub(crate) fn answer_body(&self) -> Option<Vec<u8>> {
+        match (&self.webrtc_answer, &self.answer) {
+            (Some(text), _) => Some(text.clone().into_bytes()),
+            (None, Some(sdp)) => Some(sdp.to_string().into_bytes()),
+            (None, None) => None,
         }
     }
 }
@@ -134,12 +165,15 @@ impl Call {
             fork_failure: None,
             trunk: None,
             trunk_index: None,
+            trunk_address: 0,
             trunk_released: true,
             fallbacks: Vec::new(),
             called_e164: None,
             client_session,
             trunk_session,
             media: None,
+            webrtc_shard: None,
+            webrtc_forks: Vec::new(),
             ringing_sent: false,
             started: SystemTime::now(),
             answered: None,
@@ -147,6 +181,9 @@ impl Call {
             ended_by: None,
             hangup_cause: None,
             reason: None,
+            hangup_reason: None,
+            client_call_id: None,
+            trunk_call_id: None,
             media_stats: None,
             digits: String::new(),
         }

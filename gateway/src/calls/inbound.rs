@@ -3,7 +3,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use landline_sip::message::{NameAddr, SipUri, StatusCode, Uri};
+use landline_sip::message::{NameAddr, SipUri, StatusCode, Transport, Uri};
 use landline_sip::sdp::{self, Codec, Sdp};
 use landline_sip::ua::{CallId as LegId, CallParams};
 
@@ -50,6 +50,7 @@ pub(super) fn start(
         Some(trunk_session),
     );
     call.trunk = Some(leg);
+    call.trunk_call_id = s.ua.sip_call_id(leg).map(str::to_owned);
     call.trunk_index = Some(trunk_index);
     s.calls.insert(id, call);
     s.legs.insert(leg, id);
@@ -178,19 +179,43 @@ pub(super) fn start(
                     Some(source.port()),
                 )
             });
+        // A browser (registered over WebSocket) gets a WebRTC offer of its own; every browser
+        // of the call on one shard, where the call's media will run.
+        let browser = matches!(transport, Transport::Ws | Transport::Wss);
+        let mut webrtc = None;
+        let sdp = if browser {
+            let shard = s.calls.get(&id).and_then(|c| c.webrtc_shard);
+            match s.webrtc_session(now, shard, None) {
+                Ok((session, shard, offer)) => {
+                    let bytes = offer.clone().into_bytes();
+                    webrtc = Some((session, shard, offer));
+                    bytes
+                }
+                Err(error) => {
+                    tracing::warn!(call = id, %error, "cannot offer WebRTC to a browser");
+                    continue;
+                }
+            }
+        } else {
+            body.clone()
+        };
         let params = CallParams {
             target,
             from: Some(NameAddr::new(from_uri.clone())),
             // Where the registration came from, so calls reach clients behind NAT.
             destination: source,
             transport,
-            sdp: Some(body.clone()),
+            sdp: Some(sdp),
             credentials: None,
         };
         let fork = s.ua.call(now, params);
         s.legs.insert(fork, id);
         if let Some(call) = s.calls.get_mut(&id) {
             call.forks.push(fork);
+            if let Some((session, shard, offer)) = webrtc {
+                call.webrtc_forks.push((fork, session, offer));
+                call.webrtc_shard = Some(shard);
+            }
         }
     }
 }
@@ -234,12 +259,40 @@ pub(super) fn fork_answered(
     }
     call.forks.retain(|f| *f != fork);
     call.client = Some(fork);
+    call.client_call_id = s.ua.sip_call_id(fork).map(str::to_owned);
     let losers: Vec<LegId> = call.forks.drain(..).collect();
-    let negotiated = sdp
-        .as_deref()
-        .and_then(|b| Sdp::parse(b).ok())
-        .and_then(|answer| sdp::accept_answer(call.client_session.offer.as_ref()?, &answer).ok());
-    call.client_session.negotiated = negotiated;
+    let browser = call
+        .webrtc_forks
+        .iter()
+        .position(|(f, ..)| *f == fork)
+        .map(|i| call.webrtc_forks.swap_remove(i));
+    // The other browsers' sessions end with their forks.
+    call.webrtc_forks.clear();
+    let mut unused_socket = None;
+    match browser {
+        Some((_, mut session, offer)) => {
+            let answer = sdp.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+            match answer.map(|text| session.accept_answer(now, text)) {
+                Some(Ok(())) => {
+                    call.client_session.webrtc = Some(session);
+                    call.client_session.webrtc_answer =
+                        answer.map(|text| session::settled_offer(&offer, text));
+                    call.client_session.webrtc_peer_ufrag = answer.and_then(session::ice_ufrag);
+                    unused_socket = call.client_session.socket.take();
+                }
+                Some(Err(error)) => {
+                    tracing::info!(call = id, %error, "browser answer refused");
+                }
+                None => {}
+            }
+        }
+        None => {
+            let negotiated = sdp.as_deref().and_then(|b| Sdp::parse(b).ok()).and_then(|answer| {
+                sdp::accept_answer(call.client_session.offer.as_ref()?, &answer).ok()
+            });
+            call.client_session.negotiated = negotiated;
+        }
+    }
     let trunk_answer = call
         .trunk_session
         .as_ref()
@@ -249,10 +302,12 @@ pub(super) fn fork_answered(
         s.legs.remove(&loser);
         s.ua.hangup(now, loser);
     }
-    let usable = s
-        .calls
-        .get(&id)
-        .is_some_and(|c| c.client_session.negotiated.is_some());
+    if let Some(socket) = unused_socket {
+        s.release_rtp(socket);
+    }
+    let usable = s.calls.get(&id).is_some_and(|c| {
+        c.client_session.negotiated.is_some() || c.client_session.webrtc.is_some()
+    });
     if !usable || trunk_answer.is_none() || !s.start_media(id) {
         tracing::warn!(call = id, "client answered without a usable SDP answer");
         if let Some(call) = s.calls.get_mut(&id) {

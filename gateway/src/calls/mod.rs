@@ -10,13 +10,14 @@ mod call;
 mod inbound;
 mod outbound;
 mod session;
+mod trunking;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use landline_sip::message::{SipUri, StatusCode, Transport};
+use landline_sip::message::{StatusCode, Transport};
 use landline_sip::sdp::{self, Sdp};
 use landline_sip::ua::{CallId as LegId, Event, Reason, RequestId, UserAgent};
 use tokio::sync::mpsc;
@@ -24,7 +25,8 @@ use tokio::sync::mpsc;
 use crate::config::{Config, TrunkTransport};
 use crate::edge::{Closed, Edge, EdgeEvent, EdgeEvents};
 use crate::media::{
-    CallKind, CallSpec, Command, LatchPolicy, LegRole, LegSpec, MediaCallId, MediaEvent, MediaPlane,
+    CallKind, CallSpec, Command, LatchPolicy, LegRole, LegSpec, LegTransport, MediaCallId, MediaEvent,
+    MediaPlane, WebRtcIdentity, WebRtcSession,
 };
 use crate::ops::cdr::{CallRecord, CdrWriter, EndedBy, MediaRecord};
 use crate::ops::metrics::Metrics;
@@ -40,15 +42,19 @@ pub struct Signalling {
     config: Arc<Config>,
     routes: RouteTable,
     trunks: Vec<TrunkState>,
-    /// Resolved trunk addresses (first address of each trunk), by trunk index.
-    trunk_addrs: Vec<Option<SocketAddr>>,
     calls: HashMap<u64, Call>,
     legs: HashMap<LegId, u64>,
     media_calls: HashMap<MediaCallId, u64>,
-    probes: HashMap<RequestId, usize>,
+    /// OPTIONS probes in flight: (trunk, address) by request.
+    probes: HashMap<RequestId, (usize, usize)>,
     registrations: HashMap<RequestId, usize>,
+    /// Trunk legs failed by the transport (see `trunking.rs`), while their failure is handled.
+    transport_failed: std::collections::HashSet<LegId>,
     metrics: Arc<Metrics>,
     cdr: CdrWriter,
+    /// The DTLS identity every browser session presents; `None` if it could not be made, and
+    /// then browser offers are refused.
+    webrtc: Option<WebRtcIdentity>,
     next_call: u64,
     rng: u64,
     draining: bool,
@@ -68,16 +74,7 @@ impl Signalling {
         cdr: CdrWriter,
         seed: u64,
     ) -> Self {
-        let now = Instant::now();
-        let trunks: Vec<TrunkState> = config
-            .trunks
-            .iter()
-            .map(|t| TrunkState::new(t.clone(), now))
-            .collect();
-        for trunk in &trunks {
-            metrics.set_trunk_up(&trunk.config.name, trunk.is_up());
-        }
-        let trunk_addrs = config.trunks.iter().map(resolve_trunk).collect();
+        let trunks = trunking::start_trunks(&config, &edge, &metrics);
         Signalling {
             ua,
             edge,
@@ -85,14 +82,21 @@ impl Signalling {
             routes: RouteTable::new(&config.routes),
             config,
             trunks,
-            trunk_addrs,
             calls: HashMap::new(),
             legs: HashMap::new(),
             media_calls: HashMap::new(),
             probes: HashMap::new(),
             registrations: HashMap::new(),
+            transport_failed: Default::default(),
             metrics,
             cdr,
+            webrtc: match WebRtcIdentity::generate() {
+                Ok(identity) => Some(identity),
+                Err(error) => {
+                    tracing::error!(%error, "no DTLS identity: browser calls will be refused");
+                    None
+                }
+            },
             next_call: 1,
             rng: seed | 1,
             draining: false,
@@ -109,6 +113,7 @@ impl Signalling {
         drain_limit: Duration,
     ) {
         self.start_registrations(Instant::now());
+        let mut transport_failures = self.edge.transport_failures();
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         loop {
@@ -127,6 +132,9 @@ impl Signalling {
                 },
                 Some(event) = media_events.recv() => self.on_media_event(Instant::now(), event),
                 _ = tokio::time::sleep_until(wake) => self.ua.handle_timeout(Instant::now()),
+                Some(failure) = trunking::next_failure(&mut transport_failures) => {
+                    self.transport_failure(Instant::now(), failure);
+                }
                 _ = housekeeping.tick() => self.housekeeping(Instant::now()),
                 changed = stop.changed(), if !self.draining => {
                     if changed.is_err() || *stop.borrow() {
@@ -208,6 +216,12 @@ impl Signalling {
                 }
             }),
             Event::Confirmed { .. } => {}
+            Event::EndReason { call, reason } => self.with_call(call, |s, id| {
+                // The BYE or CANCEL that ends this leg said why: the other leg hears it too.
+                if let Some(c) = s.calls.get_mut(&id) {
+                    c.hangup_reason = Some(reason);
+                }
+            }),
             Event::Ended { call, reason } => self.with_call(call, |s, id| {
                 s.legs.remove(&call);
                 s.leg_ended(now, id, call, reason);
@@ -306,6 +320,36 @@ impl Signalling {
         }
     }
 
+    /// Prepares a browser's session for a new call: on the least loaded shard's WebRTC port,
+    /// answering `offer` if given, else offering. Returns the session, the shard and our SDP.
+    fn webrtc_session(
+        &self,
+        now: Instant,
+        shard: Option<usize>,
+        offer: Option<&[u8]>,
+    ) -> Result<(Box<WebRtcSession>, usize, String), crate::media::MediaError> {
+        use crate::media::MediaError;
+        let identity = self
+            .webrtc
+            .as_ref()
+            .ok_or(MediaError::WebRtc("no DTLS identity".into()))?;
+        let shard = shard.unwrap_or_else(|| self.media.least_loaded());
+        let port = self
+            .media
+            .webrtc_port(shard)
+            .ok_or(MediaError::WebRtc("no WebRTC port".into()))?;
+        let local = SocketAddr::new(self.config.media.public_address, port);
+        let (session, sdp) = match offer {
+            Some(offer) => {
+                let text = std::str::from_utf8(offer)
+                    .map_err(|_| MediaError::WebRtc("offer is not UTF-8".into()))?;
+                WebRtcSession::answer(now, identity, local, text)?
+            }
+            None => WebRtcSession::offer(now, identity, local)?,
+        };
+        Ok((Box::new(session), shard, sdp))
+    }
+
     /// Starts a call's media on a shard; the legs' sockets move to it.
     fn start_media(&mut self, id: u64) -> bool {
         let Some(call) = self.calls.get_mut(&id) else {
@@ -324,7 +368,16 @@ impl Signalling {
             self.rng.wrapping_mul(31).wrapping_add(id),
             self.rng ^ id.rotate_left(17),
         );
-        let client = leg_spec(&mut call.client_session, LatchPolicy::Learn, output(r1));
+        let client = match call.client_session.webrtc.take() {
+            Some(session) => session.codec().map(|codec| LegSpec {
+                transport: LegTransport::WebRtc(session),
+                remote: None,
+                latch: LatchPolicy::Learn,
+                codec,
+                output: output(r1),
+            }),
+            None => leg_spec(&mut call.client_session, LatchPolicy::Learn, output(r1)),
+        };
         let kind = match call.service {
             Service::Bridge => {
                 let trunk = call
@@ -355,7 +408,11 @@ impl Signalling {
             timing: self.config.media.timing(),
             rtp_timeout: self.config.media.rtp_timeout,
         };
-        match self.media.add_call(spec) {
+        let placed = match call.webrtc_shard {
+            Some(shard) => self.media.add_call_on(shard, spec),
+            None => self.media.add_call(spec),
+        };
+        match placed {
             Ok(shard) => {
                 call.media = Some((media_id, shard));
                 self.media_calls.insert(media_id, id);
@@ -453,6 +510,12 @@ impl Signalling {
             .map(|r| ("Reason".to_owned(), r))
             .into_iter()
             .collect();
+        let hangup_reason: Vec<(String, String)> = call
+            .hangup_reason
+            .clone()
+            .map(|r| ("Reason".to_owned(), r))
+            .into_iter()
+            .collect();
         let mut legs: Vec<(LegId, bool)> = Vec::new();
         if let Some(leg) = call.client.take() {
             legs.push((leg, !inbound));
@@ -479,7 +542,7 @@ impl Signalling {
                     .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
                 self.ua.reject_with_headers(now, leg, status, &reason);
             } else {
-                self.ua.hangup(now, leg);
+                self.ua.hangup_with_headers(now, leg, &hangup_reason);
             }
         }
         if let Some(index) = trunk_index {
@@ -536,8 +599,8 @@ impl Signalling {
         );
         self.cdr.record(CallRecord {
             call_id: id.to_string(),
-            client_call_id: None,
-            trunk_call_id: None,
+            client_call_id: call.client_call_id.clone(),
+            trunk_call_id: call.trunk_call_id.clone(),
             direction: call.direction,
             user: call.user.clone(),
             from: call.from.clone(),
@@ -583,6 +646,33 @@ impl Signalling {
             self.ua.reject_offer(now, leg, StatusCode::BAD_REQUEST);
             return;
         };
+        if let Some(previous) = session.webrtc_answer.as_deref() {
+            // A browser's re-offer (hold, unhold) on the same connection: the session on the
+            // shard goes on as it is; our answer is the first one with its direction mirrored.
+            let restart = std::str::from_utf8(body).ok().and_then(session::ice_ufrag);
+            if restart.is_some() && restart != session.webrtc_peer_ufrag {
+                // ICE restart needs the shard's session to take new credentials: not done.
+                tracing::info!(call = id, "browser ICE restart refused");
+                self.ua
+                    .reject_offer(now, leg, StatusCode::NOT_ACCEPTABLE_HERE);
+                return;
+            }
+            let answer = session::webrtc_reanswer(previous, &offer);
+            let held = offer_holds(&offer);
+            let hold_changed = session.remote_held != held;
+            session.remote_held = held;
+            session.webrtc_answer = Some(answer.clone());
+            self.ua.answer_offer(now, leg, answer.into_bytes());
+            if let Some((media_id, shard)) = call.media {
+                let _ = self
+                    .media
+                    .send(shard, Command::SetHold(media_id, role, held));
+            }
+            if hold_changed {
+                self.propagate_hold(now, id, role, held);
+            }
+            return;
+        }
         let current = session.negotiated.as_ref().map(|n| n.codec);
         let mut local = session.local.clone();
         if let Some(codec) = current {
@@ -635,6 +725,11 @@ impl Signalling {
         let (Some(other_leg), Some(other)) = (other_leg, other) else {
             return;
         };
+        if other.webrtc_answer.is_some() {
+            // A browser would need a DTLS re-offer from its session on the shard; it keeps
+            // hearing the held line's silence or music instead.
+            return;
+        }
         let Some(codec) = other.negotiated.as_ref().map(|n| n.codec) else {
             return;
         };
@@ -669,20 +764,7 @@ impl Signalling {
     }
 
     fn housekeeping(&mut self, now: Instant) {
-        for index in 0..self.trunks.len() {
-            // One probe in flight per trunk: a late failure of an older probe must not undo
-            // the answer to a newer one.
-            if self.probes.values().any(|&i| i == index) || !self.trunks[index].probe_due(now) {
-                continue;
-            }
-            let Some(destination) = self.trunk_addrs[index] else {
-                continue;
-            };
-            let transport = sip_transport(self.trunks[index].config.transport);
-            let target = SipUri::new(None, destination.ip().into(), Some(destination.port()));
-            let probe = self.ua.options(now, target, destination, transport);
-            self.probes.insert(probe, index);
-        }
+        self.probe_trunks(now);
         let bindings: usize = self
             .ua
             .registrar()
@@ -697,88 +779,12 @@ impl Signalling {
         self.metrics.set_registrations(bindings);
     }
 
-    fn probe_result(&mut self, id: RequestId, status: StatusCode) {
-        let Some(index) = self.probes.remove(&id) else {
-            return;
-        };
-        let Some(trunk) = self.trunks.get_mut(index) else {
-            return;
-        };
-        if let Some(up) = trunk.probe_result(status) {
-            tracing::warn!(trunk = %trunk.config.name.as_str(), up, status = status.code(), "trunk state changed");
-            self.metrics.set_trunk_up(&trunk.config.name, up);
-        }
-    }
-
-    fn start_registrations(&mut self, now: Instant) {
-        for index in 0..self.trunks.len() {
-            let trunk = &self.trunks[index].config;
-            if trunk.kind != crate::config::TrunkKind::Registration {
-                continue;
-            }
-            let (Some(destination), Some(auth)) = (self.trunk_addrs[index], trunk.auth.as_ref())
-            else {
-                continue;
-            };
-            let host = trunk
-                .addresses
-                .first()
-                .map(|a| a.host.clone())
-                .unwrap_or_default();
-            let Some(host) = landline_sip::message::Host::parse(&host) else {
-                continue;
-            };
-            let params = landline_sip::ua::RegisterParams {
-                registrar: SipUri::new(None, host.clone(), Some(destination.port())),
-                aor: SipUri::new(Some(&auth.username), host, None),
-                destination,
-                transport: sip_transport(trunk.transport),
-                expires: trunk.expires.as_secs().min(u64::from(u32::MAX)) as u32,
-                credentials: Some(landline_sip::auth::Credentials {
-                    username: auth.username.clone(),
-                    password: auth.password.clone(),
-                }),
-            };
-            let id = self.ua.register(now, params);
-            self.registrations.insert(id, index);
-        }
-    }
-
-    fn registration_result(&mut self, id: RequestId, ok: bool) {
-        if let Some(trunk) = self
-            .registrations
-            .get(&id)
-            .and_then(|&i| self.trunks.get_mut(i))
-        {
-            trunk.set_registered(ok);
-            self.metrics.set_trunk_registered(&trunk.config.name, ok);
-        }
-    }
-
     fn hang_up_everything(&mut self, now: Instant) {
         let ids: Vec<u64> = self.calls.keys().copied().collect();
         for id in ids {
             self.end_call(now, id, EndedBy::Gateway, "shutdown", None);
         }
     }
-}
-
-/// A trunk's first address as a socket address. Host names are resolved once, at start (A/AAAA
-/// through the system resolver); a name that does not resolve leaves the trunk unusable, logged.
-fn resolve_trunk(trunk: &crate::config::TrunkConfig) -> Option<SocketAddr> {
-    use std::net::ToSocketAddrs;
-    let address = trunk.addresses.first()?;
-    if let Some(ip) = address.ip() {
-        return Some(SocketAddr::new(ip, address.port));
-    }
-    let resolved = (address.host.as_str(), address.port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next());
-    if resolved.is_none() {
-        tracing::error!(trunk = %trunk.name.as_str(), host = %address.host, "trunk host name does not resolve; calls will skip this trunk");
-    }
-    resolved
 }
 
 /// The media-plane description of a negotiated leg, taking its socket.
@@ -791,7 +797,7 @@ fn leg_spec(
     Some(LegSpec {
         remote: session::remote_of(negotiated),
         codec: session::leg_codec(negotiated),
-        socket: session.socket.take()?,
+        transport: LegTransport::Rtp(session.socket.take()?),
         latch,
         output,
     })

@@ -62,29 +62,60 @@ pub(super) fn start(
     );
     call.user = Some(user.username.as_str().to_owned());
     call.client = Some(leg);
+    call.client_call_id = s.ua.sip_call_id(leg).map(str::to_owned);
     s.calls.insert(id, call);
     s.legs.insert(leg, id);
     s.metrics.call_started(Direction::Outbound);
     tracing::info!(call = id, user = %user.username, dialled = %dialled, "outbound call");
 
-    let Some(offer) = offer.as_deref().and_then(|b| Sdp::parse(b).ok()) else {
+    let offer_bytes = offer;
+    let Some(offer) = offer_bytes.as_deref().and_then(|b| Sdp::parse(b).ok()) else {
         // Offerless INVITEs (offer in our 200) are not supported: every client we serve offers.
         return fail(s, now, id, StatusCode::NOT_ACCEPTABLE_HERE, "no_sdp_offer");
     };
-    let Some(socket) = s.bind_rtp() else {
-        return fail(
-            s,
-            now,
-            id,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "rtp_ports_exhausted",
-        );
-    };
-    let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
-    if let Some(call) = s.calls.get_mut(&id) {
-        call.client_session.local.port = port;
-        call.client_session.socket = Some(socket);
-        call.client_session.remote_offer = Some(offer);
+    if session::is_webrtc_offer(&offer) {
+        // A browser: its session answers now, on a shard's WebRTC port; the answer goes out
+        // with the trunk's progress or answer, or ours for the built-in numbers.
+        match s.webrtc_session(now, None, offer_bytes.as_deref()) {
+            Ok((webrtc, shard, answer)) => {
+                if let Some(call) = s.calls.get_mut(&id) {
+                    call.client_session.webrtc = Some(webrtc);
+                    call.client_session.webrtc_answer = Some(answer);
+                    call.client_session.webrtc_peer_ufrag = offer_bytes
+                        .as_deref()
+                        .and_then(|b| std::str::from_utf8(b).ok())
+                        .and_then(session::ice_ufrag);
+                    call.client_session.remote_offer = Some(offer);
+                    call.webrtc_shard = Some(shard);
+                }
+            }
+            Err(error) => {
+                tracing::info!(call = id, %error, "browser offer refused");
+                return fail(
+                    s,
+                    now,
+                    id,
+                    StatusCode::NOT_ACCEPTABLE_HERE,
+                    "webrtc_offer_refused",
+                );
+            }
+        }
+    } else {
+        let Some(socket) = s.bind_rtp() else {
+            return fail(
+                s,
+                now,
+                id,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rtp_ports_exhausted",
+            );
+        };
+        let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        if let Some(call) = s.calls.get_mut(&id) {
+            call.client_session.local.port = port;
+            call.client_session.socket = Some(socket);
+            call.client_session.remote_offer = Some(offer);
+        }
     }
     if service != Service::Bridge {
         return answer_locally(s, now, id);
@@ -121,7 +152,7 @@ pub(super) fn start(
         call.called_e164 = Some(number);
         call.fallbacks = usable;
     }
-    place_trunk_call(s, now, id, first);
+    place_trunk_call(s, now, id, first, None);
 }
 
 /// Answers the echo and tone numbers ourselves.
@@ -132,17 +163,25 @@ fn answer_locally(s: &mut Signalling, now: Instant, id: u64) {
     let Some(offer) = call.client_session.remote_offer.take() else {
         return;
     };
-    let policy = sdp::PreferenceOrder(call.client_session.local.codecs.clone());
-    let Ok((answer, negotiated)) = sdp::answer(&offer, &call.client_session.local, &policy) else {
-        return fail(
-            s,
-            now,
-            id,
-            StatusCode::NOT_ACCEPTABLE_HERE,
-            "no_common_codec",
-        );
+    let answer = match call.client_session.webrtc_answer.clone() {
+        Some(answer) => answer,
+        None => {
+            let policy = sdp::PreferenceOrder(call.client_session.local.codecs.clone());
+            let Ok((answer, negotiated)) =
+                sdp::answer(&offer, &call.client_session.local, &policy)
+            else {
+                return fail(
+                    s,
+                    now,
+                    id,
+                    StatusCode::NOT_ACCEPTABLE_HERE,
+                    "no_common_codec",
+                );
+            };
+            call.client_session.negotiated = Some(negotiated);
+            answer.to_string()
+        }
     };
-    call.client_session.negotiated = Some(negotiated);
     let leg = call.client;
     if !s.start_media(id) {
         return fail(
@@ -158,16 +197,20 @@ fn answer_locally(s: &mut Signalling, now: Instant, id: u64) {
         call.answered = Some(SystemTime::now());
     }
     if let Some(leg) = leg {
-        s.ua.answer(now, leg, answer.to_string().into_bytes());
+        s.ua.answer(now, leg, answer.into_bytes());
     }
 }
 
-/// INVITEs trunk `index` for the call's number.
-fn place_trunk_call(s: &mut Signalling, now: Instant, id: u64, index: usize) {
-    let (Some(destination), Some(trunk)) = (s.trunk_addrs[index], s.trunks.get(index)) else {
-        return next_trunk_or_fail(s, now, id, StatusCode::SERVICE_UNAVAILABLE);
+/// INVITEs trunk `index` for the call's number, at its first address after `after` that the
+/// probes do not say is down (or the next trunk when none is left).
+fn place_trunk_call(s: &mut Signalling, now: Instant, id: u64, index: usize, after: Option<usize>) {
+    let Some((slot, address, trunk)) = s.trunks.get(index).and_then(|t| {
+        let slot = t.next_address(after)?;
+        Some((slot, t.address(slot)?.clone(), t.config.clone()))
+    }) else {
+        return next_trunk_or_fail(s, now, id, "no_trunk_address".to_owned());
     };
-    let trunk = trunk.config.clone();
+    let destination = address.socket;
     let Some(call) = s.calls.get(&id) else {
         return;
     };
@@ -223,11 +266,7 @@ fn place_trunk_call(s: &mut Signalling, now: Instant, id: u64, index: usize) {
     let offer = sdp::build_offer(&session.local);
     session.offer = Some(offer.clone());
 
-    let host = trunk
-        .addresses
-        .first()
-        .and_then(|a| Host::parse(&a.host))
-        .unwrap_or_else(|| destination.ip().into());
+    let host = Host::parse(&address.host).unwrap_or_else(|| destination.ip().into());
     let called = trunk.format_number(&number);
     let target = SipUri::new(Some(&called), host.clone(), Some(destination.port()));
     let caller = match (trunk.privacy, trunk.from_user) {
@@ -276,13 +315,15 @@ fn place_trunk_call(s: &mut Signalling, now: Instant, id: u64, index: usize) {
     };
     let leg = s.ua.call_with_headers(now, params, &headers);
     call.trunk = Some(leg);
+    call.trunk_call_id = s.ua.sip_call_id(leg).map(str::to_owned);
     call.trunk_index = Some(index);
+    call.trunk_address = slot;
     call.trunk_released = false;
     s.legs.insert(leg, id);
     if let Some(t) = s.trunks.get_mut(index) {
         t.call_started();
     }
-    tracing::info!(call = id, trunk = %trunk.name.as_str(), called = %called, "INVITE to trunk");
+    tracing::info!(call = id, trunk = %trunk.name.as_str(), %destination, called = %called, "INVITE to trunk");
 }
 
 /// 18x from the trunk: relay ringing, or bridge early media with a 183 carrying our SDP.
@@ -330,8 +371,7 @@ pub(super) fn trunk_answered(s: &mut Signalling, now: Instant, id: u64, sdp: Opt
         (true, _) => s
             .calls
             .get(&id)
-            .and_then(|c| c.client_session.answer.as_ref())
-            .map(|a| a.to_string().into_bytes()),
+            .and_then(|c| c.client_session.answer_body()),
         (false, None) => None,
     };
     let Some(answer) = answer else {
@@ -351,12 +391,21 @@ pub(super) fn trunk_answered(s: &mut Signalling, now: Instant, id: u64, sdp: Opt
     }
 }
 
-/// The trunk refused or timed out: try the next trunk on 503/408, else tell the client.
+/// The trunk refused, timed out or could not be reached: on 503, 408 or a transport failure
+/// try the trunk's next address, then the next trunk; else tell the client.
 pub(super) fn trunk_failed(s: &mut Signalling, now: Instant, id: u64, status: StatusCode) {
     let Some(call) = s.calls.get_mut(&id) else {
         return;
     };
-    call.trunk = None;
+    let by_transport = call
+        .trunk
+        .take()
+        .is_some_and(|leg| s.transport_failed.contains(&leg));
+    let cause = if by_transport {
+        "transport_failure".to_owned()
+    } else {
+        format!("carrier_{}", status.code())
+    };
     call.reason = Some(super::call::sip_reason(status));
     if let Some(index) = call.trunk_index {
         if !call.trunk_released {
@@ -366,25 +415,34 @@ pub(super) fn trunk_failed(s: &mut Signalling, now: Instant, id: u64, status: St
             }
         }
     }
-    tracing::info!(call = id, status = status.code(), "trunk refused the call");
+    tracing::info!(
+        call = id,
+        status = status.code(),
+        cause,
+        "trunk refused the call"
+    );
     let retry = matches!(status.code(), 408 | 503) && call.media.is_none();
     if retry {
-        return next_trunk_or_fail(s, now, id, status);
+        let (index, slot) = (call.trunk_index, call.trunk_address);
+        let next_address = index.filter(|&i| {
+            s.trunks
+                .get(i)
+                .is_some_and(|t| t.can_take_call() && t.next_address(Some(slot)).is_some())
+        });
+        return match next_address {
+            Some(index) => place_trunk_call(s, now, id, index, Some(slot)),
+            None => next_trunk_or_fail(s, now, id, cause),
+        };
     }
     let mapped = client_status_for(status);
     if let Some(call) = s.calls.get_mut(&id) {
         call.final_status = Some(mapped);
     }
-    s.end_call(
-        now,
-        id,
-        EndedBy::Trunk,
-        &format!("carrier_{}", status.code()),
-        Some(mapped),
-    );
+    s.end_call(now, id, EndedBy::Trunk, &cause, Some(mapped));
 }
 
-fn next_trunk_or_fail(s: &mut Signalling, now: Instant, id: u64, status: StatusCode) {
+/// The next trunk of the route that can take the call, or the end of the call with `cause`.
+fn next_trunk_or_fail(s: &mut Signalling, now: Instant, id: u64, cause: String) {
     let next = s.calls.get_mut(&id).and_then(|c| {
         while !c.fallbacks.is_empty() {
             let index = c.fallbacks.remove(0);
@@ -395,9 +453,8 @@ fn next_trunk_or_fail(s: &mut Signalling, now: Instant, id: u64, status: StatusC
         None
     });
     match next {
-        Some(index) => place_trunk_call(s, now, id, index),
+        Some(index) => place_trunk_call(s, now, id, index, None),
         None => {
-            let cause = format!("carrier_{}", status.code());
             s.end_call(
                 now,
                 id,
@@ -421,6 +478,10 @@ fn negotiate(s: &mut Signalling, id: u64, trunk_answer: &[u8]) -> Option<Vec<u8>
     }
     let trunk_law = negotiated.codec;
     trunk.negotiated = Some(negotiated);
+    if let Some(answer) = &call.client_session.webrtc_answer {
+        // A browser: always Opus, transcoded; its answer was made with its session.
+        return Some(answer.clone().into_bytes());
+    }
     let offer = call.client_session.remote_offer.as_ref()?;
     let policy = ClientCodecPolicy { trunk_law };
     let (client_answer, client_negotiated) =

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use landline_codecs::G711Law;
-use landline_sip::sdp::{Codec, CodecPolicy, Direction, LocalMedia, Negotiated, OfferedCodec};
+use landline_sip::sdp::{Codec, CodecPolicy, Direction, LocalMedia, Negotiated, OfferedCodec, Sdp};
 
 use crate::media::LegCodec;
 
@@ -59,6 +59,87 @@ pub(crate) fn trunk_media(
         session_id,
         session_version: 1,
     }
+}
+
+/// Whether an offer comes from a WebRTC endpoint (a browser): DTLS-SRTP on its audio, which
+/// only the media plane's WebRTC sessions can answer.
+pub(crate) fn is_webrtc_offer(offer: &Sdp) -> bool {
+    offer
+        .media
+        .iter()
+        .find(|m| m.kind == "audio" && m.port != 0)
+        .is_some_and(|m| m.proto.to_ascii_uppercase().contains("TLS/RTP/SAVP"))
+}
+
+/// Our answer to a browser's re-offer on a running session: the previous answer, its direction
+/// mirroring the offer's (RFC 3264 §6.1) and its `o=` version one higher (§8).
+pub(crate) fn webrtc_reanswer(previous: &str, offer: &Sdp) -> String {
+    let direction = offer
+        .media
+        .iter()
+        .position(|m| m.kind == "audio" && m.port != 0)
+        .map(|i| offer.direction_of(i))
+        .unwrap_or(Direction::SendRecv);
+    let ours = match direction {
+        Direction::SendOnly => "a=recvonly",
+        Direction::RecvOnly => "a=sendonly",
+        Direction::Inactive => "a=inactive",
+        Direction::SendRecv => "a=sendrecv",
+    };
+    previous
+        .split_inclusive('\n')
+        .map(|line| {
+            let text = line.trim_end();
+            if matches!(
+                text,
+                "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive"
+            ) {
+                format!("{ours}\r\n")
+            } else if let Some(origin) = text.strip_prefix("o=") {
+                format!("o={}\r\n", bump_version(origin))
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect()
+}
+
+/// Our offer to a browser as it stands once answered: `a=setup:actpass` becomes the role the
+/// browser's `a=setup` left us (RFC 5763 §5), so a re-offer can be answered from it.
+pub(crate) fn settled_offer(offer: &str, answer: &str) -> String {
+    let browser_active = answer.lines().any(|l| l.trim() == "a=setup:active");
+    let ours = if browser_active {
+        "a=setup:passive"
+    } else {
+        "a=setup:active"
+    };
+    offer
+        .split_inclusive('\n')
+        .map(|line| {
+            if line.trim_end() == "a=setup:actpass" {
+                format!("{ours}\r\n")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect()
+}
+
+/// The ICE username fragment an SDP carries (session or first media level).
+pub(crate) fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:").map(str::to_owned))
+}
+
+/// An `o=` line's value with its session version incremented.
+fn bump_version(origin: &str) -> String {
+    let mut fields: Vec<String> = origin.split(' ').map(str::to_owned).collect();
+    if let Some(version) = fields.get_mut(2) {
+        if let Ok(number) = version.parse::<u64>() {
+            *version = (number + 1).to_string();
+        }
+    }
+    fields.join(" ")
 }
 
 /// The codec a leg negotiated, as the media plane needs it.
@@ -148,6 +229,46 @@ mod tests {
             Some(1)
         );
         assert_eq!(policy.choose(&offered(&[Codec::Pcmu])), None);
+    }
+
+    const WEBRTC_ANSWER: &str = "v=0\r\no=str0m-1 42 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+        a=ice-lite\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n\
+        a=ice-ufrag:ours\r\na=setup:passive\r\na=mid:0\r\na=sendrecv\r\n\
+        a=rtpmap:111 opus/48000/2\r\n";
+
+    fn browser_offer(direction: &str) -> Sdp {
+        let text = format!(
+            "v=0\r\no=- 1 3 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:theirs\r\n\
+             a=mid:0\r\na={direction}\r\na=rtpmap:111 opus/48000/2\r\n"
+        );
+        Sdp::parse(text.as_bytes()).expect("offer parses")
+    }
+
+    #[test]
+    fn a_browser_hold_is_answered_with_the_mirrored_direction_and_a_new_version() {
+        assert!(is_webrtc_offer(&browser_offer("sendrecv")));
+        let held = webrtc_reanswer(WEBRTC_ANSWER, &browser_offer("sendonly"));
+        assert!(held.contains("\r\na=recvonly\r\n"), "{held}");
+        assert!(!held.contains("a=sendrecv"), "{held}");
+        assert!(held.contains("o=str0m-1 42 3 IN IP4"), "{held}");
+        let resumed = webrtc_reanswer(&held, &browser_offer("sendrecv"));
+        assert!(resumed.contains("\r\na=sendrecv\r\n"), "{resumed}");
+        assert!(resumed.contains("o=str0m-1 42 4 IN IP4"), "{resumed}");
+        assert_eq!(ice_ufrag(WEBRTC_ANSWER).as_deref(), Some("ours"));
+    }
+
+    #[test]
+    fn our_offer_takes_the_dtls_role_the_browser_left_us() {
+        let offer = "v=0\r\na=setup:actpass\r\n";
+        assert_eq!(
+            settled_offer(offer, "a=setup:active\r\n"),
+            "v=0\r\na=setup:passive\r\n"
+        );
+        assert_eq!(
+            settled_offer(offer, "a=setup:passive\r\n"),
+            "v=0\r\na=setup:active\r\n"
+        );
     }
 
     #[test]

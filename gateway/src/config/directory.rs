@@ -1,6 +1,7 @@
 //! Who may call and where calls go: `[[users]]`, `[[trunks]]` and `[[routes]]`.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use landline_codecs::G711Law;
@@ -147,6 +148,15 @@ pub struct TrunkConfig {
     /// The transport to use.
     #[serde(default)]
     pub transport: TrunkTransport,
+    /// TLS only: a PEM file of the CA certificates that may sign the carrier's certificate
+    /// (a private CA). When unset, the public web PKI roots built into landline are trusted.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS only: the name the carrier's certificate must carry (SNI and verification); each
+    /// address's host by default. An IP address here is checked against the certificate's
+    /// IP addresses.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
     /// Sources allowed to send calls in. For IP trunks it defaults (at load) to the addresses,
     /// which must then be IP literals; a registration trunk's calls come to its registration
     /// and this may stay empty.
@@ -257,6 +267,7 @@ impl TrunkConfig {
             }
             (None, false) => {}
         }
+        self.validate_tls(layers, key)?;
         if self.allow.is_empty() && self.kind == TrunkKind::Ip {
             for (i, address) in self.addresses.iter().enumerate() {
                 let Some(ip) = address.ip() else {
@@ -334,6 +345,73 @@ impl TrunkConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl TrunkConfig {
+    /// The TLS keys make sense only with `transport = "tls"`; the CA file must hold
+    /// certificates and the server name must be one a certificate can carry.
+    fn validate_tls(&self, layers: &Layers, key: &str) -> Result<(), ConfigError> {
+        if self.transport != TrunkTransport::Tls {
+            for (name, set) in [
+                ("tls_ca", self.tls_ca.is_some()),
+                ("tls_server_name", self.tls_server_name.is_some()),
+            ] {
+                if set {
+                    return Err(layers.invalid(
+                        &format!("{key}.{name}"),
+                        format!("is set but the trunk's transport is `{}`", self.transport),
+                        "set `transport = \"tls\"`, or remove it",
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        if let Some(path) = &self.tls_ca {
+            let certificates = std::fs::read(path).map(|pem| {
+                rustls_pemfile::certs(&mut pem.as_slice())
+                    .filter(Result::is_ok)
+                    .count()
+            });
+            match certificates {
+                Err(e) => {
+                    return Err(layers.invalid(
+                        &format!("{key}.tls_ca"),
+                        format!("`{}` cannot be read: {e}", path.display()),
+                        "point it at the carrier's CA certificates (a PEM file), or remove it \
+                         to trust the public roots",
+                    ));
+                }
+                Ok(0) => {
+                    return Err(layers.invalid(
+                        &format!("{key}.tls_ca"),
+                        format!("`{}` holds no PEM certificate", path.display()),
+                        "put the CA certificates in it as `-----BEGIN CERTIFICATE-----` blocks",
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+        let names: Vec<&str> = match &self.tls_server_name {
+            Some(name) => vec![name.as_str()],
+            None => self.addresses.iter().map(|a| a.host.as_str()).collect(),
+        };
+        for name in names {
+            if tokio_rustls::rustls::pki_types::ServerName::try_from(name).is_err() {
+                return Err(layers.invalid(
+                    &format!("{key}.tls_server_name"),
+                    format!("`{name}` is not a DNS name or IP address a certificate can carry"),
+                    "write the name in the carrier's certificate, e.g. `sip.carrier.example`",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The name a TLS connection to an address with `host` (as configured) verifies the
+    /// carrier's certificate against: `tls_server_name`, else that host.
+    pub fn tls_name_for<'a>(&'a self, host: &'a str) -> &'a str {
+        self.tls_server_name.as_deref().unwrap_or(host)
     }
 }
 

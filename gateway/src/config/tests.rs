@@ -583,3 +583,60 @@ fn websocket_settings_are_checked() {
         &["web dialer", "/ws"],
     );
 }
+
+#[test]
+fn tls_trunk_settings_are_checked() {
+    let ca = file(
+        "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUYXkYdKsqq7l6pmvOmlcrcyJS9tkwCgYIKoZIzj0EAwIw\n\
+         -----END CERTIFICATE-----\n",
+    );
+    let tls = |extra: &str| {
+        format!(
+            "[[trunks]]\nname = \"t\"\nkind = \"ip\"\naddresses = [\"127.0.0.1:5061\", \"127.0.0.2:5061\"]\n\
+             transport = \"tls\"\n{extra}"
+        )
+    };
+    // Public roots and the addresses' hosts by default; a private CA and a name when set.
+    let config = load(&tls("")).expect("a TLS trunk needs no more");
+    assert_eq!(config.trunks[0].tls_ca, None);
+    assert_eq!(config.trunks[0].tls_name_for("127.0.0.2"), "127.0.0.2");
+    let config = load(&tls(&format!(
+        "tls_ca = \"{}\"\ntls_server_name = \"sip.carrier.example\"\n",
+        ca.display()
+    )))
+    .expect("valid");
+    assert_eq!(config.trunks[0].tls_ca.as_deref(), Some(ca.as_path()));
+    assert_eq!(
+        config.trunks[0].tls_name_for("127.0.0.2"),
+        "sip.carrier.example"
+    );
+    assert_error(
+        &tls("tls_ca = \"/nonexistent/ca.pem\"\n"),
+        "trunks[0].tls_ca",
+        &["cannot be read", "CA certificates"],
+    );
+    let empty = file("not a certificate\n");
+    assert_error(
+        &tls(&format!("tls_ca = \"{}\"\n", empty.display())),
+        "trunks[0].tls_ca",
+        &["no PEM certificate", "BEGIN CERTIFICATE"],
+    );
+    assert_error(
+        &tls("tls_server_name = \"bad name!\"\n"),
+        "trunks[0].tls_server_name",
+        &["`bad name!`", "certificate"],
+    );
+    assert_error(
+        &format!("{TRUNK}tls_server_name = \"sip.carrier.example\"\n"),
+        "trunks[0].tls_server_name",
+        &["transport is `udp`", "transport = \"tls\""],
+    );
+    assert_error(
+        &format!(
+            "{TRUNK}transport = \"tcp\"\ntls_ca = \"{}\"\n",
+            ca.display()
+        ),
+        "trunks[0].tls_ca",
+        &["transport is `tcp`"],
+    );
+}

@@ -29,7 +29,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::ops::metrics::Metrics;
 
-pub use stream::TlsFiles;
+pub use stream::{TlsFiles, TlsPeer, TransportFailure, client_config};
 
 /// Messages held for the signalling core before transports wait (backpressure).
 const INBOUND_QUEUE: usize = 4096;
@@ -275,6 +275,19 @@ impl Edge {
     /// Open stream connections, for metrics and leak checks.
     pub fn connections(&self) -> usize {
         self.streams.count()
+    }
+
+    /// Lets messages to `destination` over TLS open a connection with `peer`'s trust and
+    /// server name (a TLS trunk's address); TLS to anyone else only answers connections they
+    /// opened.
+    pub fn add_tls_peer(&self, destination: SocketAddr, peer: TlsPeer) {
+        self.streams.add_tls_peer(destination, peer);
+    }
+
+    /// Destinations a stream transport failed to reach, for the signalling core (which fails
+    /// the requests waiting there); `Some` the first time only.
+    pub fn transport_failures(&self) -> Option<mpsc::Receiver<TransportFailure>> {
+        self.streams.take_failures()
     }
 
     /// Open WebSocket connections.

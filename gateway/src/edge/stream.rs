@@ -1,20 +1,26 @@
 //! SIP over TCP and TLS: connections accepted or opened, framed by Content-Length, each with a
 //! reader task and a writer task; a registry finds the connection for a destination.
+//!
+//! A connection we open is registered before it is up, so every message for that destination
+//! queues on the one connection (the INVITE, then its CANCEL) instead of opening another. When
+//! the connect, the TLS handshake or a write fails, the failure is reported
+//! ([`TransportFailure`]) so the requests waiting there fail at once and calls fail over.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use dashmap::DashMap;
 use landline_sip::message::{Limits, StreamFramer, Transport};
 use landline_sip::transaction::Transmit;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::{EdgeError, Inbound, Registry};
 
@@ -22,6 +28,39 @@ use super::{EdgeError, Inbound, Registry};
 const WRITE_QUEUE: usize = 256;
 /// How long a TLS handshake or an outgoing connect may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Transport failures held for the signalling core; more are dropped (their requests then
+/// time out as they would have without the report).
+const FAILURE_QUEUE: usize = 1024;
+
+/// A destination the edge could not reach over a stream transport: the connect was refused or
+/// timed out, the TLS handshake or the peer's certificate failed, or a write failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportFailure {
+    /// Where messages were going.
+    pub destination: SocketAddr,
+    /// Over what.
+    pub transport: Transport,
+}
+
+/// How to open TLS connections to one peer (a carrier's address): whom to trust, and the name
+/// its certificate must carry.
+#[derive(Clone)]
+pub struct TlsPeer {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+}
+
+impl TlsPeer {
+    /// Connections verified against `roots` (see [`client_config`]) and `name`; `None` when
+    /// `name` is neither a DNS name nor an IP address (config validation refuses those).
+    pub fn new(config: Arc<ClientConfig>, name: &str) -> Option<TlsPeer> {
+        let name = ServerName::try_from(name.to_owned()).ok()?;
+        Some(TlsPeer {
+            connector: TlsConnector::from(config),
+            name,
+        })
+    }
+}
 
 /// Where a TLS listener's certificate chain and key are.
 #[derive(Debug, Clone)]
@@ -40,6 +79,9 @@ pub(super) struct Streams {
     inbound: mpsc::Sender<Inbound>,
     open: AtomicUsize,
     tcp_addr: OnceLock<SocketAddr>,
+    tls_peers: DashMap<SocketAddr, TlsPeer>,
+    failures: mpsc::Sender<TransportFailure>,
+    failures_rx: Mutex<Option<mpsc::Receiver<TransportFailure>>>,
 }
 
 impl Streams {
@@ -49,6 +91,7 @@ impl Streams {
         idle_timeout: Duration,
         inbound: mpsc::Sender<Inbound>,
     ) -> Self {
+        let (failures, failures_rx) = mpsc::channel(FAILURE_QUEUE);
         Streams {
             registry: Registry::new(),
             limits,
@@ -57,7 +100,33 @@ impl Streams {
             inbound,
             open: AtomicUsize::new(0),
             tcp_addr: OnceLock::new(),
+            tls_peers: DashMap::new(),
+            failures,
+            failures_rx: Mutex::new(Some(failures_rx)),
         }
+    }
+
+    /// Lets messages to `destination` over TLS open a connection with `peer`'s settings.
+    pub(super) fn add_tls_peer(&self, destination: SocketAddr, peer: TlsPeer) {
+        self.tls_peers.insert(destination, peer);
+    }
+
+    /// The receiver of transport failures; `Some` once.
+    pub(super) fn take_failures(&self) -> Option<mpsc::Receiver<TransportFailure>> {
+        // A poisoned lock only means another thread panicked while taking it: nothing to
+        // repair in an `Option`.
+        self.failures_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    fn report_failure(&self, destination: SocketAddr, tls: bool) {
+        let transport = if tls { Transport::Tls } else { Transport::Tcp };
+        let _ = self.failures.try_send(TransportFailure {
+            destination,
+            transport,
+        });
     }
 
     pub(super) fn tcp_addr(&self) -> Option<SocketAddr> {
@@ -68,39 +137,98 @@ impl Streams {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Queues a message on the connection to its destination, opening one (TCP) if needed.
+    /// Queues a message on the connection to its destination, opening one if needed (TLS only
+    /// to peers added with [`Streams::add_tls_peer`]).
     pub(super) fn send(self: &Arc<Self>, transmit: Transmit) {
         let tls = transmit.transport == Transport::Tls;
-        let key = (tls, transmit.destination);
+        let destination = transmit.destination;
+        let key = (tls, destination);
         // Clone the sender out so no map guard is held while sending.
         let sender = self.registry.get(&key).map(|s| s.clone());
         if let Some(sender) = sender {
             if sender.try_send(transmit.data).is_err() {
-                tracing::debug!(to = %transmit.destination, "SIP connection backlogged; message dropped");
+                tracing::debug!(to = %destination, "SIP connection backlogged; message dropped");
             }
             return;
         }
-        if tls {
-            // Outgoing TLS needs a trust store and server names per trunk: not built yet.
-            tracing::warn!(to = %transmit.destination, "no TLS connection to this peer; message dropped");
+        let peer = if tls {
+            let Some(peer) = self.tls_peers.get(&destination).map(|p| p.clone()) else {
+                tracing::warn!(to = %destination, "no TLS settings for this peer (not a TLS trunk address); message dropped");
+                self.report_failure(destination, true);
+                return;
+            };
+            Some(peer)
+        } else {
+            None
+        };
+        if !self.reserve() {
+            tracing::warn!(to = %destination, "SIP connection not opened: connection limit reached");
+            self.report_failure(destination, tls);
             return;
         }
+        // Registered now, so what is sent while it connects queues behind this message.
+        let (sender, outgoing) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let _ = sender.try_send(transmit.data);
+        self.registry.insert(key, sender.clone());
         let streams = self.clone();
         tokio::spawn(async move {
-            let destination = transmit.destination;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(destination)).await {
-                Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    if let Some(sender) = streams.adopt(stream, destination, false) {
-                        let _ = sender.try_send(transmit.data);
-                    }
+            match streams.connect(destination, peer).await {
+                Ok(Connection::Tcp(stream)) => streams.run(stream, destination, false, outgoing),
+                Ok(Connection::Tls(stream)) => {
+                    streams.run(*stream, destination, true, outgoing);
                 }
-                _ => tracing::info!(to = %destination, "cannot connect over TCP; message dropped"),
+                Err(error) => {
+                    let transport = if tls { "TLS" } else { "TCP" };
+                    tracing::warn!(to = %destination, %error, "cannot connect over {transport}; requests there fail");
+                    // Only our own entry: a connection the peer opened meanwhile stays.
+                    streams
+                        .registry
+                        .remove_if(&key, |_, s| s.same_channel(&sender));
+                    streams.open.fetch_sub(1, Ordering::Relaxed);
+                    streams.report_failure(destination, tls);
+                }
             }
         });
     }
 
-    /// Registers a connection and starts its tasks; `None` when over the connection limit.
+    /// Opens a connection to `destination`: TCP, then TLS when `peer` is given.
+    async fn connect(
+        &self,
+        destination: SocketAddr,
+        peer: Option<TlsPeer>,
+    ) -> std::io::Result<Connection> {
+        let opening = async {
+            let stream = TcpStream::connect(destination).await?;
+            let _ = stream.set_nodelay(true);
+            match peer {
+                None => Ok(Connection::Tcp(stream)),
+                Some(peer) => {
+                    let tls = peer.connector.connect(peer.name, stream).await?;
+                    Ok(Connection::Tls(Box::new(tls)))
+                }
+            }
+        };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, opening)
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no connection within 10 s",
+                ))
+            })
+    }
+
+    /// Counts a connection about to be opened; false when at the limit.
+    fn reserve(&self) -> bool {
+        if self.open.fetch_add(1, Ordering::Relaxed) >= self.max_connections {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Registers a connection the peer opened and starts its tasks; `None` when over the
+    /// connection limit.
     fn adopt<S>(
         self: &Arc<Self>,
         io: S,
@@ -110,17 +238,34 @@ impl Streams {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        if self.open.fetch_add(1, Ordering::Relaxed) >= self.max_connections {
-            self.open.fetch_sub(1, Ordering::Relaxed);
+        if !self.reserve() {
             tracing::warn!(%peer, "SIP connection refused: connection limit reached");
             return None;
         }
-        let (sender, mut outgoing) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let (sender, outgoing) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
         self.registry.insert((tls, peer), sender.clone());
+        self.run(io, peer, tls, outgoing);
+        Some(sender)
+    }
+
+    /// Starts a registered connection's writer and reader; the reader unregisters it when it
+    /// ends.
+    fn run<S>(
+        self: &Arc<Self>,
+        io: S,
+        peer: SocketAddr,
+        tls: bool,
+        mut outgoing: mpsc::Receiver<Vec<u8>>,
+    ) where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let (mut reader, mut writer) = tokio::io::split(io);
+        let streams = self.clone();
         let writer_task = tokio::spawn(async move {
             while let Some(message) = outgoing.recv().await {
-                if writer.write_all(&message).await.is_err() {
+                if let Err(error) = writer.write_all(&message).await {
+                    tracing::info!(%peer, %error, "SIP connection write failed");
+                    streams.report_failure(peer, tls);
                     break;
                 }
             }
@@ -169,7 +314,6 @@ impl Streams {
             streams.open.fetch_sub(1, Ordering::Relaxed);
             writer_task.abort();
         });
-        Some(sender)
     }
 }
 
@@ -272,4 +416,53 @@ pub(crate) fn server_config(files: &TlsFiles) -> Result<ServerConfig, EdgeError>
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .map_err(|e| EdgeError::Tls(format!("certificate and key do not match: {e}")))
+}
+
+/// A connection we opened.
+enum Connection {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// TLS settings for connections to carriers: trust the CA certificates in `ca` (a PEM file)
+/// when given, else the public web PKI roots compiled into landline (`webpki-roots`, Mozilla's
+/// list), so a carrier with a public certificate needs no setting and a private CA exactly
+/// one. Errors name the file and what to do.
+pub fn client_config(ca: Option<&std::path::Path>) -> Result<ClientConfig, EdgeError> {
+    let mut roots = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                EdgeError::Tls(format!(
+                    "cannot read {}: {e}; check the path and permissions",
+                    path.display()
+                ))
+            })?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| {
+                    EdgeError::Tls(format!("{}: not a PEM certificate: {e}", path.display()))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    EdgeError::Tls(format!(
+                        "{}: a certificate cannot be a trust anchor: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(EdgeError::Tls(format!(
+                    "{}: no certificate found",
+                    path.display()
+                )));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| EdgeError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }

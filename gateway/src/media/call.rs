@@ -11,13 +11,16 @@ use landline_codecs::{
 };
 
 use super::tone::ToneStream;
+use super::webrtc::{Drained, RTP_BUFFER, WebRtcSession};
 use super::{
-    CallKind, CallMediaStats, CallSpec, LatchPolicy, LegCodec, LegRole, LegSpec, MediaCallId,
-    MediaError, MediaEvent,
+    CallKind, CallMediaStats, CallSpec, LatchPolicy, LegCodec, LegRole, LegSpec, LegTransport,
+    MediaCallId, MediaError, MediaEvent,
 };
 
 /// A learnt source is replaced by a new one only after being silent this long.
 const RELATCH_AFTER: Duration = Duration::from_secs(2);
+/// Addresses a browser session may be reached from (ICE pairs it tried); more are ignored.
+pub(crate) const WEBRTC_SOURCES: usize = 8;
 
 /// Per-shard counters updated on the packet path, published to atomics on each tick.
 #[derive(Debug, Default, Clone, Copy)]
@@ -39,6 +42,13 @@ pub(crate) struct MediaScratch {
     chained: Scratch,
 }
 
+/// What a call's step may use of its shard besides scratch memory: the packet counters, and the
+/// shard's WebRTC port (browser legs send through it).
+pub(crate) struct ShardIo<'a> {
+    pub(crate) counters: &'a mut LocalCounters,
+    pub(crate) webrtc: Option<&'a mio::net::UdpSocket>,
+}
+
 /// A datagram as the shard read it: which leg's socket, from whom, what.
 pub(crate) struct Arrival<'a> {
     pub(crate) role: LegRole,
@@ -55,20 +65,39 @@ pub(crate) struct CallMedia {
     rtp_timeout: Duration,
 }
 
-/// One side of a call: its socket and where its media comes from and goes to.
+/// One side of a call: how its media travels, and its codec and liveness.
 pub(crate) struct Leg {
-    pub(crate) socket: mio::net::UdpSocket,
-    pub(crate) port: u16,
+    pub(crate) io: LegIo,
     role: LegRole,
-    remote: Option<SocketAddr>,
-    latch: LatchPolicy,
-    latched: bool,
     codec: LegCodec,
     last_rx: Instant,
     on_hold: bool,
     timed_out: bool,
     /// Timestamp of the last telephone event reported, so each digit is reported once.
     last_event: Option<u32>,
+}
+
+/// How a leg's packets travel.
+pub(crate) enum LegIo {
+    /// Plain RTP on a socket of its own (trunks, softphones).
+    Rtp(RtpIo),
+    /// SRTP through a browser session on the shard's shared WebRTC port.
+    WebRtc(Box<WebRtcIo>),
+}
+
+/// A plain RTP leg's socket and where its media comes from and goes to.
+pub(crate) struct RtpIo {
+    pub(crate) socket: mio::net::UdpSocket,
+    pub(crate) port: u16,
+    remote: Option<SocketAddr>,
+    latch: LatchPolicy,
+    latched: bool,
+}
+
+/// A browser leg: its session and the addresses the shard's port maps to it.
+pub(crate) struct WebRtcIo {
+    pub(crate) session: WebRtcSession,
+    pub(crate) sources: Vec<SocketAddr>,
 }
 
 enum Flow {
@@ -168,13 +197,13 @@ impl CallMedia {
         }
     }
 
-    /// Handles one datagram that arrived on a leg.
+    /// Handles one datagram that arrived on a plain RTP leg's socket.
     pub(crate) fn on_datagram(
         &mut self,
         now: Instant,
         arrival: Arrival<'_>,
         scratch: &mut MediaScratch,
-        counters: &mut LocalCounters,
+        io: &mut ShardIo<'_>,
         events: &mut impl FnMut(MediaEvent),
     ) {
         let Arrival {
@@ -186,10 +215,77 @@ impl CallMedia {
             return;
         };
         if !leg.accept(source, now) {
-            counters.packets_dropped += 1;
+            io.counters.packets_dropped += 1;
             return;
         }
+        self.route(now, role, datagram, scratch, io, events);
+        self.drain_webrtc(now, scratch, io, events);
+    }
+
+    /// Handles one datagram the shard's WebRTC port demultiplexed to this call's browser leg.
+    pub(crate) fn on_webrtc_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        datagram: &[u8],
+        scratch: &mut MediaScratch,
+        io: &mut ShardIo<'_>,
+        events: &mut impl FnMut(MediaEvent),
+    ) {
+        let Some(web) = self.client.webrtc_mut() else {
+            return;
+        };
+        if !web.session.receive(now, source, datagram) {
+            io.counters.packets_dropped += 1;
+        }
+        self.drain_webrtc(now, scratch, io, events);
+    }
+
+    /// Runs what the browser session produced: datagrams go out, decrypted RTP goes through the
+    /// call's pipeline like a plain leg's packet.
+    fn drain_webrtc(
+        &mut self,
+        now: Instant,
+        scratch: &mut MediaScratch,
+        io: &mut ShardIo<'_>,
+        events: &mut impl FnMut(MediaEvent),
+    ) {
+        let Some(socket) = io.webrtc else {
+            return;
+        };
+        let mut rtp = [0u8; RTP_BUFFER];
+        loop {
+            let Some(web) = self.client.webrtc_mut() else {
+                return;
+            };
+            match web
+                .session
+                .drain(now, socket, &mut rtp, &mut io.counters.packets_out)
+            {
+                Drained::Idle => return,
+                Drained::Rtp(len) => {
+                    self.client.mark_received(now);
+                    self.route(now, LegRole::Client, &rtp[..len], scratch, io, events);
+                }
+            }
+        }
+    }
+
+    /// Takes an accepted RTP packet from a leg through the call's flow.
+    fn route(
+        &mut self,
+        now: Instant,
+        role: LegRole,
+        datagram: &[u8],
+        scratch: &mut MediaScratch,
+        io: &mut ShardIo<'_>,
+        events: &mut impl FnMut(MediaEvent),
+    ) {
+        let counters = &mut *io.counters;
         counters.packets_in += 1;
+        let Some(leg) = self.leg_mut(role) else {
+            return;
+        };
         if let Some(digit) = leg.new_digit(datagram) {
             events(MediaEvent::Digit(self.id, role, digit));
         }
@@ -203,16 +299,20 @@ impl CallMedia {
         match (flow, role) {
             (Flow::Bridge { to_trunk, .. }, LegRole::Client) => {
                 if let Some(trunk) = trunk {
-                    to_trunk.push(now, datagram, pipeline, &mut |p| trunk.send(p, counters));
+                    to_trunk.push(now, datagram, pipeline, &mut |p| {
+                        trunk.send(now, p, counters)
+                    });
                 }
             }
             (Flow::Bridge { to_client, .. }, LegRole::Trunk) => {
-                to_client.push(now, datagram, pipeline, &mut |p| client.send(p, counters));
+                to_client.push(now, datagram, pipeline, &mut |p| {
+                    client.send(now, p, counters)
+                });
             }
             (Flow::Echo { out, back }, LegRole::Client) => {
                 // `back` runs inside `out`'s emit, so it works in the chained scratch.
                 out.push(now, datagram, pipeline, &mut |p| {
-                    back.push(now, p, chained, &mut |q| client.send(q, counters));
+                    back.push(now, p, chained, &mut |q| client.send(now, q, counters));
                 });
             }
             _ => {}
@@ -224,10 +324,9 @@ impl CallMedia {
         &mut self,
         toward: LegRole,
         now: Instant,
-        digit: char,
-        duration: Duration,
+        (digit, duration): (char, Duration),
         scratch: &mut MediaScratch,
-        counters: &mut LocalCounters,
+        io: &mut ShardIo<'_>,
     ) {
         let CallMedia {
             client,
@@ -236,15 +335,16 @@ impl CallMedia {
             ..
         } = self;
         let pipeline = &mut scratch.pipeline;
+        let counters = &mut *io.counters;
         let result = match (flow, toward, trunk) {
             (Flow::Bridge { to_trunk, .. }, LegRole::Trunk, Some(trunk)) => {
                 to_trunk.send_digit(now, digit, duration, pipeline, &mut |p| {
-                    trunk.send(p, counters)
+                    trunk.send(now, p, counters)
                 })
             }
             (Flow::Bridge { to_client, .. }, LegRole::Client, _) => {
                 to_client.send_digit(now, digit, duration, pipeline, &mut |p| {
-                    client.send(p, counters)
+                    client.send(now, p, counters)
                 })
             }
             _ => Err(landline_codecs::Error::NoTelephoneEvent),
@@ -252,14 +352,15 @@ impl CallMedia {
         if let Err(error) = result {
             tracing::debug!(call = self.id.0, %error, "digit not sent");
         }
+        self.drain_webrtc(now, scratch, io, &mut |_| {});
     }
 
-    /// Runs the pipelines' timers and the media timeout.
+    /// Runs the pipelines' timers, the browser session's timers and the media timeout.
     pub(crate) fn on_tick(
         &mut self,
         now: Instant,
         scratch: &mut MediaScratch,
-        counters: &mut LocalCounters,
+        io: &mut ShardIo<'_>,
         events: &mut impl FnMut(MediaEvent),
     ) {
         let CallMedia {
@@ -270,6 +371,7 @@ impl CallMedia {
             rtp_timeout,
         } = self;
         let MediaScratch { pipeline, chained } = scratch;
+        let counters = &mut *io.counters;
         match flow {
             Flow::Bridge {
                 to_trunk,
@@ -277,34 +379,39 @@ impl CallMedia {
             } => {
                 if let Some(trunk) = trunk.as_mut() {
                     if to_trunk.poll_timeout().is_some_and(|t| t <= now) {
-                        to_trunk.handle_timeout(now, pipeline, &mut |p| trunk.send(p, counters));
+                        to_trunk
+                            .handle_timeout(now, pipeline, &mut |p| trunk.send(now, p, counters));
                     }
                 }
                 if to_client.poll_timeout().is_some_and(|t| t <= now) {
-                    to_client.handle_timeout(now, pipeline, &mut |p| client.send(p, counters));
+                    to_client.handle_timeout(now, pipeline, &mut |p| client.send(now, p, counters));
                 }
             }
             Flow::Echo { out, back } => {
                 if out.poll_timeout().is_some_and(|t| t <= now) {
                     out.handle_timeout(now, pipeline, &mut |p| {
-                        back.push(now, p, chained, &mut |q| client.send(q, counters));
+                        back.push(now, p, chained, &mut |q| client.send(now, q, counters));
                     });
                 }
                 if back.poll_timeout().is_some_and(|t| t <= now) {
-                    back.handle_timeout(now, pipeline, &mut |q| client.send(q, counters));
+                    back.handle_timeout(now, pipeline, &mut |q| client.send(now, q, counters));
                 }
             }
             Flow::Tone(tone) => {
                 if tone.poll_timeout().is_none_or(|t| t <= now) {
-                    tone.handle_timeout(now, |p| client.send(p, counters));
+                    tone.handle_timeout(now, |p| client.send(now, p, counters));
                 }
             }
         }
-        for leg in std::iter::once(client).chain(trunk.as_mut()) {
+        if let Some(web) = client.webrtc_mut() {
+            web.session.handle_timeout(now);
+        }
+        for leg in std::iter::once(&mut *client).chain(trunk.as_mut()) {
             if leg.check_timeout(now, *rtp_timeout) {
                 events(MediaEvent::MediaTimeout(*id, leg.role));
             }
         }
+        self.drain_webrtc(now, scratch, io, events);
     }
 
     /// The call's counters, for its call record.
@@ -333,14 +440,25 @@ impl CallMedia {
 
 impl Leg {
     fn new(role: LegRole, spec: LegSpec, now: Instant) -> Result<Self, MediaError> {
-        let port = spec.socket.local_addr().map_err(MediaError::Socket)?.port();
+        let io = match spec.transport {
+            LegTransport::Rtp(socket) => {
+                let port = socket.local_addr().map_err(MediaError::Socket)?.port();
+                LegIo::Rtp(RtpIo {
+                    socket: mio::net::UdpSocket::from_std(socket),
+                    port,
+                    remote: spec.remote,
+                    latch: spec.latch,
+                    latched: false,
+                })
+            }
+            LegTransport::WebRtc(session) => LegIo::WebRtc(Box::new(WebRtcIo {
+                session: *session,
+                sources: Vec::new(),
+            })),
+        };
         Ok(Leg {
-            socket: mio::net::UdpSocket::from_std(spec.socket),
-            port,
+            io,
             role,
-            remote: spec.remote,
-            latch: spec.latch,
-            latched: false,
             codec: spec.codec,
             last_rx: now,
             on_hold: false,
@@ -349,9 +467,27 @@ impl Leg {
         })
     }
 
+    /// The browser session, when this is a WebRTC leg.
+    pub(crate) fn webrtc_mut(&mut self) -> Option<&mut WebRtcIo> {
+        match &mut self.io {
+            LegIo::WebRtc(web) => Some(web),
+            LegIo::Rtp(_) => None,
+        }
+    }
+
+    /// The plain RTP socket, when this leg has one.
+    pub(crate) fn rtp_mut(&mut self) -> Option<&mut RtpIo> {
+        match &mut self.io {
+            LegIo::Rtp(rtp) => Some(rtp),
+            LegIo::WebRtc(_) => None,
+        }
+    }
+
     pub(crate) fn set_remote(&mut self, remote: SocketAddr) {
-        self.remote = Some(remote);
-        self.latched = false;
+        if let LegIo::Rtp(rtp) = &mut self.io {
+            rtp.remote = Some(remote);
+            rtp.latched = false;
+        }
     }
 
     pub(crate) fn set_hold(&mut self, on_hold: bool, now: Instant) {
@@ -360,24 +496,31 @@ impl Leg {
         self.timed_out = false;
     }
 
+    fn mark_received(&mut self, now: Instant) {
+        self.last_rx = now;
+        self.timed_out = false;
+    }
+
     /// Whether media from `source` belongs to this leg; latches to it when the policy allows.
     fn accept(&mut self, source: SocketAddr, now: Instant) -> bool {
-        let accepted = match (self.latch, self.remote) {
+        let LegIo::Rtp(rtp) = &mut self.io else {
+            return false;
+        };
+        let accepted = match (rtp.latch, rtp.remote) {
             (_, Some(remote)) if remote == source => true,
             (LatchPolicy::Strict, Some(remote)) => remote.ip() == source.ip(),
             (LatchPolicy::Strict, None) => false,
             (LatchPolicy::Learn, _) => {
-                !self.latched || now.saturating_duration_since(self.last_rx) > RELATCH_AFTER
+                !rtp.latched || now.saturating_duration_since(self.last_rx) > RELATCH_AFTER
             }
         };
         if accepted {
-            if self.remote != Some(source) {
+            if rtp.remote != Some(source) {
                 // Symmetric RTP: answer where the media comes from.
-                self.remote = Some(source);
+                rtp.remote = Some(source);
             }
-            self.latched = true;
-            self.last_rx = now;
-            self.timed_out = false;
+            rtp.latched = true;
+            self.mark_received(now);
         }
         accepted
     }
@@ -401,20 +544,32 @@ impl Leg {
         event.dtmf_char()
     }
 
-    fn send(&self, packet: &[u8], counters: &mut LocalCounters) {
-        let Some(remote) = self.remote else {
-            counters.packets_dropped += 1;
-            return;
-        };
-        match self.socket.send_to(packet, remote) {
-            Ok(_) => counters.packets_out += 1,
-            Err(_) => counters.packets_dropped += 1,
+    fn send(&mut self, now: Instant, packet: &[u8], counters: &mut LocalCounters) {
+        match &mut self.io {
+            LegIo::Rtp(rtp) => {
+                let Some(remote) = rtp.remote else {
+                    counters.packets_dropped += 1;
+                    return;
+                };
+                match rtp.socket.send_to(packet, remote) {
+                    Ok(_) => counters.packets_out += 1,
+                    Err(_) => counters.packets_dropped += 1,
+                }
+            }
+            // Counted as sent when the drain puts the encrypted packet on the wire.
+            LegIo::WebRtc(web) => {
+                if !web.session.write(now, packet) {
+                    counters.packets_dropped += 1;
+                }
+            }
         }
     }
 
-    /// True once when the leg has been silent past `timeout`.
+    /// True once when the leg has been silent past `timeout`, or its browser session ended.
     fn check_timeout(&mut self, now: Instant, timeout: Duration) -> bool {
-        if self.on_hold || self.timed_out || now.saturating_duration_since(self.last_rx) < timeout {
+        let ended = matches!(&self.io, LegIo::WebRtc(web) if web.session.has_ended());
+        let silent = !self.on_hold && now.saturating_duration_since(self.last_rx) >= timeout;
+        if self.timed_out || !(ended || silent) {
             return false;
         }
         self.timed_out = true;

@@ -11,8 +11,9 @@ mod call;
 mod ports;
 mod shard;
 mod tone;
+mod webrtc;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 
 pub use ports::PortPool;
 use shard::Shard;
+pub use webrtc::{Drained, RTP_BUFFER, WebRtcIdentity, WebRtcSession};
 
 /// Commands a shard's queue holds before call setup is refused as overload.
 const COMMAND_QUEUE: usize = 1024;
@@ -74,11 +76,21 @@ pub enum LatchPolicy {
     Learn,
 }
 
-/// One leg of a call to set up: a bound socket and what the SDP said.
+/// How a leg's media travels.
+#[derive(Debug)]
+pub enum LegTransport {
+    /// Plain RTP on the leg's own socket, bound from the [`PortPool`].
+    Rtp(UdpSocket),
+    /// A browser's WebRTC session, on the shard's shared WebRTC port (the call must be added
+    /// to the shard whose port the session's candidate names: [`MediaPlane::add_call_on`]).
+    WebRtc(Box<WebRtcSession>),
+}
+
+/// One leg of a call to set up: its transport and what the SDP said.
 #[derive(Debug)]
 pub struct LegSpec {
-    /// The leg's RTP socket, bound from the [`PortPool`].
-    pub socket: UdpSocket,
+    /// The leg's socket or browser session.
+    pub transport: LegTransport,
     /// Where to send, from the far side's SDP; `None` until known (or learnt by latching).
     pub remote: Option<SocketAddr>,
     /// Which sources are accepted.
@@ -191,6 +203,9 @@ pub enum MediaError {
     /// A codec could not be set up for a call.
     #[error("codec setup: {0}")]
     Codec(#[from] landline_codecs::Error),
+    /// A browser's WebRTC session could not be set up (bad SDP, no Opus, no certificate).
+    #[error("WebRTC: {0}")]
+    WebRtc(String),
 }
 
 /// Counters a shard publishes; read by the metrics exporter and by shard selection.
@@ -222,18 +237,23 @@ pub struct MediaPlane {
 
 struct ShardHandle {
     commands: Arc<ArrayQueue<Command>>,
+    /// The shard's WebRTC port: every browser session on the shard is reached through it.
+    webrtc_port: Option<u16>,
     waker: Arc<mio::Waker>,
     counters: Arc<ShardCounters>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl MediaPlane {
-    /// Starts `shards` threads (at least one) sharing the RTP port range `ports`.
+    /// Starts `shards` threads (at least one) sharing the RTP port range `ports`; with
+    /// `webrtc` set, each shard also takes one port of the range on that address for the
+    /// browser sessions it will run.
     ///
     /// Returns the plane and the receiver of its events, which the control plane must drain.
     pub fn start(
         shards: usize,
         ports: Arc<PortPool>,
+        webrtc: Option<IpAddr>,
     ) -> Result<(MediaPlane, mpsc::Receiver<MediaEvent>), MediaError> {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let mut handles = Vec::new();
@@ -244,12 +264,18 @@ impl MediaPlane {
             );
             let commands = Arc::new(ArrayQueue::new(COMMAND_QUEUE));
             let counters = Arc::new(ShardCounters::default());
+            let webrtc_socket = webrtc.map(|ip| ports.reserve(ip)).transpose()?;
+            let webrtc_port = match &webrtc_socket {
+                Some(socket) => Some(socket.local_addr().map_err(MediaError::Socket)?.port()),
+                None => None,
+            };
             let shard = Shard::new(
                 poll,
                 commands.clone(),
                 events_tx.clone(),
                 counters.clone(),
                 ports.clone(),
+                webrtc_socket,
             );
             let thread = std::thread::Builder::new()
                 .name(format!("media-{index}"))
@@ -257,6 +283,7 @@ impl MediaPlane {
                 .map_err(MediaError::Spawn)?;
             handles.push(ShardHandle {
                 commands,
+                webrtc_port,
                 waker,
                 counters,
                 thread: Some(thread),
@@ -278,15 +305,29 @@ impl MediaPlane {
 
     /// Starts a call's media on the least loaded shard; returns the shard's index.
     pub fn add_call(&self, spec: CallSpec) -> Result<usize, MediaError> {
-        let index = self
-            .shards
+        let index = self.least_loaded();
+        self.add_call_on(index, spec)
+    }
+
+    /// Starts a call's media on a given shard (the one a browser session's candidate names).
+    pub fn add_call_on(&self, shard: usize, spec: CallSpec) -> Result<usize, MediaError> {
+        self.send(shard, Command::Add(Box::new(spec)))?;
+        Ok(shard)
+    }
+
+    /// The shard a new call should go to: the one running the fewest calls.
+    pub fn least_loaded(&self) -> usize {
+        self.shards
             .iter()
             .enumerate()
             .min_by_key(|(_, s)| s.counters.calls.load(Ordering::Relaxed))
             .map(|(i, _)| i)
-            .unwrap_or(0);
-        self.send(index, Command::Add(Box::new(spec)))?;
-        Ok(index)
+            .unwrap_or(0)
+    }
+
+    /// A shard's WebRTC port, if the plane was started with WebRTC.
+    pub fn webrtc_port(&self, shard: usize) -> Option<u16> {
+        self.shards.get(shard)?.webrtc_port
     }
 
     /// Sends a command to the shard running a call (as returned by [`add_call`](Self::add_call)).

@@ -2,6 +2,7 @@
 //! media shards (which give back when a call ends).
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -11,7 +12,8 @@ use super::MediaError;
 #[derive(Debug)]
 pub struct PortPool {
     free: ArrayQueue<u16>,
-    capacity: usize,
+    /// Ports calls can use: the range, less those reserved for good (shards' WebRTC ports).
+    capacity: AtomicUsize,
 }
 
 impl PortPool {
@@ -25,7 +27,7 @@ impl PortPool {
         }
         PortPool {
             free,
-            capacity: ports.len(),
+            capacity: AtomicUsize::new(ports.len()),
         }
     }
 
@@ -33,7 +35,7 @@ impl PortPool {
     ///
     /// Ports another process holds are skipped and put back at the end of the queue.
     pub fn bind(&self, ip: IpAddr) -> Result<UdpSocket, MediaError> {
-        for _ in 0..self.capacity {
+        for _ in 0..self.capacity() {
             let port = self.free.pop().ok_or(MediaError::PortsExhausted)?;
             match UdpSocket::bind(SocketAddr::new(ip, port)) {
                 Ok(socket) => {
@@ -46,6 +48,14 @@ impl PortPool {
             }
         }
         Err(MediaError::PortsExhausted)
+    }
+
+    /// Binds a socket on a port that leaves the pool for the life of the process (a shard's
+    /// WebRTC port), so it is not counted as a port in use by calls.
+    pub fn reserve(&self, ip: IpAddr) -> Result<UdpSocket, MediaError> {
+        let socket = self.bind(ip)?;
+        self.capacity.fetch_sub(1, Ordering::Relaxed);
+        Ok(socket)
     }
 
     /// Returns the port of a socket that is being closed.
@@ -61,7 +71,7 @@ impl PortPool {
 
     /// Ports in the range.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity.load(Ordering::Relaxed)
     }
 }
 

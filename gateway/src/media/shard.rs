@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,11 +16,15 @@ use crossbeam_queue::ArrayQueue;
 use mio::{Events, Interest, Poll, Token};
 use tokio::sync::mpsc;
 
-use super::call::{Arrival, CallMedia, LocalCounters, MediaScratch};
+use super::call::{
+    Arrival, CallMedia, LegIo, LocalCounters, MediaScratch, ShardIo, WEBRTC_SOURCES,
+};
 use super::{Command, LegRole, MediaCallId, MediaEvent, PortPool, ShardCounters};
 
 /// The token of the shard's waker; socket tokens are `slot * 2 + leg`.
 pub(crate) const WAKER: Token = Token(usize::MAX);
+/// The token of the shard's WebRTC port.
+const WEBRTC: Token = Token(usize::MAX - 1);
 /// How often call timers (fills, tones, media timeouts) are checked.
 const TICK: Duration = Duration::from_millis(5);
 /// The largest datagram read; RTP audio is far smaller, and a larger one is truncated and fails
@@ -44,6 +49,15 @@ pub(crate) struct Shard {
     published: LocalCounters,
     next_tick: Option<Instant>,
     running: bool,
+    webrtc: Option<WebRtcPort>,
+}
+
+/// The one UDP port all of a shard's browser sessions share, and how a datagram finds its
+/// session: by source address once known, else by the ICE username of a STUN check.
+struct WebRtcPort {
+    socket: mio::net::UdpSocket,
+    by_source: HashMap<SocketAddr, usize>,
+    by_ufrag: HashMap<String, usize>,
 }
 
 impl Shard {
@@ -53,7 +67,19 @@ impl Shard {
         events: mpsc::Sender<MediaEvent>,
         counters: Arc<ShardCounters>,
         ports: Arc<PortPool>,
+        webrtc: Option<std::net::UdpSocket>,
     ) -> Self {
+        let webrtc = webrtc.and_then(|socket| {
+            let mut socket = mio::net::UdpSocket::from_std(socket);
+            poll.registry()
+                .register(&mut socket, WEBRTC, Interest::READABLE)
+                .ok()?;
+            Some(WebRtcPort {
+                socket,
+                by_source: HashMap::new(),
+                by_ufrag: HashMap::new(),
+            })
+        });
         Shard {
             poll,
             commands,
@@ -68,6 +94,7 @@ impl Shard {
             published: LocalCounters::default(),
             next_tick: None,
             running: true,
+            webrtc,
         }
     }
 
@@ -88,6 +115,7 @@ impl Shard {
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
+                    WEBRTC => self.read_webrtc(now, &mut buffer),
                     Token(token) => self.read_socket(token, now, &mut buffer),
                 }
             }
@@ -99,6 +127,8 @@ impl Shard {
         for slot in 0..self.calls.len() {
             self.remove_slot(slot);
         }
+        // The WebRTC port was reserved for the life of the process: it is not given back.
+        self.webrtc = None;
     }
 
     fn read_socket(&mut self, token: usize, now: Instant, buffer: &mut [u8]) {
@@ -114,10 +144,10 @@ impl Shard {
             let Some(call) = self.calls.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
-            let Some(leg) = call.leg_mut(role) else {
+            let Some(rtp) = call.leg_mut(role).and_then(|l| l.rtp_mut()) else {
                 return;
             };
-            let (len, source) = match leg.socket.recv_from(buffer) {
+            let (len, source) = match rtp.socket.recv_from(buffer) {
                 Ok(received) => received,
                 Err(error) if error.kind() == ErrorKind::WouldBlock => return,
                 // ICMP errors from an earlier send surface here; they concern that send only.
@@ -125,19 +155,73 @@ impl Shard {
             };
             let (local, events) = (&mut self.local, &self.events);
             let (counters, scratch) = (&self.counters, &mut self.scratch);
+            let mut io = ShardIo {
+                counters: local,
+                webrtc: self.webrtc.as_ref().map(|p| &p.socket),
+            };
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 let arrival = Arrival {
                     role,
                     source,
                     datagram: &buffer[..len],
                 };
-                call.on_datagram(now, arrival, scratch, local, &mut |e| {
+                call.on_datagram(now, arrival, scratch, &mut io, &mut |e| {
                     send_event(events, counters, e)
                 });
             }));
             if outcome.is_err() {
                 self.fail_slot(slot);
                 return;
+            }
+        }
+    }
+
+    /// Reads the shard's WebRTC port and hands each datagram to its browser session.
+    fn read_webrtc(&mut self, now: Instant, buffer: &mut [u8]) {
+        // The port serves every browser call of the shard: a larger budget than one leg's.
+        for _ in 0..READ_BUDGET * 4 {
+            let Some(port) = self.webrtc.as_mut() else {
+                return;
+            };
+            let (len, source) = match port.socket.recv_from(buffer) {
+                Ok(received) => received,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(_) => continue,
+            };
+            let datagram = &buffer[..len];
+            let known = port.by_source.get(&source).copied();
+            let slot = known.or_else(|| {
+                let ufrag = stun_local_ufrag(datagram)?;
+                port.by_ufrag.get(ufrag).copied()
+            });
+            let Some(slot) = slot else {
+                self.local.packets_dropped += 1;
+                continue;
+            };
+            let Some(call) = self.calls.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            let Some(web) = call.client.webrtc_mut() else {
+                continue;
+            };
+            if known.is_none() && web.sources.len() < WEBRTC_SOURCES {
+                // A check naming this session: its source is a candidate pair to answer.
+                web.sources.push(source);
+                port.by_source.insert(source, slot);
+            }
+            let (local, events) = (&mut self.local, &self.events);
+            let (counters, scratch) = (&self.counters, &mut self.scratch);
+            let mut io = ShardIo {
+                counters: local,
+                webrtc: Some(&port.socket),
+            };
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                call.on_webrtc_datagram(now, source, datagram, scratch, &mut io, &mut |e| {
+                    send_event(events, counters, e)
+                });
+            }));
+            if outcome.is_err() {
+                self.fail_slot(slot);
             }
         }
     }
@@ -149,8 +233,12 @@ impl Shard {
             };
             let (local, events, counters) = (&mut self.local, &self.events, &self.counters);
             let scratch = &mut self.scratch;
+            let mut io = ShardIo {
+                counters: local,
+                webrtc: self.webrtc.as_ref().map(|p| &p.socket),
+            };
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                call.on_tick(now, scratch, local, &mut |e| {
+                call.on_tick(now, scratch, &mut io, &mut |e| {
                     send_event(events, counters, e)
                 });
             }));
@@ -186,8 +274,12 @@ impl Shard {
                 Command::SendDigit(id, toward, digit, duration) => {
                     let slot = self.slot_of.get(&id).copied();
                     if let Some(call) = slot.and_then(|s| self.calls.get_mut(s)?.as_mut()) {
+                        let mut io = ShardIo {
+                            counters: &mut self.local,
+                            webrtc: self.webrtc.as_ref().map(|p| &p.socket),
+                        };
                         let scratch = &mut self.scratch;
-                        call.send_digit(toward, now, digit, duration, scratch, &mut self.local);
+                        call.send_digit(toward, now, (digit, duration), scratch, &mut io);
                     }
                 }
                 Command::Shutdown => self.running = false,
@@ -210,15 +302,26 @@ impl Shard {
             self.calls.len() - 1
         });
         let registry = self.poll.registry();
-        let client =
-            registry.register(&mut call.client.socket, Token(slot * 2), Interest::READABLE);
-        let trunk = match call.trunk.as_mut() {
-            Some(leg) => {
-                registry.register(&mut leg.socket, Token(slot * 2 + 1), Interest::READABLE)
-            }
-            None => Ok(()),
+        let client = match &mut call.client.io {
+            LegIo::Rtp(rtp) => registry
+                .register(&mut rtp.socket, Token(slot * 2), Interest::READABLE)
+                .is_ok(),
+            LegIo::WebRtc(web) => match self.webrtc.as_mut() {
+                Some(port) => {
+                    port.by_ufrag.insert(web.session.ufrag().to_owned(), slot);
+                    true
+                }
+                None => false,
+            },
         };
-        if client.is_err() || trunk.is_err() {
+        let trunk = match call.trunk.as_mut().and_then(|l| l.rtp_mut()) {
+            Some(rtp) => registry
+                .register(&mut rtp.socket, Token(slot * 2 + 1), Interest::READABLE)
+                .is_ok(),
+            None => true,
+        };
+        if !client || !trunk {
+            self.forget_webrtc(&mut call);
             self.free_slots.push(slot);
             self.close(call);
             self.emit(MediaEvent::Failed(id, "cannot register media sockets"));
@@ -244,10 +347,13 @@ impl Shard {
             return;
         };
         let registry = self.poll.registry();
-        let _ = registry.deregister(&mut call.client.socket);
-        if let Some(leg) = call.trunk.as_mut() {
-            let _ = registry.deregister(&mut leg.socket);
+        if let Some(rtp) = call.client.rtp_mut() {
+            let _ = registry.deregister(&mut rtp.socket);
         }
+        if let Some(rtp) = call.trunk.as_mut().and_then(|l| l.rtp_mut()) {
+            let _ = registry.deregister(&mut rtp.socket);
+        }
+        self.forget_webrtc(&mut call);
         self.slot_of.remove(&call.id);
         self.free_slots.push(slot);
         self.counters.calls.fetch_sub(1, Ordering::Relaxed);
@@ -260,9 +366,26 @@ impl Shard {
         self.close(call);
     }
 
+    /// Removes a browser leg's entries from the WebRTC port's maps.
+    fn forget_webrtc(&mut self, call: &mut CallMedia) {
+        let (Some(web), Some(port)) = (call.client.webrtc_mut(), self.webrtc.as_mut()) else {
+            return;
+        };
+        port.by_ufrag.remove(web.session.ufrag());
+        for source in web.sources.drain(..) {
+            port.by_source.remove(&source);
+        }
+    }
+
     /// Closes a call's sockets, then gives their ports back, so they are free when handed out.
-    fn close(&self, call: CallMedia) {
-        let ports = [Some(call.client.port), call.trunk.as_ref().map(|l| l.port)];
+    fn close(&self, mut call: CallMedia) {
+        let ports = [
+            call.client.rtp_mut().map(|r| r.port),
+            call.trunk
+                .as_mut()
+                .and_then(|l| l.rtp_mut())
+                .map(|r| r.port),
+        ];
         drop(call);
         for port in ports.into_iter().flatten() {
             self.ports.release(port);
@@ -297,5 +420,65 @@ impl Shard {
 fn send_event(events: &mpsc::Sender<MediaEvent>, counters: &ShardCounters, event: MediaEvent) {
     if events.try_send(event).is_err() {
         counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Our ICE username fragment from a STUN binding request: its USERNAME is `ours:theirs`
+/// (RFC 8445 §7.2.2). Anything that is not a well-formed STUN message gives `None`.
+fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
+    const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
+    const USERNAME: u16 = 0x0006;
+    let header = datagram.get(..20)?;
+    if header[0] & 0xC0 != 0 || header[4..8] != MAGIC_COOKIE {
+        return None;
+    }
+    let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let mut attributes = datagram.get(20..20 + length)?;
+    while attributes.len() >= 4 {
+        let kind = u16::from_be_bytes([attributes[0], attributes[1]]);
+        let len = usize::from(u16::from_be_bytes([attributes[2], attributes[3]]));
+        let value = attributes.get(4..4 + len)?;
+        if kind == USERNAME {
+            let username = std::str::from_utf8(value).ok()?;
+            return username.split_once(':').map(|(ours, _)| ours);
+        }
+        let padded = 4 + len.div_ceil(4) * 4;
+        attributes = attributes.get(padded..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stun(username: &[u8]) -> Vec<u8> {
+        let mut attribute = vec![0x00, 0x06];
+        attribute.extend_from_slice(&(username.len() as u16).to_be_bytes());
+        attribute.extend_from_slice(username);
+        while attribute.len() % 4 != 0 {
+            attribute.push(0);
+        }
+        let mut message = vec![0x00, 0x01];
+        message.extend_from_slice(&(attribute.len() as u16).to_be_bytes());
+        message.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+        message.extend_from_slice(&[7; 12]);
+        message.extend_from_slice(&attribute);
+        message
+    }
+
+    #[test]
+    fn a_binding_request_names_our_ufrag() {
+        assert_eq!(stun_local_ufrag(&stun(b"abcd:efgh")), Some("abcd"));
+    }
+
+    #[test]
+    fn anything_else_names_nobody() {
+        assert_eq!(stun_local_ufrag(b"\x80\x00rtp packet here...."), None);
+        let mut truncated = stun(b"abcd:efgh");
+        truncated.truncate(26);
+        assert_eq!(stun_local_ufrag(&truncated), None);
+        assert_eq!(stun_local_ufrag(&stun(b"no-colon")), None);
+        assert_eq!(stun_local_ufrag(&[]), None);
     }
 }

@@ -1,35 +1,93 @@
-//! What the gateway knows about a trunk at run time: up or down (from OPTIONS probes), how many
-//! calls it carries, its registration.
+//! What the gateway knows about a trunk at run time: its resolved addresses, each up or down
+//! (from OPTIONS probes), how many calls it carries, its registration.
+//!
+//! Probes go to every address of a trunk, and each address keeps its own up/down state with the
+//! trunk's thresholds: a call skips an address known to be down instead of waiting out its
+//! INVITE timeout there, and the trunk is up while any of its addresses is.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use landline_sip::message::StatusCode;
 
 use crate::config::TrunkConfig;
 
+/// One of a trunk's addresses, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkAddress {
+    /// The host as configured (a name or an IP literal): the Request-URI's host, and the
+    /// name a TLS certificate is checked against unless `tls_server_name` is set.
+    pub host: String,
+    /// Where messages go.
+    pub socket: SocketAddr,
+}
+
+/// Resolves a trunk's addresses, in order. Host names are resolved once, at start (A/AAAA
+/// through the system resolver, the first answer); a name that does not resolve is left out,
+/// logged, and the trunk is down when none does.
+pub fn resolve(trunk: &TrunkConfig) -> Vec<TrunkAddress> {
+    use std::net::ToSocketAddrs;
+    trunk
+        .addresses
+        .iter()
+        .filter_map(|address| {
+            let socket = match address.ip() {
+                Some(ip) => Some(SocketAddr::new(ip, address.port)),
+                None => (address.host.as_str(), address.port)
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut addrs| addrs.next()),
+            };
+            if socket.is_none() {
+                tracing::error!(trunk = %trunk.name.as_str(), host = %address.host, "trunk host name does not resolve; calls will skip this address");
+            }
+            Some(TrunkAddress {
+                host: address.host.clone(),
+                socket: socket?,
+            })
+        })
+        .collect()
+}
+
 /// A trunk's live state next to its configuration.
 #[derive(Debug)]
 pub struct TrunkState {
     /// The trunk's configuration (replaced on reload; calls keep their own copy).
     pub config: TrunkConfig,
+    addresses: Vec<AddressState>,
     up: bool,
-    answered_in_a_row: u32,
-    failed_in_a_row: u32,
     active_calls: u32,
     next_probe: Option<Instant>,
     registered: bool,
 }
 
+/// One address's probe state.
+#[derive(Debug)]
+struct AddressState {
+    address: TrunkAddress,
+    up: bool,
+    answered_in_a_row: u32,
+    failed_in_a_row: u32,
+}
+
 impl TrunkState {
     /// A trunk starts up, so calls can go out before the first probe answers; probes then
-    /// take it down if the carrier does not answer.
-    pub fn new(config: TrunkConfig, now: Instant) -> Self {
+    /// take addresses down if the carrier does not answer there. `addresses` are the
+    /// configured ones that resolved, in the configured order; with none the trunk is down.
+    pub fn new(config: TrunkConfig, addresses: Vec<TrunkAddress>, now: Instant) -> Self {
         let next_probe = (!config.probe_interval.is_zero()).then_some(now);
         TrunkState {
             config,
-            up: true,
-            answered_in_a_row: 0,
-            failed_in_a_row: 0,
+            up: !addresses.is_empty(),
+            addresses: addresses
+                .into_iter()
+                .map(|address| AddressState {
+                    address,
+                    up: true,
+                    answered_in_a_row: 0,
+                    failed_in_a_row: 0,
+                })
+                .collect(),
             active_calls: 0,
             next_probe,
             registered: false,
@@ -45,9 +103,26 @@ impl TrunkState {
                 .is_none_or(|max| self.active_calls < max)
     }
 
-    /// Whether the probes say the trunk answers.
+    /// Whether the probes say the trunk answers (at one address at least).
     pub fn is_up(&self) -> bool {
         self.up
+    }
+
+    /// Every resolved address, in the configured order.
+    pub fn addresses(&self) -> impl Iterator<Item = &TrunkAddress> {
+        self.addresses.iter().map(|a| &a.address)
+    }
+
+    /// Address `index`, if there is one.
+    pub fn address(&self, index: usize) -> Option<&TrunkAddress> {
+        self.addresses.get(index).map(|a| &a.address)
+    }
+
+    /// The first address after `after` (from the start when `None`) that the probes do not
+    /// say is down: where a call tries next.
+    pub fn next_address(&self, after: Option<usize>) -> Option<usize> {
+        let start = after.map_or(0, |i| i + 1);
+        (start..self.addresses.len()).find(|&i| self.addresses[i].up)
     }
 
     /// Counts a call starting on this trunk.
@@ -81,29 +156,42 @@ impl TrunkState {
         self.next_probe
     }
 
-    /// Takes a probe's outcome; returns the new up/down state when it changed.
+    /// Takes the outcome of a probe to address `index`; returns the trunk's new up/down state
+    /// when it changed (an address going down or up does not always change it).
     ///
     /// Any final response means the carrier's SIP stack is alive, except 408 (our own timeout)
     /// and 5xx/6xx, which say it will not take calls.
-    pub fn probe_result(&mut self, status: StatusCode) -> Option<bool> {
+    pub fn probe_result(&mut self, index: usize, status: StatusCode) -> Option<bool> {
+        let (up_after, down_after) = (
+            self.config.probe_up_after.max(1),
+            self.config.probe_down_after.max(1),
+        );
+        let address = self.addresses.get_mut(index)?;
         let code = status.code();
-        let answered = code < 500 && code != 408;
-        if answered {
-            self.answered_in_a_row += 1;
-            self.failed_in_a_row = 0;
-            if !self.up && self.answered_in_a_row >= self.config.probe_up_after.max(1) {
-                self.up = true;
-                return Some(true);
+        if code < 500 && code != 408 {
+            address.answered_in_a_row += 1;
+            address.failed_in_a_row = 0;
+            if !address.up && address.answered_in_a_row >= up_after {
+                address.up = true;
             }
         } else {
-            self.failed_in_a_row += 1;
-            self.answered_in_a_row = 0;
-            if self.up && self.failed_in_a_row >= self.config.probe_down_after.max(1) {
-                self.up = false;
-                return Some(false);
+            address.failed_in_a_row += 1;
+            address.answered_in_a_row = 0;
+            if address.up && address.failed_in_a_row >= down_after {
+                address.up = false;
             }
         }
-        None
+        let up = self.addresses.iter().any(|a| a.up);
+        if up == self.up {
+            return None;
+        }
+        self.up = up;
+        Some(up)
+    }
+
+    /// Whether the probes say address `index` answers.
+    pub fn address_up(&self, index: usize) -> bool {
+        self.addresses.get(index).is_some_and(|a| a.up)
     }
 
     /// Records the registration's state (registration trunks).
@@ -124,6 +212,15 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+
+    fn addresses(n: u8) -> Vec<TrunkAddress> {
+        (1..=n)
+            .map(|i| TrunkAddress {
+                host: format!("192.0.2.{i}"),
+                socket: SocketAddr::from(([192, 0, 2, i], 5060)),
+            })
+            .collect()
+    }
 
     fn trunk() -> TrunkConfig {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/landline.toml");
@@ -148,35 +245,74 @@ mod tests {
     #[test]
     fn probes_take_a_trunk_down_and_bring_it_back() {
         let now = Instant::now();
-        let mut state = TrunkState::new(trunk(), now);
+        let mut state = TrunkState::new(trunk(), addresses(1), now);
         assert!(state.is_up() && state.probe_due(now) && !state.probe_due(now));
         assert_eq!(state.next_probe(), Some(now + Duration::from_secs(10)));
-        assert_eq!(state.probe_result(status(408)), None);
-        assert_eq!(state.probe_result(status(503)), None);
+        assert_eq!(state.probe_result(0, status(408)), None);
+        assert_eq!(state.probe_result(0, status(503)), None);
         assert_eq!(
-            state.probe_result(status(200)),
+            state.probe_result(0, status(200)),
             None,
             "an answer resets the count"
         );
         for _ in 0..2 {
-            assert_eq!(state.probe_result(status(408)), None);
+            assert_eq!(state.probe_result(0, status(408)), None);
         }
-        assert_eq!(state.probe_result(status(503)), Some(false));
+        assert_eq!(state.probe_result(0, status(503)), Some(false));
         assert!(!state.can_take_call());
         // 404 or 405 still proves the carrier's stack is alive.
-        assert_eq!(state.probe_result(status(405)), None);
-        assert_eq!(state.probe_result(status(200)), Some(true));
+        assert_eq!(state.probe_result(0, status(405)), None);
+        assert_eq!(state.probe_result(0, status(200)), Some(true));
         assert!(state.can_take_call());
     }
 
     #[test]
     fn the_call_limit_is_respected() {
-        let mut state = TrunkState::new(trunk(), Instant::now());
+        let mut state = TrunkState::new(trunk(), addresses(1), Instant::now());
         state.call_started();
         state.call_started();
         assert!(!state.can_take_call());
         state.call_ended();
         assert!(state.can_take_call());
         assert_eq!(state.active_calls(), 1);
+    }
+
+    #[test]
+    fn each_address_is_probed_and_skipped_on_its_own() {
+        let now = Instant::now();
+        let mut state = TrunkState::new(trunk(), addresses(3), now);
+        assert_eq!(state.next_address(None), Some(0));
+        assert_eq!(state.next_address(Some(0)), Some(1));
+        assert_eq!(state.next_address(Some(2)), None);
+        // probe_down_after = 3: the first address goes down; the trunk stays up.
+        for _ in 0..3 {
+            assert_eq!(state.probe_result(0, status(408)), None);
+        }
+        assert!(!state.address_up(0) && state.address_up(1) && state.is_up());
+        assert_eq!(state.next_address(None), Some(1), "a call skips it");
+        for _ in 0..2 {
+            assert_eq!(state.probe_result(1, status(503)), None);
+            assert_eq!(state.probe_result(2, status(503)), None);
+        }
+        assert_eq!(state.probe_result(1, status(503)), None);
+        assert_eq!(
+            state.probe_result(2, status(503)),
+            Some(false),
+            "down when the last address is"
+        );
+        assert!(!state.can_take_call());
+        assert_eq!(state.next_address(None), None);
+        // probe_up_after = 2: one address back brings the trunk back.
+        assert_eq!(state.probe_result(2, status(200)), None);
+        assert_eq!(state.probe_result(2, status(200)), Some(true));
+        assert_eq!(state.next_address(None), Some(2));
+        assert_eq!(state.probe_result(7, status(200)), None, "no such address");
+    }
+
+    #[test]
+    fn a_trunk_with_no_address_resolved_is_down() {
+        let state = TrunkState::new(trunk(), Vec::new(), Instant::now());
+        assert!(!state.is_up() && !state.can_take_call());
+        assert_eq!(state.next_address(None), None);
     }
 }

@@ -1,0 +1,434 @@
+//! A WebRTC endpoint calls through the gateway: str0m as the client does what a browser does
+//! (full ICE as the controlling agent, DTLS-SRTP, rtcp-mux, Opus 48 kHz), signalled over SIP/UDP
+//! by the project's own user agent. The gateway's side is its real media plane: the shard's
+//! shared WebRTC port, its demultiplexing and its str0m sessions.
+//!
+//! Browser-specific behaviour (Chromium's SDP, mDNS candidates, the web dialer) is proven in the
+//! Chromium tests; these prove the media path with an independent WebRTC implementation.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::{Gateway, PASSWORD, Sipp, TestTrunk, tone_ratio};
+use landline_codecs::{OpusDecoder, OpusEncoder, OpusSettings};
+use landline_sip::auth::Credentials;
+use landline_sip::message::{SipUri, Transport};
+use landline_sip::ua::{CallId, CallParams, Config as UaConfig, Event, UserAgent};
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
+
+/// 20 ms at 48 kHz.
+const FRAME: usize = 960;
+
+/// A browser-like WebRTC endpoint on a socket of its own.
+struct Browser {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    pending: Option<SdpPendingOffer>,
+    mid: Mid,
+    connected: bool,
+    encoder: OpusEncoder,
+    decoder: OpusDecoder,
+    opus_pt: Option<u8>,
+    sent: u64,
+    heard: Vec<i16>,
+    packets_heard: usize,
+}
+
+impl Browser {
+    /// A new endpoint and its SDP offer.
+    fn offer() -> (Browser, String) {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("browser socket");
+        socket.set_nonblocking(true).expect("non-blocking");
+        let local = socket.local_addr().expect("local addr");
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
+        let mut change = rtc.sdp_api();
+        let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, pending) = change.apply().expect("an offer");
+        let settings = OpusSettings::default();
+        let browser = Browser {
+            rtc,
+            socket,
+            local,
+            pending: Some(pending),
+            mid,
+            connected: false,
+            encoder: OpusEncoder::new(48_000, &settings).expect("encoder"),
+            decoder: OpusDecoder::new(48_000).expect("decoder"),
+            opus_pt: None,
+            sent: 0,
+            heard: Vec::new(),
+            packets_heard: 0,
+        };
+        (browser, offer.to_sdp_string())
+    }
+
+    fn accept_answer(&mut self, answer: &[u8]) {
+        let text = std::str::from_utf8(answer).expect("UTF-8 answer");
+        assert!(
+            text.contains("a=ice-lite") && text.contains("a=fingerprint:"),
+            "the gateway's answer is not an ICE-lite DTLS answer:\n{text}"
+        );
+        let answer = SdpAnswer::from_sdp_string(text).expect("answer parses");
+        let pending = self.pending.take().expect("an offer is pending");
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("answer accepted");
+        self.opus_pt = text
+            .lines()
+            .find_map(|l| l.strip_prefix("a=rtpmap:")?.strip_suffix(" opus/48000/2"))
+            .and_then(|pt| pt.parse().ok());
+    }
+
+    /// Feeds what arrived and the time, and sends what the engine wants sent.
+    fn step(&mut self, now: Instant) {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, source)) = self.socket.recv_from(&mut buf) {
+            let Ok(contents) = buf[..n].try_into() else {
+                continue;
+            };
+            let input = Input::Receive(
+                now,
+                Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination: self.local,
+                    contents,
+                },
+            );
+            self.rtc.handle_input(input).expect("input");
+            self.drain(now);
+        }
+        self.rtc.handle_input(Input::Timeout(now)).expect("timeout");
+        self.drain(now);
+    }
+
+    fn drain(&mut self, _now: Instant) {
+        loop {
+            match self.rtc.poll_output().expect("output") {
+                Output::Timeout(_) => return,
+                Output::Transmit(t) => {
+                    let _ = self.socket.send_to(&t.contents, t.destination);
+                }
+                Output::Event(RtcEvent::Connected) => self.connected = true,
+                Output::Event(RtcEvent::RtpPacket(packet)) => {
+                    if Some(*packet.header.payload_type) != self.opus_pt {
+                        continue;
+                    }
+                    let mut pcm = [0i16; 5760];
+                    if let Ok(n) = self.decoder.decode(&packet.payload, &mut pcm) {
+                        self.heard.extend_from_slice(&pcm[..n]);
+                        self.packets_heard += 1;
+                    }
+                }
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    /// Sends the next 20 ms of a tone, as a browser's microphone would.
+    fn send_tone(&mut self, now: Instant, hz: f64) {
+        let Some(pt) = self.opus_pt else {
+            return;
+        };
+        let start = self.sent as usize * FRAME;
+        let pcm: Vec<i16> = (start..start + FRAME)
+            .map(|i| {
+                let t = i as f64 / 48_000.0;
+                (8_000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
+            })
+            .collect();
+        let mut packet = [0u8; 1500];
+        let n = self.encoder.encode(&pcm, &mut packet).expect("encode");
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(self.mid, None) else {
+            return;
+        };
+        let write = RtpWrite::new(
+            Pt::from(pt),
+            SeqNo::from(self.sent + 1),
+            (self.sent * FRAME as u64) as u32,
+            now,
+            packet[..n].to_vec(),
+        );
+        stream.write_rtp(write);
+        self.sent += 1;
+        self.drain(now);
+    }
+}
+
+/// The project's own SIP user agent on a UDP socket, as the signalling half of the client.
+struct SipClient {
+    ua: UserAgent,
+    socket: UdpSocket,
+    events: Vec<Event>,
+}
+
+impl SipClient {
+    fn new() -> SipClient {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("SIP socket");
+        socket.set_nonblocking(true).expect("non-blocking");
+        let local = socket.local_addr().expect("local addr");
+        let ua = UserAgent::new(UaConfig::new(local, 0x5EED_0001));
+        SipClient {
+            ua,
+            socket,
+            events: Vec::new(),
+        }
+    }
+
+    fn call(&mut self, gateway: &Gateway, number: &str, sdp: String) -> CallId {
+        let target = SipUri::new(
+            Some(number),
+            gateway.sip.ip().into(),
+            Some(gateway.sip.port()),
+        );
+        let params = CallParams {
+            target,
+            from: None,
+            destination: gateway.sip,
+            transport: Transport::Udp,
+            sdp: Some(sdp.into_bytes()),
+            credentials: Some(Credentials {
+                username: "alice".into(),
+                password: PASSWORD.into(),
+            }),
+        };
+        let call = self.ua.call(Instant::now(), params);
+        self.step(Instant::now());
+        call
+    }
+
+    fn step(&mut self, now: Instant) {
+        let mut buf = [0u8; 8192];
+        while let Ok((n, source)) = self.socket.recv_from(&mut buf) {
+            self.ua
+                .handle_receive(now, source, Transport::Udp, &buf[..n]);
+        }
+        if self.ua.poll_timeout().is_some_and(|t| t <= now) {
+            self.ua.handle_timeout(now);
+        }
+        while let Some(transmit) = self.ua.poll_transmit() {
+            let _ = self.socket.send_to(&transmit.data, transmit.destination);
+        }
+        while let Some(event) = self.ua.poll_event() {
+            self.events.push(event);
+        }
+    }
+}
+
+/// Runs a browser call to `number` for `talk` after media connects, sending a `hz` tone;
+/// returns what the browser heard.
+fn browser_call(gateway: &Gateway, number: &str, hz: f64, talk: Duration) -> Browser {
+    browser_call_with(gateway, number, hz, talk, &mut || {})
+}
+
+/// [`browser_call`], running `beside` (the far side's part) on every turn of the loop.
+fn browser_call_with(
+    gateway: &Gateway,
+    number: &str,
+    hz: f64,
+    talk: Duration,
+    beside: &mut dyn FnMut(),
+) -> Browser {
+    let (mut browser, offer) = Browser::offer();
+    let mut sip = SipClient::new();
+    let call = sip.call(gateway, number, offer);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut connected_at = None;
+    let mut next_frame = Instant::now();
+    loop {
+        let now = Instant::now();
+        assert!(
+            now < deadline,
+            "call did not connect and run in time (connected: {}, heard {} packets):\n{}",
+            browser.connected,
+            browser.packets_heard,
+            gateway.log()
+        );
+        sip.step(now);
+        for event in sip.events.drain(..) {
+            match event {
+                Event::Answered { sdp: Some(sdp), .. } => browser.accept_answer(&sdp),
+                Event::Failed { status, .. } => {
+                    panic!("the call failed: {status:?}\n{}", gateway.log())
+                }
+                _ => {}
+            }
+        }
+        browser.step(now);
+        beside();
+        if browser.connected && now >= next_frame {
+            browser.send_tone(now, hz);
+            next_frame += Duration::from_millis(20);
+        }
+        if browser.connected {
+            let since = *connected_at.get_or_insert(now);
+            if now.duration_since(since) >= talk {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    sip.ua.hangup(Instant::now(), call);
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        sip.step(Instant::now());
+        if sip.events.iter().any(|e| matches!(e, Event::Ended { .. })) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    browser
+}
+
+/// The last second of what the browser heard, or all of it if less.
+fn last_second(heard: &[i16]) -> &[i16] {
+    &heard[heard.len().saturating_sub(48_000)..]
+}
+
+#[test]
+fn a_webrtc_client_hears_itself_on_the_echo_number() {
+    let gateway = Gateway::start(&[]);
+    let browser = browser_call(&gateway, "600", 1000.0, Duration::from_secs(3));
+    assert!(
+        browser.packets_heard > 100,
+        "the browser heard only {} packets:\n{}",
+        browser.packets_heard,
+        gateway.log()
+    );
+    let ratio = tone_ratio(last_second(&browser.heard), 1000.0, 48_000.0);
+    assert!(
+        ratio > 0.5,
+        "the echo does not carry the browser's tone (ratio {ratio:.3})"
+    );
+    gateway.assert_idle();
+}
+
+#[test]
+fn a_webrtc_client_calls_out_and_hears_itself_through_an_echoing_carrier() {
+    let carrier: SocketAddr = "127.0.0.2:0".parse().expect("address");
+    let carrier = SocketAddr::new(carrier.ip(), common::free_port());
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let mut trunk = Sipp::start("carrier_answer", carrier, None, 1, &["-rtp_echo"]);
+    let browser = browser_call(&gateway, "+15557654321", 700.0, Duration::from_secs(3));
+    let stats = trunk.finish();
+    assert!(
+        browser.packets_heard > 100,
+        "the browser heard only {} packets:\n{}",
+        browser.packets_heard,
+        gateway.log()
+    );
+    let ratio = tone_ratio(last_second(&browser.heard), 700.0, 48_000.0);
+    assert!(
+        ratio > 0.5,
+        "the carrier's echo does not carry the browser's tone (ratio {ratio:.3})"
+    );
+    common::assert_calls(stats, 1, "carrier", &gateway, &[&trunk]);
+    let record = gateway.wait_cdrs(1);
+    assert_eq!(record[0]["outcome"], "answered", "{record:?}");
+    gateway.assert_idle();
+}
+
+/// The media address in the gateway's INVITE to the carrier, from SIPp's message log.
+fn offered_media(trunk: &Sipp) -> Option<SocketAddr> {
+    let log = trunk.messages();
+    let invite = &log[log.find("INVITE sip:")?..];
+    let ip = invite.lines().find_map(|l| l.strip_prefix("c=IN IP4 "))?;
+    let port = invite
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))?
+        .split(' ')
+        .next()?;
+    format!("{}:{}", ip.trim(), port).parse().ok()
+}
+
+#[test]
+fn a_webrtc_client_hears_the_carrier_speak_first() {
+    use landline_codecs::G711Law;
+    use landline_codecs::rtp::RtpHeader;
+
+    let carrier = SocketAddr::new([127, 0, 0, 2].into(), common::free_port());
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let media = UdpSocket::bind("127.0.0.2:0").expect("carrier media socket");
+    media.set_nonblocking(true).expect("non-blocking");
+    let port = media.local_addr().expect("addr").port().to_string();
+    let mut trunk = Sipp::start(
+        "carrier_answer_media",
+        carrier,
+        None,
+        1,
+        &["-key", "rtp_port", &port],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // The carrier talks from the moment the INVITE says where, before anyone answers.
+    let mut target = None;
+    let mut sequence = 0u16;
+    let mut next = Instant::now();
+    let mut speak = || {
+        if target.is_none() {
+            target = offered_media(&trunk);
+        }
+        let Some(to) = target else { return };
+        while Instant::now() >= next {
+            let timestamp = u32::from(sequence) * 160;
+            let pcm: Vec<i16> = (0..160u32)
+                .map(|n| {
+                    let t = f64::from(timestamp + n) / 8000.0;
+                    (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as i16
+                })
+                .collect();
+            let mut packet = vec![0u8; 172];
+            RtpHeader {
+                marker: sequence == 0,
+                payload_type: 0,
+                sequence,
+                timestamp,
+                ssrc: 0xCA11,
+            }
+            .write(&mut packet);
+            G711Law::Mu.encode(&pcm, &mut packet[12..]);
+            let _ = media.send_to(&packet, to);
+            sequence = sequence.wrapping_add(1);
+            next += Duration::from_millis(20);
+        }
+        let mut buf = [0u8; 2048];
+        while media.recv_from(&mut buf).is_ok() {}
+    };
+    let browser = browser_call_with(
+        &gateway,
+        "+15557654321",
+        440.0,
+        Duration::from_secs(3),
+        &mut speak,
+    );
+    let stats = trunk.finish();
+    let ratio = tone_ratio(last_second(&browser.heard), 1000.0, 48_000.0);
+    assert!(
+        ratio > 0.5,
+        "the browser does not hear the carrier's tone (ratio {ratio:.3}, {} packets)",
+        browser.packets_heard
+    );
+    common::assert_calls(stats, 1, "carrier", &gateway, &[&trunk]);
+    gateway.assert_idle();
+}
