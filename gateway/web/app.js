@@ -447,6 +447,7 @@ function onIncoming(call) {
   view.incomingName.textContent = call.remoteName && call.remoteName !== call.remoteUser ? call.remoteName : '';
   view.incoming.hidden = false;
   view.answerButton.focus();
+  setTitle(`Incoming call from ${call.remoteName || call.remoteUser}`);
   tones.ring();
   announce(`Incoming call from ${call.remoteName || call.remoteUser}`);
   if ('Notification' in window && Notification.permission === 'granted' && document.hidden) {
@@ -484,6 +485,7 @@ function onCallState(call, state, reason) {
   document.body.dataset.callState = state;
   if (state === 'incoming') return;
   view.incoming.hidden = true;
+  if (state !== 'connected') setTitle(STATE_TEXT[state] || '');
   if (state === 'ringing') tones.ringback();
   else tones.stop();
   if (state === 'ended') {
@@ -509,6 +511,7 @@ function showCallPanel(number, state) {
   view.lastCall.hidden = true;
   view.callParty.textContent = formatNumber(number);
   view.callState.textContent = STATE_TEXT[state] || state;
+  view.callState.dataset.kind = '';
   if (state !== 'connected') view.callTimer.textContent = '';
   updateControls();
 }
@@ -525,6 +528,7 @@ function finishCallUi(reason, isError) {
   showKeypad(false);
   document.body.dataset.callState = 'ended';
   view.callState.textContent = reason ? `Call ended · ${reason}` : 'Call ended';
+  view.callState.dataset.kind = isError ? 'error' : '';
   view.callTimer.textContent = duration;
   announce(reason ? `Call ended. ${reason}` : 'Call ended');
   updateControls();
@@ -548,9 +552,19 @@ function showKeypad(on) {
   view.keypadToggle.querySelector('.round-label').textContent = on ? 'Hide keypad' : 'Keypad';
 }
 
+const BASE_TITLE = document.title;
+
+function setTitle(prefix) {
+  document.title = prefix ? `${prefix} · ${BASE_TITLE}` : BASE_TITLE;
+}
+
 function startTimer(since) {
   stopTimer();
-  const tick = () => { view.callTimer.textContent = formatDuration(Date.now() - since); };
+  const tick = () => {
+    const shown = formatDuration(Date.now() - since);
+    view.callTimer.textContent = shown;
+    setTitle(`● ${shown}`);
+  };
   tick();
   timerInterval = setInterval(tick, 1000);
 }
@@ -558,6 +572,7 @@ function startTimer(since) {
 function stopTimer() {
   clearInterval(timerInterval);
   timerInterval = null;
+  setTitle('');
 }
 
 function updateControls() {

@@ -12,6 +12,10 @@
 //   --timeout S        the limit for each waiting step (default 20)
 //   --skip S           seconds of remote audio skipped before recording (default 2)
 //   --deny-mic 1       the browser refuses the microphone (as a user clicking "Block")
+//   --viewport WxH     the window size (default 480x860, a phone); --dark 1: dark colour scheme
+//   --library sipjs    drive sipjs.html (SIP.js from npm, unmodified) instead of the dialer: the
+//                      driver serves this folder itself, and the page's WebSocket goes to the
+//                      gateway of --url. Steps: register, call, answer-incoming, hangup, waits.
 //
 // Steps, run in order (a step that fails ends the run with "ok": false):
 //   register                 fill the form, sign in, wait for registered or failed
@@ -37,7 +41,8 @@
 //   call-number NUMBER       call NUMBER, wait-state connected, wait-media
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -117,6 +122,28 @@ function log(...args) {
   process.stderr.write(`[driver ${new Date().toISOString().slice(11, 23)}] ${args.join(' ')}\n`);
 }
 
+/** Serves this folder (the library test pages and node_modules) on a free loopback port. */
+async function serveHere() {
+  const root = new URL('.', import.meta.url).pathname;
+  const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.map': 'application/json' };
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    if (path.includes('..')) {
+      res.writeHead(400).end();
+      return;
+    }
+    try {
+      const body = readFileSync(join(root, path));
+      const ext = path.slice(path.lastIndexOf('.'));
+      res.writeHead(200, { 'content-type': types[ext] || 'application/octet-stream' }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return server;
+}
+
 /** A 30 s sine WAV at 48 kHz mono (Chromium loops the file). */
 function toneWav(dir, hz) {
   const path = resolve(join(dir, `tone-${hz}.wav`));
@@ -170,7 +197,11 @@ async function main() {
     headless: true,
     ignoreDefaultArgs: ['--mute-audio'],
     args,
-    viewport: { width: 480, height: 860 },
+    viewport: (() => {
+      const [width, height] = String(opts.viewport || '480x860').split('x').map(Number);
+      return { width, height };
+    })(),
+    colorScheme: opts.dark ? 'dark' : 'light',
     deviceScaleFactor: 1,
   });
   const page = context.pages()[0] || (await context.newPage());
@@ -306,9 +337,50 @@ async function main() {
     },
   };
 
+  if (opts.library) {
+    // The library page has no form and no buttons: the same steps call its window.landline.
+    const call = (fn, arg) => page.evaluate(([f, a]) => window.landline[f](a), [fn, arg]);
+    Object.assign(run, {
+      async register() {
+        await call('signIn');
+        await waitFor('registered or failed', () => ['registered', 'failed'].includes(window.landline.registration));
+        await snapshot();
+      },
+      async call(number) {
+        await call('dial', number);
+      },
+      async hangup() {
+        await call('hangup');
+        await waitFor('the call to end', () => window.landline.call?.state === 'ended');
+      },
+      async 'wait-incoming'() {
+        await waitFor('an incoming call', () => window.landline.call?.state === 'incoming');
+      },
+      async 'answer-incoming'() {
+        await run['wait-incoming']();
+        await call('answer');
+        await run['wait-state']('connected');
+      },
+      async 'decline-incoming'() {
+        await run['wait-incoming']();
+        await call('decline');
+      },
+    });
+  }
+
   let code = 0;
+  let server = null;
   try {
-    const response = await page.goto(opts.url, { waitUntil: 'load', timeout: timeoutMs });
+    let url = opts.url;
+    if (opts.library) {
+      if (opts.library !== 'sipjs') throw new Error(`unknown --library ${opts.library}`);
+      server = await serveHere();
+      const gateway = new URL(opts.url);
+      const ws = `${gateway.protocol === 'https:' ? 'wss' : 'ws'}://${gateway.host}/ws`;
+      const query = new URLSearchParams({ ws, user: opts.user || '', password: opts.password || '', domain: opts.domain || gateway.hostname });
+      url = `http://127.0.0.1:${server.address().port}/sipjs.html?${query}`;
+    }
+    const response = await page.goto(url, { waitUntil: 'load', timeout: timeoutMs });
     result.httpStatus = response ? response.status() : null;
     await page.waitForFunction(() => window.landline !== undefined, null, { timeout: timeoutMs });
     for (const [name, stepArgs] of steps) {
@@ -330,6 +402,7 @@ async function main() {
     if (!result.sipLog) result.sipLog = await page.evaluate(() => window.landline?.sipLog?.slice(-40) ?? []);
   } catch { /* page gone */ }
   await context.close().catch(() => {});
+  if (server) server.close();
   rmSync(profile, { recursive: true, force: true });
   emit(code);
 }
