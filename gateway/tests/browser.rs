@@ -834,3 +834,68 @@ fn sip_js_from_npm_receives_a_call_from_the_carrier() {
     );
     web.gateway.assert_idle();
 }
+
+#[test]
+#[ignore = "needs WebRTC media (in progress)"]
+fn a_carrier_announcement_before_the_answer_is_heard_in_the_browser() {
+    let (carrier_addr, trunk) = carrier();
+    let web = WebGateway::start(&[trunk]);
+    let media = carrier_media();
+    let media_port = media.local_addr().expect("addr").port().to_string();
+    let mut trunk = Sipp::start(
+        "browser_carrier_early_media",
+        carrier_addr,
+        None,
+        1,
+        &["-key", "rtp_port", &media_port],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // Early media lasts 5 s: one recording inside it, one after the 200.
+    let mut driver = web.spawn(
+        PASSWORD,
+        &["--listen", "1000", "--skip", "1"],
+        &[
+            "register",
+            "call",
+            PSTN_NUMBER,
+            "wait-state",
+            "early",
+            "wait-media",
+            "record",
+            "2",
+            "wait-state",
+            "connected",
+            "record",
+            "2",
+            "hangup",
+        ],
+    );
+    carrier_talks_while(&mut driver, &trunk, &media, Duration::from_secs(90));
+    let result = driver.finish(&web.gateway);
+    assert_ok(&result, &web.gateway);
+    assert_calls(trunk.finish(), 1, "carrier", &web.gateway, &[&trunk]);
+    let call = &result["call"];
+    let seen = states(call);
+    let early = seen.iter().position(|s| *s == "early");
+    let connected = seen.iter().position(|s| *s == "connected");
+    assert!(
+        matches!((early, connected), (Some(e), Some(c)) if e < c),
+        "states {seen:?}"
+    );
+    let recordings = result["recordings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(recordings.len(), 2, "{result}");
+    for (when, audio) in ["before the answer", "after the answer"]
+        .iter()
+        .zip(&recordings)
+    {
+        let ratio = audio["toneRatio"].as_f64().unwrap_or(0.0);
+        eprintln!("browser hears the carrier {when} at {ratio:.3} ({audio})");
+        assert!(
+            ratio > 0.5,
+            "{when}, the browser hears the carrier's {CARRIER_HZ} Hz at only {ratio:.2}: {audio}\n{}",
+            sip_trace(&result)
+        );
+    }
+    assert_eq!(recordings[0]["callState"], "early");
+    web.gateway.assert_idle();
+}

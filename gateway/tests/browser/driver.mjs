@@ -25,7 +25,8 @@
 //   wait-state STATE         wait until the call reaches STATE (ringing, early, connected, ended)
 //   wait-media               wait until the call's RTCPeerConnection is connected
 //   record SECONDS           record the remote audio (MediaRecorder, decodeAudioData) and measure
-//                            the tone's share of its energy (Goertzel)
+//                            the tone's share of its energy (Goertzel): "audio" in the result,
+//                            and every recording in "recordings" (with the call state after it)
 //   dtmf DIGITS              press DIGITS on the keyboard during the call (RFC 4733)
 //   hangup                   press the hang-up button and wait for the call to end
 //   wait-ended               wait for the far end to end the call
@@ -58,6 +59,7 @@ const result = {
   calls: [],
   call: null,
   audio: null,
+  recordings: [],
   dtmfSent: '',
   screenshots: [],
   pageErrors: [],
@@ -289,6 +291,8 @@ async function main() {
     },
     async record(seconds) {
       result.audio = await page.evaluate(recordRemote, { seconds: Number(seconds), skip: opts.skip, hz: opts.listen });
+      result.audio.callState = await page.evaluate(() => window.landline.call?.state ?? null);
+      result.recordings.push(result.audio);
       if (result.audio.error) throw new Error(`recording: ${result.audio.error}`);
     },
     async dtmf(digits) {
