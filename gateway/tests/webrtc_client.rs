@@ -39,6 +39,15 @@ struct Browser {
     sent: u64,
     heard: Vec<i16>,
     packets_heard: usize,
+    /// Arrival time, extended sequence number and RTP timestamp of every Opus packet heard.
+    arrivals: Vec<(Instant, u64, u32)>,
+    /// When the call was answered (200), as the SIP side saw it.
+    answered_at: Option<Instant>,
+    /// Drops this share of the RTP it sends (a lossy path towards the gateway).
+    loss: f64,
+    rng: u64,
+    rtp_sent: u64,
+    rtp_dropped: u64,
 }
 
 impl Browser {
@@ -70,12 +79,22 @@ impl Browser {
             sent: 0,
             heard: Vec::new(),
             packets_heard: 0,
+            arrivals: Vec::new(),
+            answered_at: None,
+            loss: 0.0,
+            rng: 0x1234_5678_9ABC_DEF1,
+            rtp_sent: 0,
+            rtp_dropped: 0,
         };
         (browser, offer.to_sdp_string())
     }
 
     fn accept_answer(&mut self, answer: &[u8]) {
         let text = std::str::from_utf8(answer).expect("UTF-8 answer");
+        if self.pending.is_none() {
+            // The 200 repeats the answer a 183 gave: the session goes on unchanged.
+            return;
+        }
         assert!(
             text.contains("a=ice-lite") && text.contains("a=fingerprint:"),
             "the gateway's answer is not an ICE-lite DTLS answer:\n{text}"
@@ -120,6 +139,13 @@ impl Browser {
             match self.rtc.poll_output().expect("output") {
                 Output::Timeout(_) => return,
                 Output::Transmit(t) => {
+                    if is_rtp(&t.contents) {
+                        self.rtp_sent += 1;
+                        if self.lose() {
+                            self.rtp_dropped += 1;
+                            continue;
+                        }
+                    }
                     let _ = self.socket.send_to(&t.contents, t.destination);
                 }
                 Output::Event(RtcEvent::Connected) => self.connected = true,
@@ -127,6 +153,8 @@ impl Browser {
                     if Some(*packet.header.payload_type) != self.opus_pt {
                         continue;
                     }
+                    self.arrivals
+                        .push((Instant::now(), *packet.seq_no, packet.header.timestamp));
                     let mut pcm = [0i16; 5760];
                     if let Ok(n) = self.decoder.decode(&packet.payload, &mut pcm) {
                         self.heard.extend_from_slice(&pcm[..n]);
@@ -136,6 +164,17 @@ impl Browser {
                 Output::Event(_) => {}
             }
         }
+    }
+
+    /// Whether the next RTP packet is lost on the way (xorshift, reproducible).
+    fn lose(&mut self) -> bool {
+        if self.loss <= 0.0 {
+            return false;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % 10_000) as f64 / 10_000.0 < self.loss
     }
 
     /// Sends the next 20 ms of a tone, as a browser's microphone would.
@@ -167,6 +206,12 @@ impl Browser {
         self.sent += 1;
         self.drain(now);
     }
+}
+
+/// Whether a datagram is SRTP (not SRTCP, STUN or DTLS): RTP version 2, payload type outside
+/// the RTCP range muxed with it (RFC 5761).
+fn is_rtp(datagram: &[u8]) -> bool {
+    datagram.len() >= 12 && datagram[0] >> 6 == 2 && !(72..=76).contains(&(datagram[1] & 0x7F))
 }
 
 /// The project's own SIP user agent on a UDP socket, as the signalling half of the client.
@@ -232,18 +277,19 @@ impl SipClient {
 /// Runs a browser call to `number` for `talk` after media connects, sending a `hz` tone;
 /// returns what the browser heard.
 fn browser_call(gateway: &Gateway, number: &str, hz: f64, talk: Duration) -> Browser {
-    browser_call_with(gateway, number, hz, talk, &mut || {})
+    let (browser, offer) = Browser::offer();
+    browser_call_with(gateway, (browser, offer), number, hz, talk, &mut || {})
 }
 
 /// [`browser_call`], running `beside` (the far side's part) on every turn of the loop.
 fn browser_call_with(
     gateway: &Gateway,
+    (mut browser, offer): (Browser, String),
     number: &str,
     hz: f64,
     talk: Duration,
     beside: &mut dyn FnMut(),
 ) -> Browser {
-    let (mut browser, offer) = Browser::offer();
     let mut sip = SipClient::new();
     let call = sip.call(gateway, number, offer);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -261,7 +307,13 @@ fn browser_call_with(
         sip.step(now);
         for event in sip.events.drain(..) {
             match event {
-                Event::Answered { sdp: Some(sdp), .. } => browser.accept_answer(&sdp),
+                Event::Progress { sdp: Some(sdp), .. } => browser.accept_answer(&sdp),
+                Event::Answered { sdp, .. } => {
+                    browser.answered_at = Some(now);
+                    if let Some(sdp) = sdp {
+                        browser.accept_answer(&sdp);
+                    }
+                }
                 Event::Failed { status, .. } => {
                     panic!("the call failed: {status:?}\n{}", gateway.log())
                 }
@@ -359,39 +411,48 @@ fn offered_media(trunk: &Sipp) -> Option<SocketAddr> {
     format!("{}:{}", ip.trim(), port).parse().ok()
 }
 
-#[test]
-fn a_webrtc_client_hears_the_carrier_speak_first() {
-    use landline_codecs::G711Law;
-    use landline_codecs::rtp::RtpHeader;
+/// A carrier's media, played by the test beside a SIPp carrier whose SDP names this socket
+/// (`-key rtp_port`): it speaks a 1 kHz PCMU tone from the moment the INVITE says where, and
+/// keeps every packet that reaches it.
+struct CarrierMedia {
+    socket: UdpSocket,
+    target: Option<SocketAddr>,
+    sequence: u16,
+    next: Instant,
+    /// (sequence, timestamp) of each PCMU packet received.
+    received: Vec<(u16, u32)>,
+    pcm: Vec<i16>,
+}
 
-    let carrier = SocketAddr::new([127, 0, 0, 2].into(), common::free_port());
-    let gateway = Gateway::start(&[TestTrunk {
-        name: "carrier",
-        addr: carrier,
-        probe: false,
-    }]);
-    let media = UdpSocket::bind("127.0.0.2:0").expect("carrier media socket");
-    media.set_nonblocking(true).expect("non-blocking");
-    let port = media.local_addr().expect("addr").port().to_string();
-    let mut trunk = Sipp::start(
-        "carrier_answer_media",
-        carrier,
-        None,
-        1,
-        &["-key", "rtp_port", &port],
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    // The carrier talks from the moment the INVITE says where, before anyone answers.
-    let mut target = None;
-    let mut sequence = 0u16;
-    let mut next = Instant::now();
-    let mut speak = || {
-        if target.is_none() {
-            target = offered_media(&trunk);
+impl CarrierMedia {
+    fn new() -> CarrierMedia {
+        let socket = UdpSocket::bind("127.0.0.2:0").expect("carrier media socket");
+        socket.set_nonblocking(true).expect("non-blocking");
+        CarrierMedia {
+            socket,
+            target: None,
+            sequence: 0,
+            next: Instant::now(),
+            received: Vec::new(),
+            pcm: Vec::new(),
         }
-        let Some(to) = target else { return };
-        while Instant::now() >= next {
-            let timestamp = u32::from(sequence) * 160;
+    }
+
+    fn port(&self) -> String {
+        self.socket.local_addr().expect("addr").port().to_string()
+    }
+
+    fn step(&mut self, trunk: &Sipp) {
+        use landline_codecs::G711Law;
+        use landline_codecs::rtp::{RtpHeader, RtpPacket};
+
+        if self.target.is_none() {
+            self.target = offered_media(trunk);
+            self.next = Instant::now();
+        }
+        let Some(to) = self.target else { return };
+        while Instant::now() >= self.next {
+            let timestamp = u32::from(self.sequence) * 160;
             let pcm: Vec<i16> = (0..160u32)
                 .map(|n| {
                     let t = f64::from(timestamp + n) / 8000.0;
@@ -400,27 +461,59 @@ fn a_webrtc_client_hears_the_carrier_speak_first() {
                 .collect();
             let mut packet = vec![0u8; 172];
             RtpHeader {
-                marker: sequence == 0,
+                marker: self.sequence == 0,
                 payload_type: 0,
-                sequence,
+                sequence: self.sequence,
                 timestamp,
                 ssrc: 0xCA11,
             }
             .write(&mut packet);
             G711Law::Mu.encode(&pcm, &mut packet[12..]);
-            let _ = media.send_to(&packet, to);
-            sequence = sequence.wrapping_add(1);
-            next += Duration::from_millis(20);
+            let _ = self.socket.send_to(&packet, to);
+            self.sequence = self.sequence.wrapping_add(1);
+            self.next += Duration::from_millis(20);
         }
         let mut buf = [0u8; 2048];
-        while media.recv_from(&mut buf).is_ok() {}
-    };
+        while let Ok((n, _)) = self.socket.recv_from(&mut buf) {
+            let Ok(rtp) = RtpPacket::parse(&buf[..n]) else {
+                continue;
+            };
+            if rtp.payload_type == 0 {
+                self.received.push((rtp.sequence, rtp.timestamp));
+                let mut pcm = vec![0i16; rtp.payload.len()];
+                G711Law::Mu.decode(rtp.payload, &mut pcm);
+                self.pcm.extend_from_slice(&pcm);
+            }
+        }
+    }
+}
+
+/// A gateway with one carrier on 127.0.0.2, and a SIPp carrier running `scenario` whose media
+/// is the returned [`CarrierMedia`].
+fn carrier_gateway(scenario: &str) -> (Gateway, Sipp, CarrierMedia) {
+    let carrier = SocketAddr::new([127, 0, 0, 2].into(), common::free_port());
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    let media = CarrierMedia::new();
+    let port = media.port();
+    let trunk = Sipp::start(scenario, carrier, None, 1, &["-key", "rtp_port", &port]);
+    std::thread::sleep(Duration::from_millis(300));
+    (gateway, trunk, media)
+}
+
+#[test]
+fn a_webrtc_client_hears_the_carrier_speak_first() {
+    let (gateway, mut trunk, mut media) = carrier_gateway("carrier_answer_media");
     let browser = browser_call_with(
         &gateway,
+        Browser::offer(),
         "+15557654321",
         440.0,
         Duration::from_secs(3),
-        &mut speak,
+        &mut || media.step(&trunk),
     );
     let stats = trunk.finish();
     let ratio = tone_ratio(last_second(&browser.heard), 1000.0, 48_000.0);
@@ -430,5 +523,117 @@ fn a_webrtc_client_hears_the_carrier_speak_first() {
         browser.packets_heard
     );
     common::assert_calls(stats, 1, "carrier", &gateway, &[&trunk]);
+    gateway.assert_idle();
+}
+
+#[test]
+fn early_media_reaches_the_browser_before_the_answer_and_goes_on_without_a_gap() {
+    let (gateway, mut trunk, mut media) = carrier_gateway("carrier_early_media");
+    let browser = browser_call_with(
+        &gateway,
+        Browser::offer(),
+        "+15557654321",
+        440.0,
+        Duration::from_secs(4),
+        &mut || media.step(&trunk),
+    );
+    let stats = trunk.finish();
+    let answered = browser.answered_at.expect("the carrier answered");
+    let (early, late): (Vec<&(Instant, u64, u32)>, Vec<_>) =
+        browser.arrivals.iter().partition(|a| a.0 < answered);
+    assert!(
+        early.len() > 50 && late.len() > 25,
+        "packets before the answer: {}, after: {}",
+        early.len(),
+        late.len()
+    );
+    // 20 ms before the 200 have the carrier's tone.
+    let early_samples = early.len() * FRAME;
+    let ratio = tone_ratio(
+        &browser.heard[..early_samples.min(browser.heard.len())],
+        1000.0,
+        48_000.0,
+    );
+    assert!(
+        ratio > 0.5,
+        "early media without the carrier's tone (ratio {ratio:.3})"
+    );
+    // The stream goes on through the answer as one: every sequence number, 20 ms apart.
+    for pair in browser.arrivals.windows(2) {
+        let ((_, seq_a, ts_a), (_, seq_b, ts_b)) = (pair[0], pair[1]);
+        assert_eq!(seq_b, seq_a + 1, "a sequence gap in the browser's stream");
+        assert_eq!(
+            ts_b.wrapping_sub(ts_a),
+            960,
+            "a timestamp jump in the browser's stream"
+        );
+    }
+    let last_early = early.last().map(|a| a.0).expect("early packets");
+    let first_late = late.first().map(|a| a.0).expect("late packets");
+    assert!(
+        first_late - last_early < Duration::from_millis(200),
+        "{:?} without media at the answer",
+        first_late - last_early
+    );
+    common::assert_calls(stats, 1, "carrier", &gateway, &[&trunk]);
+    gateway.assert_idle();
+}
+
+#[test]
+fn with_5_percent_loss_from_the_browser_the_carrier_gets_continuous_concealed_g711() {
+    let (gateway, mut trunk, mut media) = carrier_gateway("carrier_answer_media");
+    let (mut browser, offer) = Browser::offer();
+    browser.loss = 0.05;
+    let browser = browser_call_with(
+        &gateway,
+        (browser, offer),
+        "+15557654321",
+        440.0,
+        Duration::from_secs(5),
+        &mut || media.step(&trunk),
+    );
+    let stats = trunk.finish();
+    assert!(
+        browser.rtp_dropped * 100 >= browser.rtp_sent * 3,
+        "the path lost only {} of {} packets",
+        browser.rtp_dropped,
+        browser.rtp_sent
+    );
+    // Every 20 ms reached the carrier: no sequence or timestamp gap in what it received.
+    let received = &media.received;
+    assert!(
+        received.len() >= 200,
+        "the carrier received only {} packets for 5 s",
+        received.len()
+    );
+    for pair in received.windows(2) {
+        let ((seq_a, ts_a), (seq_b, ts_b)) = (pair[0], pair[1]);
+        assert_eq!(
+            seq_b,
+            seq_a.wrapping_add(1),
+            "the carrier's stream has a gap"
+        );
+        assert_eq!(ts_b.wrapping_sub(ts_a), 160, "the carrier's stream jumps");
+    }
+    // The losses were concealed: each second has the tone (a Goertzel filter over one second;
+    // concealment shifts the phase, so longer stretches are not measured as one).
+    let seconds: Vec<f64> = media
+        .pcm
+        .chunks_exact(8000)
+        // The first two seconds cover the answer and the browser's ICE and DTLS.
+        .skip(2)
+        .map(|second| tone_ratio(second, 440.0, 8000.0))
+        .collect();
+    assert!(
+        seconds.len() >= 3 && seconds.iter().all(|r| *r > 0.5),
+        "the carrier hears the browser's tone per second at {seconds:.3?}"
+    );
+    common::assert_calls(stats, 1, "carrier", &gateway, &[&trunk]);
+    let record = gateway.wait_cdrs(1);
+    let lost = record[0]["media"]["client_lost"].as_u64().unwrap_or(0);
+    assert!(
+        lost > 0,
+        "the call record shows no loss from the client: {record:?}"
+    );
     gateway.assert_idle();
 }
