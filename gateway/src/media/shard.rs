@@ -473,6 +473,29 @@ mod tests {
     }
 
     #[test]
+    fn random_and_mangled_datagrams_never_panic() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let valid = stun(b"abcd:efgh");
+        for _ in 0..20_000 {
+            let mut datagram = valid.clone();
+            for _ in 0..(next() % 4) {
+                let at = (next() as usize) % datagram.len();
+                datagram[at] = next() as u8;
+            }
+            datagram.truncate((next() as usize) % (datagram.len() + 1));
+            let _ = stun_local_ufrag(&datagram);
+            let noise: Vec<u8> = (0..next() % 64).map(|_| next() as u8).collect();
+            let _ = stun_local_ufrag(&noise);
+        }
+    }
+
+    #[test]
     fn anything_else_names_nobody() {
         assert_eq!(stun_local_ufrag(b"\x80\x00rtp packet here...."), None);
         let mut truncated = stun(b"abcd:efgh");

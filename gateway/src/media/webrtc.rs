@@ -420,6 +420,115 @@ mod tests {
         assert_eq!(extend_sequence(Some(70_000), 4_465), 70_001);
     }
 
+    /// An offer as Chromium makes it for a microphone: BUNDLE, RED, G.722, two
+    /// telephone-events, header extensions, and an mDNS host candidate.
+    const CHROME_OFFER: &str = "v=0\r\n\
+        o=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n\
+        s=-\r\n\
+        t=0 0\r\n\
+        a=group:BUNDLE 0\r\n\
+        a=extmap-allow-mixed\r\n\
+        a=msid-semantic: WMS 8a9b\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\r\n\
+        c=IN IP4 0.0.0.0\r\n\
+        a=rtcp:9 IN IP4 0.0.0.0\r\n\
+        a=candidate:3387637311 1 udp 2113937151 5f8c2a5e-8b5c-4c7c-9d7e-1f0a7b6f0a1b.local 54321 typ host generation 0 network-cost 999\r\n\
+        a=ice-ufrag:Gx3e\r\n\
+        a=ice-pwd:Kx2dNbm2dD0Kj1Cq2m3P4s5y\r\n\
+        a=ice-options:trickle\r\n\
+        a=fingerprint:sha-256 5B:2E:43:0A:91:8C:6D:1F:22:71:0E:9A:AB:3C:4D:5E:6F:70:81:92:A3:B4:C5:D6:E7:F8:09:1A:2B:3C:4D:5E\r\n\
+        a=setup:actpass\r\n\
+        a=mid:0\r\n\
+        a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+        a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+        a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+        a=sendrecv\r\n\
+        a=msid:8a9b 1c2d\r\n\
+        a=rtcp-mux\r\n\
+        a=rtcp-rsize\r\n\
+        a=rtpmap:111 opus/48000/2\r\n\
+        a=rtcp-fb:111 transport-cc\r\n\
+        a=fmtp:111 minptime=10;useinbandfec=1\r\n\
+        a=rtpmap:63 red/48000/2\r\n\
+        a=fmtp:63 111/111\r\n\
+        a=rtpmap:9 G722/8000\r\n\
+        a=rtpmap:0 PCMU/8000\r\n\
+        a=rtpmap:8 PCMA/8000\r\n\
+        a=rtpmap:13 CN/8000\r\n\
+        a=rtpmap:110 telephone-event/48000\r\n\
+        a=rtpmap:126 telephone-event/8000\r\n\
+        a=ssrc:3735928559 cname:Qw3rTy\r\n\
+        a=ssrc:3735928559 msid:8a9b 1c2d\r\n";
+
+    fn identity() -> WebRtcIdentity {
+        WebRtcIdentity::generate().expect("a DTLS certificate")
+    }
+
+    fn local() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 20_000))
+    }
+
+    #[test]
+    fn a_chrome_offer_with_an_mdns_candidate_is_answered_ice_lite_with_opus() {
+        let (session, answer) =
+            WebRtcSession::answer(Instant::now(), &identity(), local(), CHROME_OFFER)
+                .expect("answered");
+        assert!(answer.contains("a=ice-lite"), "{answer}");
+        assert!(answer.contains("a=fingerprint:sha-256"), "{answer}");
+        assert!(answer.contains("a=rtpmap:111 opus/48000/2"), "{answer}");
+        assert!(answer.contains("127.0.0.1 20000 typ host"), "{answer}");
+        assert!(!answer.contains("PCMU"), "browsers get Opus only: {answer}");
+        assert_eq!(
+            session.codec(),
+            Some(LegCodec::Opus {
+                payload_type: 111,
+                event_payload_type: Some(110),
+            })
+        );
+        assert!(!session.ufrag().is_empty());
+    }
+
+    #[test]
+    fn an_offer_without_opus_or_that_is_not_sdp_is_refused_not_panicked_on() {
+        let no_opus = CHROME_OFFER.replace("opus/48000/2", "speex/48000/2");
+        let now = Instant::now();
+        assert!(WebRtcSession::answer(now, &identity(), local(), &no_opus).is_err());
+        assert!(WebRtcSession::answer(now, &identity(), local(), "hello").is_err());
+        assert!(WebRtcSession::answer(now, &identity(), local(), "").is_err());
+    }
+
+    #[test]
+    fn any_truncation_or_line_loss_of_an_offer_is_answered_or_refused() {
+        let identity = identity();
+        let now = Instant::now();
+        for cut in (0..CHROME_OFFER.len()).step_by(7) {
+            let _ = WebRtcSession::answer(now, &identity, local(), &CHROME_OFFER[..cut]);
+        }
+        let lines: Vec<&str> = CHROME_OFFER.split_inclusive("\r\n").collect();
+        for skip in 0..lines.len() {
+            let offer: String = lines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, l)| *l)
+                .collect();
+            let _ = WebRtcSession::answer(now, &identity, local(), &offer);
+        }
+    }
+
+    #[test]
+    fn our_offer_is_ice_lite_and_takes_the_browsers_answer() {
+        let now = Instant::now();
+        let (mut session, offer) =
+            WebRtcSession::offer(now, &identity(), local()).expect("an offer");
+        assert!(
+            offer.contains("a=ice-lite") && offer.contains("a=setup:actpass"),
+            "{offer}"
+        );
+        assert!(offer.contains("telephone-event/48000"), "{offer}");
+        assert!(session.accept_answer(now, "not an answer").is_err());
+    }
+
     #[test]
     fn candidates_are_dropped_from_sdp() {
         let sdp = "v=0\r\na=candidate:1 1 udp 1 abc.local 5000 typ host\r\na=mid:0\r\n";
