@@ -75,6 +75,8 @@ pub(crate) struct Leg {
     timed_out: bool,
     /// Timestamp of the last telephone event reported, so each digit is reported once.
     last_event: Option<u32>,
+    /// Whether the leg's first audio packet was looked at (its Opus bandwidth is logged).
+    first_audio_seen: bool,
 }
 
 /// How a leg's packets travel.
@@ -283,11 +285,19 @@ impl CallMedia {
     ) {
         let counters = &mut *io.counters;
         counters.packets_in += 1;
+        let id = self.id;
         let Some(leg) = self.leg_mut(role) else {
             return;
         };
         if let Some(digit) = leg.new_digit(datagram) {
-            events(MediaEvent::Digit(self.id, role, digit));
+            events(MediaEvent::Digit(id, role, digit));
+        }
+        if !leg.first_audio_seen {
+            leg.first_audio_seen = true;
+            if let Some(bandwidth) = leg.opus_bandwidth(datagram) {
+                // Once per call: whether the client honours our narrowband request.
+                tracing::debug!(call = id.0, ?role, bandwidth, "first Opus packet");
+            }
         }
         let CallMedia {
             client,
@@ -464,6 +474,7 @@ impl Leg {
             on_hold: false,
             timed_out: false,
             last_event: None,
+            first_audio_seen: false,
         })
     }
 
@@ -542,6 +553,25 @@ impl Leg {
         let event = TelephoneEvent::parse(packet.payload).ok()?;
         self.last_event = Some(packet.timestamp);
         event.dtmf_char()
+    }
+
+    /// The audio bandwidth an Opus packet's TOC byte declares (RFC 6716 §3.1).
+    fn opus_bandwidth(&self, datagram: &[u8]) -> Option<&'static str> {
+        let LegCodec::Opus { payload_type, .. } = self.codec else {
+            return None;
+        };
+        let packet = RtpPacket::parse(datagram).ok()?;
+        if packet.payload_type != payload_type {
+            return None;
+        }
+        let config = packet.payload.first()? >> 3;
+        Some(match config {
+            0..=3 | 16..=19 => "narrowband",
+            4..=7 => "mediumband",
+            8..=11 | 20..=23 => "wideband",
+            12..=13 | 24..=27 => "super-wideband",
+            _ => "fullband",
+        })
     }
 
     fn send(&mut self, now: Instant, packet: &[u8], counters: &mut LocalCounters) {
