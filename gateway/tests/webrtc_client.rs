@@ -48,6 +48,8 @@ struct Browser {
     rng: u64,
     rtp_sent: u64,
     rtp_dropped: u64,
+    /// The gateway's `landline_shard_webrtc_sessions` while the call ran.
+    sessions_during_call: f64,
 }
 
 impl Browser {
@@ -85,6 +87,7 @@ impl Browser {
             rng: 0x1234_5678_9ABC_DEF1,
             rtp_sent: 0,
             rtp_dropped: 0,
+            sessions_during_call: 0.0,
         };
         (browser, offer.to_sdp_string())
     }
@@ -334,6 +337,7 @@ fn browser_call_with(
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    browser.sessions_during_call = gateway.metric("landline_shard_webrtc_sessions");
     sip.ua.hangup(Instant::now(), call);
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
@@ -366,7 +370,16 @@ fn a_webrtc_client_hears_itself_on_the_echo_number() {
         ratio > 0.5,
         "the echo does not carry the browser's tone (ratio {ratio:.3})"
     );
+    assert_eq!(browser.sessions_during_call, 1.0, "WebRTC sessions gauge");
     gateway.assert_idle();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gateway.metric("landline_shard_webrtc_sessions") != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "a WebRTC session outlived its call"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -213,6 +213,8 @@ pub enum MediaError {
 pub struct ShardCounters {
     /// Calls the shard is running now.
     pub calls: AtomicU64,
+    /// Browser legs among them, on the shard's WebRTC port.
+    pub webrtc_sessions: AtomicU64,
     /// RTP packets received.
     pub packets_in: AtomicU64,
     /// RTP packets sent.

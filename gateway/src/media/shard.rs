@@ -309,6 +309,9 @@ impl Shard {
             LegIo::WebRtc(web) => match self.webrtc.as_mut() {
                 Some(port) => {
                     port.by_ufrag.insert(web.session.ufrag().to_owned(), slot);
+                    self.counters
+                        .webrtc_sessions
+                        .fetch_add(1, Ordering::Relaxed);
                     true
                 }
                 None => false,
@@ -371,7 +374,11 @@ impl Shard {
         let (Some(web), Some(port)) = (call.client.webrtc_mut(), self.webrtc.as_mut()) else {
             return;
         };
-        port.by_ufrag.remove(web.session.ufrag());
+        if port.by_ufrag.remove(web.session.ufrag()).is_some() {
+            self.counters
+                .webrtc_sessions
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         for source in web.sources.drain(..) {
             port.by_source.remove(&source);
         }

@@ -91,6 +91,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "landline_trunk_registered",
     "landline_registrations",
     "landline_shard_calls",
+    "landline_shard_webrtc_sessions",
     "landline_shard_packets_in_total",
     "landline_shard_packets_out_total",
     "landline_shard_packets_dropped_total",
@@ -131,6 +132,7 @@ pub struct Metrics {
 #[derive(Debug)]
 struct ShardMetrics {
     calls: Gauge,
+    webrtc_sessions: Gauge,
     packets_in: Counter,
     packets_out: Counter,
     packets_dropped: Counter,
@@ -246,6 +248,9 @@ impl Metrics {
         for (shard, counters) in self.shards.iter().zip(plane.counters()) {
             let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
             shard.calls.set(load(&counters.calls) as f64);
+            shard
+                .webrtc_sessions
+                .set(load(&counters.webrtc_sessions) as f64);
             shard.packets_in.absolute(load(&counters.packets_in));
             shard.packets_out.absolute(load(&counters.packets_out));
             shard
@@ -273,6 +278,7 @@ impl ShardMetrics {
         let c = |name: &'static str| counter!(name, "shard" => shard.clone());
         ShardMetrics {
             calls: gauge!("landline_shard_calls", "shard" => shard.clone()),
+            webrtc_sessions: gauge!("landline_shard_webrtc_sessions", "shard" => shard.clone()),
             packets_in: c("landline_shard_packets_in_total"),
             packets_out: c("landline_shard_packets_out_total"),
             packets_dropped: c("landline_shard_packets_dropped_total"),
@@ -316,6 +322,11 @@ fn describe() {
         "landline_shard_calls",
         Unit::Count,
         "Calls running on each media shard."
+    );
+    describe_gauge!(
+        "landline_shard_webrtc_sessions",
+        Unit::Count,
+        "Browser (WebRTC) legs each media shard runs on its WebRTC port."
     );
     describe_counter!(
         "landline_shard_packets_in_total",
