@@ -375,16 +375,20 @@ impl MediaConfig {
                 "make rtp_port_max the larger end of the range, e.g. 29999",
             ));
         }
-        if self.rtp_ports() < MIN_RTP_PORTS {
+        // Each shard keeps one port of the range for its browsers' WebRTC sessions.
+        let needed = MIN_RTP_PORTS + self.shard_count() as u32;
+        if self.rtp_ports() < needed {
             return Err(layers.invalid(
                 "media.rtp_port_max",
                 format!(
-                    "the range {}–{} has {} even ports, too few for two calls",
+                    "the range {}–{} has {} even ports, too few for two calls and one WebRTC \
+                     port per media shard ({} shards)",
                     self.rtp_port_min,
                     self.rtp_port_max,
-                    self.rtp_ports()
+                    self.rtp_ports(),
+                    self.shard_count()
                 ),
-                "allow two even ports per concurrent call, e.g. 20000–29999",
+                "allow two even ports per concurrent call plus one per shard, e.g. 20000–29999",
             ));
         }
         if self.shards > 1024 {

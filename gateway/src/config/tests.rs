@@ -323,6 +323,12 @@ fn media_settings_are_checked() {
         "media.rtp_port_max",
         &["too few"],
     );
+    // Four call ports are enough for two calls, not with two shards' WebRTC ports as well.
+    assert_error(
+        "[media]\nrtp_port_min = 20000\nrtp_port_max = 20007\nshards = 2\n",
+        "media.rtp_port_max",
+        &["too few", "2 shards", "one per shard"],
+    );
     assert_error(
         "[media]\npublic_address = \"0.0.0.0\"\n",
         "media.public_address",
