@@ -30,8 +30,18 @@ const TICK: Duration = Duration::from_millis(5);
 /// The largest datagram read; RTP audio is far smaller, and a larger one is truncated and fails
 /// to parse.
 const RECV_BUFFER: usize = 2048;
-/// Datagrams read from one socket per readiness event before moving on, for fairness.
+/// Datagrams read from one socket per round before moving on to the next, for fairness; a socket
+/// that had more is read again in the next round, before timers run.
 const READ_BUDGET: usize = 64;
+/// Readiness events taken from one `poll`. A full batch means more sockets may be ready: they
+/// are polled for (without waiting) before timers run, so a fill is never made for a packet
+/// that sits unread in a socket.
+const EVENTS: usize = 1024;
+/// Timers run at least this late even when sockets keep the shard busy (overload).
+const TICK_OVERDUE: Duration = Duration::from_millis(20);
+/// Rounds of reading per `poll`: sockets still not drained after them (a flood) are carried to
+/// the next turn of the loop, so commands and timers are never starved.
+const READ_ROUNDS: usize = 4;
 
 pub(crate) struct Shard {
     poll: Poll,
@@ -99,28 +109,51 @@ impl Shard {
     }
 
     pub(crate) fn run(mut self) {
-        let mut events = Events::with_capacity(256);
+        let mut events = Events::with_capacity(EVENTS);
         let mut buffer = [0u8; RECV_BUFFER];
+        // Sockets to read in this round and the next; reused, so no allocation per batch.
+        let (mut ready, mut again) = (Vec::with_capacity(EVENTS), Vec::with_capacity(EVENTS));
+        let mut saturated = false;
         while self.running {
-            let timeout = self
-                .next_tick
-                .map(|t| t.saturating_duration_since(Instant::now()));
+            let timeout = if saturated || !ready.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                self.next_tick
+                    .map(|t| t.saturating_duration_since(Instant::now()))
+            };
             if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() != ErrorKind::Interrupted {
                     tracing::error!(%error, "media shard poll failed; shard stops");
                     break;
                 }
             }
-            let now = Instant::now();
-            for event in events.iter() {
-                match event.token() {
-                    WAKER => {}
-                    WEBRTC => self.read_webrtc(now, &mut buffer),
-                    Token(token) => self.read_socket(token, now, &mut buffer),
+            // Sockets carried over from the last turn, plus the newly ready ones, once each.
+            ready.extend(events.iter().map(|e| e.token()));
+            ready.sort_unstable();
+            ready.dedup();
+            saturated = events.iter().count() == EVENTS;
+            for _ in 0..READ_ROUNDS {
+                if ready.is_empty() {
+                    break;
                 }
+                for token in ready.drain(..) {
+                    let drained = match token {
+                        WAKER => true,
+                        WEBRTC => self.read_webrtc(&mut buffer),
+                        Token(token) => self.read_socket(token, &mut buffer),
+                    };
+                    if !drained {
+                        again.push(token);
+                    }
+                }
+                std::mem::swap(&mut ready, &mut again);
             }
+            saturated |= !ready.is_empty();
+            let now = Instant::now();
             self.drain_commands(now);
-            if self.next_tick.is_some_and(|t| t <= now) {
+            let due = self.next_tick.is_some_and(|t| t <= now);
+            let overdue = self.next_tick.is_some_and(|t| now >= t + TICK_OVERDUE);
+            if due && (!saturated || overdue) {
                 self.tick(now);
             }
         }
@@ -131,7 +164,8 @@ impl Shard {
         self.webrtc = None;
     }
 
-    fn read_socket(&mut self, token: usize, now: Instant, buffer: &mut [u8]) {
+    /// Reads one leg's socket, up to the budget; true when it is drained.
+    fn read_socket(&mut self, token: usize, buffer: &mut [u8]) -> bool {
         let (slot, role) = (
             token / 2,
             if token % 2 == 0 {
@@ -142,17 +176,20 @@ impl Shard {
         );
         for _ in 0..READ_BUDGET {
             let Some(call) = self.calls.get_mut(slot).and_then(Option::as_mut) else {
-                return;
+                return true;
             };
             let Some(rtp) = call.leg_mut(role).and_then(|l| l.rtp_mut()) else {
-                return;
+                return true;
             };
             let (len, source) = match rtp.socket.recv_from(buffer) {
                 Ok(received) => received,
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return true,
                 // ICMP errors from an earlier send surface here; they concern that send only.
                 Err(_) => continue,
             };
+            // Each packet's own arrival time (vDSO, no syscall): a batch can take milliseconds,
+            // and the pipelines' hold deadlines are computed from it.
+            let now = Instant::now();
             let (local, events) = (&mut self.local, &self.events);
             let (counters, scratch) = (&self.counters, &mut self.scratch);
             let mut io = ShardIo {
@@ -171,23 +208,26 @@ impl Shard {
             }));
             if outcome.is_err() {
                 self.fail_slot(slot);
-                return;
+                return true;
             }
         }
+        false
     }
 
-    /// Reads the shard's WebRTC port and hands each datagram to its browser session.
-    fn read_webrtc(&mut self, now: Instant, buffer: &mut [u8]) {
+    /// Reads the shard's WebRTC port, up to the budget, handing each datagram to its browser
+    /// session; true when it is drained.
+    fn read_webrtc(&mut self, buffer: &mut [u8]) -> bool {
         // The port serves every browser call of the shard: a larger budget than one leg's.
         for _ in 0..READ_BUDGET * 4 {
             let Some(port) = self.webrtc.as_mut() else {
-                return;
+                return true;
             };
             let (len, source) = match port.socket.recv_from(buffer) {
                 Ok(received) => received,
-                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return true,
                 Err(_) => continue,
             };
+            let now = Instant::now();
             let datagram = &buffer[..len];
             let known = port.by_source.get(&source).copied();
             let slot = known.or_else(|| {
@@ -224,6 +264,7 @@ impl Shard {
                 self.fail_slot(slot);
             }
         }
+        false
     }
 
     fn tick(&mut self, now: Instant) {
