@@ -58,6 +58,37 @@ impl Gateway {
 
     /// [`Gateway::start`] with `LANDLINE__…` overrides in its environment.
     pub fn start_with_env(trunks: &[TestTrunk], env: &[(&str, &str)]) -> Gateway {
+        let mut toml = String::new();
+        for trunk in trunks {
+            toml.push_str(&format!(
+                r#"
+[[trunks]]
+name = "{}"
+kind = "ip"
+address = "{}"
+codecs = ["pcmu", "pcma"]
+probe_interval = "{}"
+probe_up_after = 1
+probe_down_after = 2
+"#,
+                trunk.name,
+                trunk.addr,
+                if trunk.probe { "1s" } else { "0s" },
+            ));
+        }
+        if !trunks.is_empty() {
+            let names: Vec<String> = trunks.iter().map(|t| format!("\"{}\"", t.name)).collect();
+            toml.push_str(&format!(
+                "\n[[routes]]\nprefix = \"\"\ntrunks = [{}]\n",
+                names.join(", ")
+            ));
+        }
+        Gateway::start_with_config(&toml, env)
+    }
+
+    /// The gateway with one user `alice` (DID +15551230001) and `trunks_and_routes`, TOML
+    /// appended to the test config as it is (`[[trunks]]` and `[[routes]]` tables).
+    pub fn start_with_config(trunks_and_routes: &str, env: &[(&str, &str)]) -> Gateway {
         let sip_port = free_port();
         let metrics_port = free_port();
         let http_port = free_port();
@@ -99,30 +130,7 @@ country = "1"
             https = free_port(),
             cdr = dir.join("cdr.jsonl").display(),
         );
-        for trunk in trunks {
-            config.push_str(&format!(
-                r#"
-[[trunks]]
-name = "{}"
-kind = "ip"
-address = "{}"
-codecs = ["pcmu", "pcma"]
-probe_interval = "{}"
-probe_up_after = 1
-probe_down_after = 2
-"#,
-                trunk.name,
-                trunk.addr,
-                if trunk.probe { "1s" } else { "0s" },
-            ));
-        }
-        if !trunks.is_empty() {
-            let names: Vec<String> = trunks.iter().map(|t| format!("\"{}\"", t.name)).collect();
-            config.push_str(&format!(
-                "\n[[routes]]\nprefix = \"\"\ntrunks = [{}]\n",
-                names.join(", ")
-            ));
-        }
+        config.push_str(trunks_and_routes);
         let path = dir.join("landline.toml");
         std::fs::write(&path, config).expect("write config");
         let log = std::fs::File::create(dir.join("landline.log")).expect("log file");
