@@ -512,9 +512,9 @@ fn a_call_from_a_websocket_client_is_challenged_then_goes_through() {
         &call,
         &format!("{reply}: {authorization}\r\n"),
     );
-    // What is true today: a plain RTP offer over WS is answered like a native client's (the
-    // echo number). When WebRTC media lands, a plain RTP/AVP offer over WS may get 488 instead;
-    // then this test should send a WebRTC offer (the lead's work) and expect the 200.
+    // A plain RTP offer over WS is answered like a native client's (the echo number); a
+    // browser's DTLS-SRTP offer over WS is the browser tests' part (`browser.rs`). Should plain
+    // RTP over WS ever be refused (488), this test must send a WebRTC offer instead.
     let final_response = loop {
         let message = client.expect("SIP/2.0 ", &gateway);
         let code: u16 = message[8..11].parse().unwrap_or(0);
