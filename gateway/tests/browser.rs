@@ -527,10 +527,9 @@ fn sip_js_from_npm_registers_unmodified() {
     assert_eq!(result["registration"], "registered", "{result}");
 }
 
-// --- tests: calls (need WebRTC media in the gateway) ----------------------------------------
+// --- tests: calls (WebRTC media through the gateway) -----------------------------------------
 
 #[test]
-#[ignore = "needs WebRTC media (in progress)"]
 fn the_echo_number_returns_the_microphone_tone() {
     let web = WebGateway::start(&[]);
     let result = web.run(
@@ -579,7 +578,6 @@ fn the_echo_number_returns_the_microphone_tone() {
 }
 
 #[test]
-#[ignore = "needs WebRTC media (in progress)"]
 fn a_call_out_through_the_carrier_carries_audio_both_ways_and_rfc4733_digits() {
     let (carrier_addr, trunk) = carrier();
     let web = WebGateway::start(&[trunk]);
@@ -657,7 +655,6 @@ fn a_call_out_through_the_carrier_carries_audio_both_ways_and_rfc4733_digits() {
 }
 
 #[test]
-#[ignore = "needs WebRTC media (in progress)"]
 fn the_carrier_hanging_up_ends_the_call_in_the_browser() {
     let (carrier_addr, trunk) = carrier();
     let web = WebGateway::start(&[trunk]);
@@ -687,7 +684,6 @@ fn the_carrier_hanging_up_ends_the_call_in_the_browser() {
 }
 
 #[test]
-#[ignore = "needs WebRTC media (in progress)"]
 fn an_inbound_call_rings_in_the_browser_and_is_answered() {
     let (carrier_addr, trunk) = carrier();
     let web = WebGateway::start(&[trunk]);
@@ -743,7 +739,6 @@ fn an_inbound_call_rings_in_the_browser_and_is_answered() {
 }
 
 #[test]
-#[ignore = "needs WebRTC media (in progress)"]
 fn an_inbound_call_declined_in_the_browser_is_busy_for_the_carrier() {
     let (carrier_addr, trunk) = carrier();
     let web = WebGateway::start(&[trunk]);
@@ -768,7 +763,6 @@ fn an_inbound_call_declined_in_the_browser_is_busy_for_the_carrier() {
 }
 
 #[test]
-#[ignore = "needs WebRTC media (in progress)"]
 fn sip_js_from_npm_calls_the_echo_number_and_hears_itself() {
     let web = WebGateway::start(&[]);
     let result = web.run(
@@ -798,7 +792,6 @@ fn sip_js_from_npm_calls_the_echo_number_and_hears_itself() {
 }
 
 #[test]
-#[ignore = "needs WebRTC media (in progress)"]
 fn sip_js_from_npm_receives_a_call_from_the_carrier() {
     let (carrier_addr, trunk) = carrier();
     let web = WebGateway::start(&[trunk]);
@@ -836,7 +829,6 @@ fn sip_js_from_npm_receives_a_call_from_the_carrier() {
 }
 
 #[test]
-#[ignore = "needs WebRTC media (in progress)"]
 fn a_carrier_announcement_before_the_answer_is_heard_in_the_browser() {
     let (carrier_addr, trunk) = carrier();
     let web = WebGateway::start(&[trunk]);
