@@ -169,6 +169,15 @@ impl Driver {
     }
 }
 
+impl Drop for Driver {
+    /// A test that fails before [`Driver::finish`] leaves no browser behind (Chromium exits
+    /// when the driver's pipe to it closes).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Asserts the driver ran every step, with everything needed to debug it otherwise.
 fn assert_ok(result: &Value, gateway: &Gateway) {
     if result["ok"] != true {

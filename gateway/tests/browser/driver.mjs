@@ -407,7 +407,8 @@ async function main() {
   } catch { /* page gone */ }
   await context.close().catch(() => {});
   if (server) server.close();
-  rmSync(profile, { recursive: true, force: true });
+  // The tone WAV and the profile go; screenshots stay where they were asked for.
+  rmSync(opts.screenshots ? work : profile, { recursive: true, force: true });
   emit(code);
 }
 
