@@ -7,7 +7,7 @@ use landline_codecs::G711Law;
 
 /// The one-line usage shown with every argument error and by `--help`.
 pub(crate) const USAGE: &str = "usage: transcode --direction to-trunk|to-client [--codec pcmu|pcma] \
-[--loss PCT] [--seed N] IN.wav OUT.wav";
+[--loss PCT] [--seed N] [--complexity N] IN.wav OUT.wav";
 
 /// `--help`: the usage line and what each choice means.
 pub(crate) const HELP: &str = "
@@ -23,6 +23,8 @@ writes what the other side would hear.
   --loss PCT             random packet loss on the far side's leg, 0-100 (default 0); the
                          browser's encoder expects this much loss (10 % when not given)
   --seed N               loss pattern and stream identities (default 1)
+  --complexity N         to-client: the gateway's Opus encoder complexity, 0-10 (default: the
+                         gateway's default, opus.complexity)
 
 Prints one line: packets in (reached the pipeline), out (sent by it), lost (dropped on the
 leg), concealed (8 kHz samples the pipeline filled: FEC, PLC or comfort noise).
@@ -47,6 +49,8 @@ pub(crate) struct Args {
     /// Whether `--loss` was given: the browser's encoder is told the loss it will see, else 10 %.
     pub(crate) loss_given: bool,
     pub(crate) seed: u64,
+    /// The gateway's Opus encoder complexity towards the client, if not the default.
+    pub(crate) complexity: Option<u8>,
     pub(crate) input: PathBuf,
     pub(crate) output: PathBuf,
 }
@@ -64,6 +68,7 @@ pub(crate) fn parse(mut argv: impl Iterator<Item = String>) -> Result<Parsed, St
     let mut law = G711Law::Mu;
     let mut loss = None;
     let mut seed = 1;
+    let mut complexity = None;
     let mut positional = Vec::new();
     while let Some(arg) = argv.next() {
         // Accept both `--flag value` and `--flag=value`.
@@ -116,6 +121,15 @@ pub(crate) fn parse(mut argv: impl Iterator<Item = String>) -> Result<Parsed, St
                     .parse()
                     .map_err(|_| format!("--seed must be a non-negative integer, not {text:?}"))?;
             }
+            "--complexity" => {
+                let text = value("--complexity")?;
+                complexity = Some(
+                    text.parse::<u8>()
+                        .ok()
+                        .filter(|c| *c <= 10)
+                        .ok_or_else(|| format!("--complexity must be 0 to 10, not {text:?}"))?,
+                );
+            }
             _ if flag.starts_with('-') && flag.len() > 1 => {
                 return Err(format!("unknown option {arg:?}"));
             }
@@ -135,6 +149,7 @@ pub(crate) fn parse(mut argv: impl Iterator<Item = String>) -> Result<Parsed, St
         loss_percent: loss.unwrap_or(0.0),
         loss_given: loss.is_some(),
         seed,
+        complexity,
         input,
         output,
     }))

@@ -89,7 +89,11 @@ fn run(args: &Args) -> Result<String, String> {
         }
         Direction::ToClient => {
             let pcm = audio::to_i16(&audio::resample(&input, 8_000));
-            to_client::run(&pcm, args.law, &mut link, &mut ids)?
+            let mut opus = landline_codecs::OpusSettings::default();
+            if let Some(complexity) = args.complexity {
+                opus.complexity = complexity;
+            }
+            to_client::run(&pcm, args.law, opus, &mut link, &mut ids)?
         }
     };
     audio::write_wav(&args.output, outcome.rate, &outcome.audio)?;

@@ -22,6 +22,7 @@ const FRAME_48K: usize = 960;
 pub(crate) fn run(
     pcm: &[i16],
     law: G711Law,
+    opus: OpusSettings,
     link: &mut LossyLink,
     ids: &mut SplitMix,
 ) -> Result<Outcome, String> {
@@ -31,7 +32,7 @@ pub(crate) fn run(
         event_payload_type_in: None,
         opus_payload_type: OPUS_PT,
         event_payload_type_out: None,
-        opus: OpusSettings::default(),
+        opus,
         output: OutputStream {
             ssrc: ids.next_u64() as u32,
             first_sequence: ids.next_u64() as u16,
