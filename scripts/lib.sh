@@ -42,10 +42,11 @@ ensure_apt() {
     "${missing[@]}" >/dev/null
 }
 
-# The system libraries every build needs (libopus through pkg-config).
+# The system libraries every build needs, found through pkg-config: libopus (the codecs) and
+# OpenSSL (DTLS-SRTP in the WebRTC sessions, str0m's openssl backend).
 ensure_build_deps() {
   command -v cargo >/dev/null || die "no cargo: install a Rust toolchain (https://rustup.rs)"
-  ensure_apt pkg-config libopus-dev
+  ensure_apt pkg-config libopus-dev libssl-dev
 }
 
 # Headless Chromium and the node packages of the browser tests (gateway/tests/browser: the
