@@ -37,7 +37,8 @@ pub(super) struct HttpServer {
     allowed_origins: Vec<String>,
     websockets: Arc<ws::WebSockets>,
     metrics: Arc<Metrics>,
-    open: AtomicUsize,
+    /// Open connections, shared with the SIP TCP/TLS listeners (one cap for all).
+    open: Arc<AtomicUsize>,
     max_connections: usize,
 }
 
@@ -48,13 +49,14 @@ impl HttpServer {
         websockets: Arc<ws::WebSockets>,
         metrics: Arc<Metrics>,
         max_connections: usize,
+        open: Arc<AtomicUsize>,
     ) -> Self {
         HttpServer {
             ws_path,
             allowed_origins,
             websockets,
             metrics,
-            open: AtomicUsize::new(0),
+            open,
             max_connections,
         }
     }
@@ -523,6 +525,40 @@ mod tests {
         assert!(text.ends_with("\r\n\r\n<p>"));
         assert_eq!(host_source("evil; script-src *"), None);
         assert_eq!(host_source(""), None);
+    }
+
+    #[test]
+    fn the_connection_cap_is_shared_with_the_sip_streams() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let metrics = Arc::new(Metrics::register(&recorder, &[], 1));
+        let (inbound, _inbound) = tokio::sync::mpsc::channel(1);
+        let (closed, _closed) = tokio::sync::mpsc::channel(1);
+        let second = Duration::from_secs(1);
+        let sockets = Arc::new(ws::WebSockets::new(
+            landline_sip::message::Limits::default(),
+            second,
+            second * 2,
+            inbound,
+            closed,
+            metrics.clone(),
+        ));
+        let open = Arc::new(AtomicUsize::new(0));
+        let server = Arc::new(HttpServer::new(
+            "/ws".into(),
+            Vec::new(),
+            sockets,
+            metrics,
+            2,
+            open.clone(),
+        ));
+        open.store(2, Ordering::Relaxed); // two SIP TCP connections
+        assert!(server.slot().is_none(), "the cap counts them");
+        open.store(1, Ordering::Relaxed);
+        let slot = server.slot().expect("one place left");
+        assert_eq!(open.load(Ordering::Relaxed), 2);
+        assert!(server.slot().is_none());
+        drop(slot);
+        assert_eq!(open.load(Ordering::Relaxed), 1, "given back");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod ws;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -58,7 +59,8 @@ pub struct EdgeConfig {
     pub tls: Option<(SocketAddr, TlsFiles)>,
     /// Message size and header limits.
     pub limits: Limits,
-    /// Most simultaneous TCP/TLS connections; more are refused.
+    /// Most simultaneous connections over SIP TCP/TLS and HTTP/WebSocket together; more are
+    /// refused.
     pub max_connections: usize,
     /// A stream connection idle this long is closed.
     pub idle_timeout: Duration,
@@ -193,11 +195,15 @@ impl Edge {
             Some(address) => Some(udp::start(address, inbound_tx.clone()).await?),
             None => None,
         };
+        // One count of open connections for SIP TCP/TLS and HTTP/WebSocket alike, under one
+        // cap: a flood on one port cannot take the descriptors the others need.
+        let open = Arc::new(AtomicUsize::new(0));
         let streams = Arc::new(stream::Streams::new(
             config.limits,
             config.max_connections,
             config.idle_timeout,
             inbound_tx,
+            open.clone(),
         ));
         if let Some(address) = config.tcp {
             stream::listen_tcp(streams.clone(), address).await?;
@@ -213,6 +219,7 @@ impl Edge {
                 websockets.clone(),
                 metrics,
                 config.max_connections,
+                open,
             ));
             http_addr = Some(http::listen(server.clone(), http.listen, None).await?);
             if let Some((address, files)) = http.secure {
@@ -272,7 +279,8 @@ impl Edge {
         }
     }
 
-    /// Open stream connections, for metrics and leak checks.
+    /// Open connections over every stream transport (SIP TCP/TLS, HTTP, WebSocket): what the
+    /// connection cap counts.
     pub fn connections(&self) -> usize {
         self.streams.count()
     }

@@ -77,7 +77,8 @@ pub(super) struct Streams {
     max_connections: usize,
     idle_timeout: Duration,
     inbound: mpsc::Sender<Inbound>,
-    open: AtomicUsize,
+    /// Shared with the HTTP/WebSocket listeners: one cap over every connection.
+    open: Arc<AtomicUsize>,
     tcp_addr: OnceLock<SocketAddr>,
     tls_peers: DashMap<SocketAddr, TlsPeer>,
     failures: mpsc::Sender<TransportFailure>,
@@ -90,6 +91,7 @@ impl Streams {
         max_connections: usize,
         idle_timeout: Duration,
         inbound: mpsc::Sender<Inbound>,
+        open: Arc<AtomicUsize>,
     ) -> Self {
         let (failures, failures_rx) = mpsc::channel(FAILURE_QUEUE);
         Streams {
@@ -98,7 +100,7 @@ impl Streams {
             max_connections,
             idle_timeout,
             inbound,
-            open: AtomicUsize::new(0),
+            open,
             tcp_addr: OnceLock::new(),
             tls_peers: DashMap::new(),
             failures,
