@@ -338,7 +338,7 @@ impl Signalling {
             .media
             .webrtc_port(shard)
             .ok_or(MediaError::WebRtc("no WebRTC port".into()))?;
-        let local = SocketAddr::new(self.config.media.public_address, port);
+        let local = SocketAddr::new(self.config.media.webrtc_address(), port);
         let (session, sdp) = match offer {
             Some(offer) => {
                 let text = std::str::from_utf8(offer)

@@ -281,6 +281,9 @@ impl Default for MetricsConfig {
 pub struct MediaConfig {
     /// The address written into SDP: where clients and carriers send RTP.
     pub public_address: IpAddr,
+    /// The address browsers are given (their ICE candidate), when they reach the gateway on
+    /// another address than carriers do; `public_address` when unset.
+    pub webrtc_address: Option<IpAddr>,
     /// The address RTP sockets bind to.
     pub bind_address: IpAddr,
     /// The first RTP port (even).
@@ -305,6 +308,7 @@ impl Default for MediaConfig {
         let timing = Timing::default();
         MediaConfig {
             public_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            webrtc_address: None,
             bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             rtp_port_min: 20000,
             rtp_port_max: 29999,
@@ -336,6 +340,11 @@ impl MediaConfig {
         }
     }
 
+    /// The address in browsers' ICE candidates.
+    pub fn webrtc_address(&self) -> IpAddr {
+        self.webrtc_address.unwrap_or(self.public_address)
+    }
+
     /// Even ports in the range (one per call leg).
     pub fn rtp_ports(&self) -> u32 {
         (u32::from(self.rtp_port_min)..=u32::from(self.rtp_port_max))
@@ -349,6 +358,13 @@ impl MediaConfig {
                 "media.public_address",
                 "is unspecified (0.0.0.0 or ::), but it is written into SDP",
                 "write the address clients and carriers can reach, e.g. `127.0.0.1` on a laptop",
+            ));
+        }
+        if self.webrtc_address.is_some_and(|a| a.is_unspecified()) {
+            return Err(layers.invalid(
+                "media.webrtc_address",
+                "is unspecified (0.0.0.0 or ::), but browsers are told to send to it",
+                "write the address browsers reach, or remove the key to use public_address",
             ));
         }
         if self.rtp_port_min % 2 != 0 {
