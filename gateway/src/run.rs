@@ -172,10 +172,18 @@ fn user_agent(config: &Config) -> UserAgent {
         .map(|u| (u.username.as_str().to_owned(), u.password.clone()))
         .collect();
     let mut authenticator = Authenticator::new(server, users);
-    // Calls from trunks are admitted by their address, not by a password.
+    // Calls from trunks are admitted by their address, not by a password; a trunk with
+    // `challenge_inbound` must also answer a challenge with its own account.
     for trunk in &config.trunks {
         for cidr in &trunk.allow {
-            authenticator.trust(cidr.range());
+            match trunk.auth.as_ref().filter(|a| a.challenge_inbound) {
+                Some(auth) => authenticator.require(
+                    cidr.range(),
+                    auth.username.clone(),
+                    auth.password.clone(),
+                ),
+                None => authenticator.trust(cidr.range()),
+            }
         }
     }
     ua.set_authenticator(authenticator);

@@ -298,6 +298,13 @@ impl TrunkConfig {
                 ));
             }
         }
+        if self.auth.as_ref().is_some_and(|a| a.challenge_inbound) && self.allow.is_empty() {
+            return Err(layers.missing(
+                &format!("{key}.allow"),
+                "`challenge_inbound` challenges calls from the trunk's addresses, and there are \
+                 none: list the carrier's signalling IPs in `allow`, or remove challenge_inbound",
+            ));
+        }
         if self.from_user == FromUser::AuthUsername && self.auth.is_none() {
             return Err(layers.missing(
                 &format!("{key}.auth"),

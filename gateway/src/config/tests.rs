@@ -646,3 +646,19 @@ fn tls_trunk_settings_are_checked() {
         &["transport is `tcp`"],
     );
 }
+
+#[test]
+fn challenge_inbound_needs_the_addresses_it_challenges() {
+    let auth = "auth = { username = \"gw\", password = \"p\", challenge_inbound = true }\n";
+    let config = load(&format!("{TRUNK}{auth}")).expect("an IP trunk has its addresses");
+    let trunk = &config.trunks[0];
+    assert!(trunk.auth.as_ref().is_some_and(|a| a.challenge_inbound));
+    assert_eq!(trunk.allow[0].to_string(), "127.0.0.1/32");
+    assert_error(
+        &format!(
+            "[[trunks]]\nname = \"t\"\nkind = \"registration\"\naddress = \"sip.carrier.example:5060\"\n{auth}"
+        ),
+        "trunks[0].allow",
+        &["challenge_inbound", "list the carrier's signalling IPs"],
+    );
+}

@@ -19,6 +19,8 @@ pub struct Authenticator {
     server: DigestServer,
     users: HashMap<String, String>,
     trusted: Vec<IpRange>,
+    /// Peers whose INVITEs must carry one account's credentials: (range, username, password).
+    required: Vec<(IpRange, String, String)>,
 }
 
 impl Authenticator {
@@ -28,7 +30,16 @@ impl Authenticator {
             server,
             users,
             trusted: Vec::new(),
+            required: Vec::new(),
         }
+    }
+
+    /// INVITEs from `range` are challenged and admitted only with credentials for `username`
+    /// and `password` (a carrier that authenticates its calls to us), not with the user
+    /// table's: they reach the application with that username. This comes before
+    /// [`Authenticator::trust`] for the same addresses.
+    pub fn require(&mut self, range: IpRange, username: String, password: String) {
+        self.required.push((range, username, password));
     }
 
     /// INVITEs from `range` are admitted without credentials (peers known by address, such
@@ -95,14 +106,22 @@ pub(super) fn check(
     let Some(auth) = ua.authenticator.as_mut() else {
         return Some(None);
     };
-    if initial_invite && auth.trusted.iter().any(|r| r.contains(source.ip())) {
+    let required = initial_invite
+        .then(|| auth.required.iter().find(|(r, ..)| r.contains(source.ip())))
+        .flatten();
+    if required.is_none() && initial_invite && auth.trusted.iter().any(|r| r.contains(source.ip()))
+    {
         return Some(None);
     }
     let users = &auth.users;
+    let password = |u: &str| match required {
+        Some((_, name, password)) => (u == name).then(|| password.clone()),
+        None => users.get(u).cloned(),
+    };
     let verdict = match req.headers.get("Authorization") {
         Some(value) => auth
             .server
-            .verify(now, req.method.as_str(), value, |u| users.get(u).cloned()),
+            .verify(now, req.method.as_str(), value, password),
         None => Err(AuthError::Malformed("no credentials")),
     };
     match verdict {
