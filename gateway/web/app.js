@@ -196,7 +196,7 @@ function signIn({ username, password, domain, server }) {
     testState.sipLog.push(`${ev.detail.direction === 'in' ? '<<' : '>>'} ${ev.detail.text}`);
     if (testState.sipLog.length > 300) testState.sipLog.shift();
   });
-  view.identity.textContent = `${username}@${domain}`;
+  view.identity.textContent = `Signed in as ${username}@${domain}`;
   ua.start();
 }
 
@@ -521,6 +521,7 @@ function finishCallUi(reason, isError) {
   tones.stop();
   const wasAnswered = current && current.answeredAt;
   const duration = wasAnswered ? formatDuration(Date.now() - current.answeredAt) : '';
+  const party = view.callParty.textContent;
   current = null;
   view.remoteAudio.srcObject = null;
   view.mute.setAttribute('aria-pressed', 'false');
@@ -538,7 +539,7 @@ function finishCallUi(reason, isError) {
     view.callPanel.hidden = true;
     view.dialPanel.hidden = false;
     view.dtmfEcho.textContent = '';
-    view.lastCall.textContent = `Last call: ${reason || 'ended'}${duration ? ` · ${duration}` : ''}`;
+    view.lastCall.textContent = [`Last call: ${party}`, duration, reason].filter(Boolean).join(' · ');
     view.lastCall.dataset.kind = isError ? 'error' : '';
     view.lastCall.hidden = false;
     updateControls();
