@@ -192,7 +192,7 @@ fn tail(text: &str) -> &str {
 }
 
 #[test]
-fn a_call_goes_out_over_tls_to_a_carrier_signed_by_a_private_ca() {
+fn calls_go_out_over_tls_to_a_carrier_signed_by_a_private_ca_on_one_connection() {
     let ca = TestCa::new("landline test CA");
     let (cert, key) = ca.server(&["carrier.test"]);
     let carrier = BaresipCarrier::start([127, 0, 0, 4], &(cert + &key));
@@ -203,10 +203,18 @@ fn a_call_goes_out_over_tls_to_a_carrier_signed_by_a_private_ca() {
         "127.0.0.4",
     ) + "\n[[routes]]\nprefix = \"\"\ntrunks = [\"carrier-tls\"]\n";
     let gateway = Gateway::start_with_config(&trunks, &[]);
-    let mut client = client_dials(&gateway, "+15557654321");
+    // Two calls (SIPp starts them 100 ms apart): both go down the connection the first one
+    // opened, the second's INVITE queued on it if it is still connecting.
+    let mut client = Sipp::start(
+        "client_call",
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+        Some(gateway.sip),
+        2,
+        &["-au", "alice", "-ap", PASSWORD, "-s", "+15557654321"],
+    );
     let stats = client.finish();
     let carrier_log = carrier.log();
-    if stats.successful != 1 || stats.failed != 0 {
+    if stats.successful != 2 || stats.failed != 0 {
         panic!(
             "client: {stats:?}\n{}\n--- baresip ---\n{carrier_log}\n--- gateway ---\n{}",
             client.diagnostics(),
@@ -224,10 +232,29 @@ fn a_call_goes_out_over_tls_to_a_carrier_signed_by_a_private_ca() {
         tail(&log)
     );
     assert!(!log.contains("transport failure"), "{}", tail(&log));
-    let cdrs = gateway.wait_cdrs(1);
-    assert_eq!(cdrs.len(), 1, "{cdrs:?}");
-    assert_eq!(cdrs[0]["outcome"], "answered", "{cdrs:?}");
-    assert_eq!(cdrs[0]["trunk"], "carrier-tls");
+    let opened = log
+        .matches(&format!(
+            "SIP connection opened to={} transport=\"TLS\"",
+            carrier.tls
+        ))
+        .count();
+    assert_eq!(
+        opened,
+        1,
+        "INVITE, ACK and BYE of both calls share one connection:\n{}",
+        tail(&log)
+    );
+    assert_eq!(
+        carrier_log.matches("Call established").count(),
+        2,
+        "{carrier_log}"
+    );
+    let cdrs = gateway.wait_cdrs(2);
+    assert_eq!(cdrs.len(), 2, "{cdrs:?}");
+    for cdr in &cdrs {
+        assert_eq!(cdr["outcome"], "answered", "{cdrs:?}");
+        assert_eq!(cdr["trunk"], "carrier-tls");
+    }
     gateway.assert_idle();
 }
 

@@ -174,13 +174,17 @@ impl Streams {
         self.registry.insert(key, sender.clone());
         let streams = self.clone();
         tokio::spawn(async move {
+            let transport = if tls { "TLS" } else { "TCP" };
             match streams.connect(destination, peer).await {
-                Ok(Connection::Tcp(stream)) => streams.run(stream, destination, false, outgoing),
+                Ok(Connection::Tcp(stream)) => {
+                    tracing::info!(to = %destination, transport, "SIP connection opened");
+                    streams.run(stream, destination, false, outgoing);
+                }
                 Ok(Connection::Tls(stream)) => {
+                    tracing::info!(to = %destination, transport, "SIP connection opened");
                     streams.run(*stream, destination, true, outgoing);
                 }
                 Err(error) => {
-                    let transport = if tls { "TLS" } else { "TCP" };
                     tracing::warn!(to = %destination, %error, "cannot connect over {transport}; requests there fail");
                     // Only our own entry: a connection the peer opened meanwhile stays.
                     streams
