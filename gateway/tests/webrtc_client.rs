@@ -7,6 +7,8 @@
 //! Chromium tests; these prove the media path with an independent WebRTC implementation.
 
 mod common;
+#[path = "common/relay.rs"]
+mod relay;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -43,11 +45,6 @@ struct Browser {
     arrivals: Vec<(Instant, u64, u32)>,
     /// When the call was answered (200), as the SIP side saw it.
     answered_at: Option<Instant>,
-    /// Drops this share of the RTP it sends (a lossy path towards the gateway).
-    loss: f64,
-    rng: u64,
-    rtp_sent: u64,
-    rtp_dropped: u64,
     /// The gateway's `landline_shard_webrtc_sessions` while the call ran.
     sessions_during_call: f64,
 }
@@ -83,10 +80,6 @@ impl Browser {
             packets_heard: 0,
             arrivals: Vec::new(),
             answered_at: None,
-            loss: 0.0,
-            rng: 0x1234_5678_9ABC_DEF1,
-            rtp_sent: 0,
-            rtp_dropped: 0,
             sessions_during_call: 0.0,
         };
         (browser, offer.to_sdp_string())
@@ -142,13 +135,6 @@ impl Browser {
             match self.rtc.poll_output().expect("output") {
                 Output::Timeout(_) => return,
                 Output::Transmit(t) => {
-                    if is_rtp(&t.contents) {
-                        self.rtp_sent += 1;
-                        if self.lose() {
-                            self.rtp_dropped += 1;
-                            continue;
-                        }
-                    }
                     let _ = self.socket.send_to(&t.contents, t.destination);
                 }
                 Output::Event(RtcEvent::Connected) => self.connected = true,
@@ -167,17 +153,6 @@ impl Browser {
                 Output::Event(_) => {}
             }
         }
-    }
-
-    /// Whether the next RTP packet is lost on the way (xorshift, reproducible).
-    fn lose(&mut self) -> bool {
-        if self.loss <= 0.0 {
-            return false;
-        }
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng % 10_000) as f64 / 10_000.0 < self.loss
     }
 
     /// Sends the next 20 ms of a tone, as a browser's microphone would.
@@ -209,12 +184,6 @@ impl Browser {
         self.sent += 1;
         self.drain(now);
     }
-}
-
-/// Whether a datagram is SRTP (not SRTCP, STUN or DTLS): RTP version 2, payload type outside
-/// the RTCP range muxed with it (RFC 5761).
-fn is_rtp(datagram: &[u8]) -> bool {
-    datagram.len() >= 12 && datagram[0] >> 6 == 2 && !(72..=76).contains(&(datagram[1] & 0x7F))
 }
 
 /// The project's own SIP user agent on a UDP socket, as the signalling half of the client.
@@ -504,12 +473,20 @@ impl CarrierMedia {
 /// A gateway with one carrier on 127.0.0.2, and a SIPp carrier running `scenario` whose media
 /// is the returned [`CarrierMedia`].
 fn carrier_gateway(scenario: &str) -> (Gateway, Sipp, CarrierMedia) {
+    carrier_gateway_with_env(scenario, &[])
+}
+
+/// [`carrier_gateway`] with `LANDLINE__…` overrides.
+fn carrier_gateway_with_env(scenario: &str, env: &[(&str, &str)]) -> (Gateway, Sipp, CarrierMedia) {
     let carrier = SocketAddr::new([127, 0, 0, 2].into(), common::free_port());
-    let gateway = Gateway::start(&[TestTrunk {
-        name: "carrier",
-        addr: carrier,
-        probe: false,
-    }]);
+    let gateway = Gateway::start_with_env(
+        &[TestTrunk {
+            name: "carrier",
+            addr: carrier,
+            probe: false,
+        }],
+        env,
+    );
     let media = CarrierMedia::new();
     let port = media.port();
     let trunk = Sipp::start(scenario, carrier, None, 1, &["-key", "rtp_port", &port]);
@@ -594,23 +571,37 @@ fn early_media_reaches_the_browser_before_the_answer_and_goes_on_without_a_gap()
 
 #[test]
 fn with_5_percent_loss_from_the_browser_the_carrier_gets_continuous_concealed_g711() {
-    let (gateway, mut trunk, mut media) = carrier_gateway("carrier_answer_media");
-    let (mut browser, offer) = Browser::offer();
-    browser.loss = 0.05;
-    let browser = browser_call_with(
+    // Browsers are sent to 127.0.0.5, where a relay drops 5 % of their RTP on its way to the
+    // gateway's WebRTC port.
+    let (first, last) = common::rtp_range();
+    let (min, max) = (first.to_string(), last.to_string());
+    let relay = relay::LossyRelay::start(
+        [127, 0, 0, 5].into(),
+        [127, 0, 0, 1].into(),
+        (first, last),
+        0.05,
+    );
+    let (gateway, mut trunk, mut media) = carrier_gateway_with_env(
+        "carrier_answer_media",
+        &[
+            ("LANDLINE__MEDIA__WEBRTC_ADDRESS", "127.0.0.5"),
+            ("LANDLINE__MEDIA__RTP_PORT_MIN", &min),
+            ("LANDLINE__MEDIA__RTP_PORT_MAX", &max),
+        ],
+    );
+    browser_call_with(
         &gateway,
-        (browser, offer),
+        Browser::offer(),
         "+15557654321",
         440.0,
         Duration::from_secs(5),
         &mut || media.step(&trunk),
     );
     let stats = trunk.finish();
+    let (sent, dropped) = relay.rtp();
     assert!(
-        browser.rtp_dropped * 100 >= browser.rtp_sent * 3,
-        "the path lost only {} of {} packets",
-        browser.rtp_dropped,
-        browser.rtp_sent
+        sent > 200 && dropped * 100 >= sent * 3,
+        "the path lost only {dropped} of {sent} packets"
     );
     // Every 20 ms reached the carrier: no sequence or timestamp gap in what it received.
     let received = &media.received;
