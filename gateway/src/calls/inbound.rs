@@ -287,9 +287,12 @@ pub(super) fn fork_answered(
             }
         }
         None => {
-            let negotiated = sdp.as_deref().and_then(|b| Sdp::parse(b).ok()).and_then(|answer| {
-                sdp::accept_answer(call.client_session.offer.as_ref()?, &answer).ok()
-            });
+            let negotiated = sdp
+                .as_deref()
+                .and_then(|b| Sdp::parse(b).ok())
+                .and_then(|answer| {
+                    sdp::accept_answer(call.client_session.offer.as_ref()?, &answer).ok()
+                });
             call.client_session.negotiated = negotiated;
         }
     }

@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use crate::config::{Config, TrunkTransport};
 use crate::edge::{Closed, Edge, EdgeEvent, EdgeEvents};
 use crate::media::{
-    CallKind, CallSpec, Command, LatchPolicy, LegRole, LegSpec, LegTransport, MediaCallId, MediaEvent,
-    MediaPlane, WebRtcIdentity, WebRtcSession,
+    CallKind, CallSpec, Command, LatchPolicy, LegRole, LegSpec, LegTransport, MediaCallId,
+    MediaEvent, MediaPlane, WebRtcIdentity, WebRtcSession,
 };
 use crate::ops::cdr::{CallRecord, CdrWriter, EndedBy, MediaRecord};
 use crate::ops::metrics::Metrics;

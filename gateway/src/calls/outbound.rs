@@ -167,8 +167,7 @@ fn answer_locally(s: &mut Signalling, now: Instant, id: u64) {
         Some(answer) => answer,
         None => {
             let policy = sdp::PreferenceOrder(call.client_session.local.codecs.clone());
-            let Ok((answer, negotiated)) =
-                sdp::answer(&offer, &call.client_session.local, &policy)
+            let Ok((answer, negotiated)) = sdp::answer(&offer, &call.client_session.local, &policy)
             else {
                 return fail(
                     s,
