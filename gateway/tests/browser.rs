@@ -287,6 +287,8 @@ fn pcmu_tone(sequence: u16, timestamp: u32, hz: f64) -> Vec<u8> {
 struct Heard {
     pcm: Vec<i16>,
     events: Vec<TelephoneEvent>,
+    /// Each PCMU packet's sequence number and timestamp, in arrival order.
+    packets: Vec<(u16, u32)>,
 }
 
 impl Heard {
@@ -344,6 +346,7 @@ fn carrier_talks_while(
             if let Ok(rtp) = RtpPacket::parse(&buf[..n]) {
                 match rtp.payload_type {
                     0 => {
+                        heard.packets.push((rtp.sequence, rtp.timestamp));
                         let mut pcm = vec![0i16; rtp.payload.len()];
                         G711Law::Mu.decode(rtp.payload, &mut pcm);
                         heard.pcm.extend_from_slice(&pcm);
@@ -898,5 +901,77 @@ fn a_carrier_announcement_before_the_answer_is_heard_in_the_browser() {
         );
     }
     assert_eq!(recordings[0]["callState"], "early");
+    web.gateway.assert_idle();
+}
+
+#[test]
+fn five_percent_loss_on_the_browser_path_still_gives_the_carrier_continuous_audio() {
+    let (carrier_addr, trunk) = carrier();
+    let web = WebGateway::start(&[trunk]);
+    let media = carrier_media();
+    let media_port = media.local_addr().expect("addr").port().to_string();
+    let mut trunk = Sipp::start(
+        "carrier_answer_media",
+        carrier_addr,
+        None,
+        1,
+        &["-key", "rtp_port", &media_port],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut driver = web.spawn(
+        PASSWORD,
+        &["--tone", "440", "--loss", "5"],
+        &[
+            "register",
+            "call-number",
+            PSTN_NUMBER,
+            "sleep",
+            "6",
+            "hangup",
+        ],
+    );
+    let heard = carrier_talks_while(&mut driver, &trunk, &media, Duration::from_secs(90));
+    let result = driver.finish(&web.gateway);
+    assert_ok(&result, &web.gateway);
+    assert_calls(trunk.finish(), 1, "carrier", &web.gateway, &[&trunk]);
+
+    let relay = &result["relay"];
+    let dropped = relay["dropped"].as_u64().unwrap_or(0);
+    let forwarded = relay["forwarded"].as_u64().unwrap_or(0);
+    eprintln!("lossy relay: {relay}");
+    assert!(
+        dropped * 100 >= (dropped + forwarded) * 3,
+        "the relay dropped too little to test anything: {relay}"
+    );
+    // Continuous 20 ms G.711: over the settled middle of the call every sequence number is
+    // there once, in order, 160 samples apart, whatever the browser's stream lost.
+    assert!(
+        heard.packets.len() > 250,
+        "only {} packets reached the carrier",
+        heard.packets.len()
+    );
+    let middle = &heard.packets[50..heard.packets.len() - 25];
+    for pair in middle.windows(2) {
+        let ((s0, t0), (s1, t1)) = (pair[0], pair[1]);
+        assert_eq!(
+            s1,
+            s0.wrapping_add(1),
+            "a gap or reorder in the carrier's stream: {pair:?}"
+        );
+        assert_eq!(t1, t0.wrapping_add(160), "a timestamp jump: {pair:?}");
+    }
+    // The gaps are concealed, not silent: the tone carries on through them.
+    let settled = &heard.pcm[8000..heard.pcm.len() - 4000];
+    let ratio = blockwise_tone_ratio(settled, MIC_HZ);
+    let silent_blocks = settled
+        .chunks_exact(160)
+        .filter(|b| b.iter().all(|&x| x.unsigned_abs() < 64))
+        .count();
+    eprintln!("lossy path: carrier hears {MIC_HZ} Hz at {ratio:.3}, {silent_blocks} silent frames");
+    assert!(
+        ratio > 0.5,
+        "through 5 % loss the carrier hears the tone at only {ratio:.2}"
+    );
+    assert_eq!(silent_blocks, 0, "lost packets became silence");
     web.gateway.assert_idle();
 }

@@ -13,6 +13,10 @@
 //   --skip S           seconds of remote audio skipped before recording (default 2)
 //   --deny-mic 1       the browser refuses the microphone (as a user clicking "Block")
 //   --viewport WxH     the window size (default 480x860, a phone); --dark 1: dark colour scheme
+//   --loss PERCENT     put a lossy UDP relay on the browser's media path: the driver rewrites the
+//                      gateway's host candidates in the SDP the page receives to the relay, which
+//                      drops PERCENT % of the browser's SRTP/SRTCP packets (a seeded PRNG; ICE and
+//                      DTLS pass) and forwards the rest; counts are in "relay"
 //   --library sipjs    drive sipjs.html (SIP.js from npm, unmodified) instead of the dialer: the
 //                      driver serves this folder itself, and the page's WebSocket goes to the
 //                      gateway of --url. Steps: register, call, answer-incoming, hangup, waits.
@@ -43,6 +47,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -146,6 +151,44 @@ async function serveHere() {
   return server;
 }
 
+/**
+ * A UDP relay between the browser and the gateway's media port that drops `percent` % of the
+ * browser's SRTP/SRTCP (first byte 128–191, RFC 7983) with a seeded PRNG, so runs are alike.
+ */
+async function lossyRelay(percent, seed = 5) {
+  const socket = createSocket('udp4');
+  await new Promise((r) => socket.bind(0, '127.0.0.1', r));
+  const stats = { port: socket.address().port, target: null, forwarded: 0, dropped: 0, returned: 0 };
+  let browser = null;
+  let state = seed >>> 0;
+  const random = () => { // mulberry32
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  socket.on('message', (msg, from) => {
+    const target = stats.target;
+    if (!target) return;
+    if (from.address === target.address && from.port === target.port) {
+      if (browser) {
+        socket.send(msg, browser.port, browser.address);
+        stats.returned += 1;
+      }
+      return;
+    }
+    browser = { address: from.address, port: from.port };
+    if (msg[0] >= 128 && msg[0] <= 191 && random() * 100 < percent) {
+      stats.dropped += 1;
+      return;
+    }
+    socket.send(msg, target.port, target.address);
+    stats.forwarded += 1;
+  });
+  return { socket, stats };
+}
+
 /** A 30 s sine WAV at 48 kHz mono (Chromium loops the file). */
 function toneWav(dir, hz) {
   const path = resolve(join(dir, `tone-${hz}.wav`));
@@ -206,6 +249,30 @@ async function main() {
     colorScheme: opts.dark ? 'dark' : 'light',
     deviceScaleFactor: 1,
   });
+  let relay = null;
+  if (opts.loss !== undefined) {
+    relay = await lossyRelay(Number(opts.loss));
+    result.relay = relay.stats;
+    await context.exposeFunction('landlineRelayTarget', (address, port) => {
+      relay.stats.target = { address, port: Number(port) };
+    });
+    await context.addInitScript((relayPort) => {
+      const original = RTCPeerConnection.prototype.setRemoteDescription;
+      RTCPeerConnection.prototype.setRemoteDescription = function (description) {
+        if (description && description.sdp) {
+          const sdp = description.sdp.replace(
+            /^a=candidate:(\S+) (\d+) udp (\d+) (\S+) (\d+) typ host(.*)$/gim,
+            (line, foundation, component, priority, address, port, rest) => {
+              window.landlineRelayTarget(address, port);
+              return `a=candidate:${foundation} ${component} udp ${priority} 127.0.0.1 ${relayPort} typ host${rest}`;
+            },
+          );
+          description = { type: description.type, sdp };
+        }
+        return original.call(this, description);
+      };
+    }, relay.stats.port);
+  }
   const page = context.pages()[0] || (await context.newPage());
   page.on('pageerror', (e) => result.pageErrors.push(String(e)));
   page.on('console', (m) => {
@@ -407,6 +474,7 @@ async function main() {
   } catch { /* page gone */ }
   await context.close().catch(() => {});
   if (server) server.close();
+  if (relay) relay.socket.close();
   // The tone WAV and the profile go; screenshots stay where they were asked for.
   rmSync(opts.screenshots ? work : profile, { recursive: true, force: true });
   emit(code);
