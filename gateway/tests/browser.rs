@@ -143,7 +143,12 @@ struct Driver {
 
 impl Driver {
     /// Waits (bounded) for the driver and parses its JSON line.
-    fn finish(mut self, gateway: &Gateway) -> Value {
+    fn finish(self, gateway: &Gateway) -> Value {
+        self.finish_with_log(|| gateway.log())
+    }
+
+    /// [`Driver::finish`], with the gateway's log (for a failure report) from `gateway_log`.
+    fn finish_with_log(mut self, gateway_log: impl FnOnce() -> String) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -163,7 +168,7 @@ impl Driver {
             _ => panic!(
                 "the browser driver printed no result:\n{stdout}\n--- driver log ---\n{log}\n\
                  --- gateway log (tail) ---\n{}",
-                tail(&gateway.log(), 4000)
+                tail(&gateway_log(), 4000)
             ),
         }
     }
@@ -974,4 +979,37 @@ fn five_percent_loss_on_the_browser_path_still_gives_the_carrier_continuous_audi
     );
     assert_eq!(silent_blocks, 0, "lost packets became silence");
     web.gateway.assert_idle();
+}
+
+#[test]
+fn a_call_ends_on_the_page_when_its_connection_is_lost() {
+    let web = WebGateway::start(&[]);
+    let driver = web.spawn(
+        PASSWORD,
+        &["--timeout", "40"],
+        &[
+            "register",
+            "call",
+            "600",
+            "wait-state",
+            "connected",
+            "wait-ended",
+            "screenshot",
+            "connection-lost",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while web.gateway.metric("landline_calls_active") < 1.0 {
+        assert!(Instant::now() < deadline, "the call never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = web.gateway.dir.join("landline.log");
+    drop(web);
+    let result = driver.finish_with_log(|| std::fs::read_to_string(&log).unwrap_or_default());
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(
+        result["call"]["reason"], "Connection to the gateway lost",
+        "{result}"
+    );
+    assert_eq!(result["registration"], "disconnected", "{result}");
 }

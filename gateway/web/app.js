@@ -309,7 +309,7 @@ let countdown = null;
 function reconnectText() {
   const left = ua && ua.reconnectAt ? Math.max(0, Math.ceil((ua.reconnectAt - Date.now()) / 1000)) : 0;
   if (ua && /refused/i.test(ua.reason)) return `${ua.reason}. Trying again shortly.`;
-  return left > 0 ? `Connection lost. Reconnecting in ${left} s…` : 'Connection lost. Reconnecting…';
+  return left > 0 ? `Connection lost. Reconnecting in ${left}\u00a0s…` : 'Connection lost. Reconnecting…';
 }
 
 function showBanner(text, kind, actionLabel, action) {

@@ -365,6 +365,8 @@ export class UserAgent extends EventTarget {
       clearInterval(this.keepaliveTimer);
       clearTimeout(this.refreshTimer);
       this.ws = null;
+      // The gateway ends the calls of a connection that closes: so do we.
+      for (const call of [...this.calls]) call.setState('ended', 'Connection to the gateway lost');
       for (const [branch, tx] of this.transactions) {
         clearTimeout(tx.timer);
         this.transactions.delete(branch);
