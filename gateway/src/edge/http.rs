@@ -353,8 +353,9 @@ fn check_upgrade(head: &Head, allowed_origins: &[String]) -> Result<String, Resp
             "SIP over WebSocket needs the subprotocol sip (Sec-WebSocket-Protocol: sip, RFC 7118)",
         ));
     }
-    if !allowed_origins.is_empty() {
-        let origin = head.header("origin").unwrap_or_default();
+    // Only browsers send Origin, and only they can be made to connect by another site's page;
+    // a native client without one is let in (it still needs a password).
+    if let (false, Some(origin)) = (allowed_origins.is_empty(), head.header("origin")) {
         if !allowed_origins
             .iter()
             .any(|o| o.eq_ignore_ascii_case(origin))
@@ -514,6 +515,11 @@ mod tests {
         assert!(check_upgrade(&from("https://evil.example"), &[]).is_ok());
         let refused = check_upgrade(&from("https://evil.example"), &allowed);
         assert_eq!(refused.err().map(|r| r.status), Some(403));
+        let native = head(&format!("{UPGRADE}Sec-WebSocket-Protocol: sip\r\n"));
+        assert!(
+            check_upgrade(&native, &allowed).is_ok(),
+            "no Origin: not a browser"
+        );
     }
 
     #[test]
