@@ -9,7 +9,10 @@
 #   --annotate   also print the 25 functions with the most instructions (self cost) per workload;
 #                libopus's own functions are named only with a libopus that has symbols:
 #                LD_LIBRARY_PATH=$(benches/libopus-symbols.sh) benches/callgrind.sh --annotate ...
-#   STEPS=N      steps counted per workload (default 500: one lap of the 10 s fixtures)
+#   STEPS=N      steps counted per workload (default 500: one lap of the 10 s fixtures; 20
+#                sessions for webrtc_setup, whose figure is per session, not per 20 ms)
+# Browser-leg workloads (webrtc_*, call_full_duplex_webrtc, udp_send) count only the gateway's
+# calls, each run inside `measured_section`; the str0m client's work between them is not counted.
 #   CALLGRIND_OUT=DIR  keep callgrind.out.<workload> files there for callgrind_annotate
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +22,7 @@ if [[ "${1:-}" == "--annotate" ]]; then
     annotate=1
     shift
 fi
-steps="${STEPS:-500}"
+steps="${STEPS:-}"
 if ! command -v valgrind >/dev/null; then
     echo "valgrind is not installed: apt-get install --no-install-recommends valgrind" >&2
     exit 1
@@ -36,18 +39,21 @@ if [[ $# -gt 0 ]]; then workloads=("$@"); else mapfile -t workloads < <("$bin" -
 printf '\n| workload | instructions per 20 ms |\n|---|---:|\n'
 for workload in "${workloads[@]}"; do
     file="$out/callgrind.out.$workload"
-    valgrind --tool=callgrind --callgrind-out-file="$file" --collect-atstart=no \
-        --toggle-collect='*measured_steps*' "$bin" "$workload" "$steps" >/dev/null 2>"$file.log" || {
+    # shellcheck disable=SC2086 # $steps is empty (the binary's default) or one number
+    ran=$(valgrind --tool=callgrind --callgrind-out-file="$file" --collect-atstart=no \
+        --toggle-collect='*measured_steps*' --toggle-collect='*measured_section*' \
+        "$bin" "$workload" $steps 2>"$file.log") || {
         echo "valgrind failed on $workload; see $file.log" >&2
         exit 1
     }
+    n=${ran##* }
     total=$(awk '/^(summary|totals):/ { print $2; exit }' "$file")
-    printf '| %s | %d |\n' "$workload" $((total / steps))
+    printf '| %s | %d |\n' "$workload" $((total / n))
 done
 
 if [[ $annotate == 1 ]]; then
     for workload in "${workloads[@]}"; do
-        printf '\n## %s: top functions (self instructions over %d steps)\n\n' "$workload" "$steps"
+        printf '\n## %s: top functions (self instructions, all steps)\n\n' "$workload"
         callgrind_annotate --threshold=99 "$out/callgrind.out.$workload" 2>/dev/null |
             sed -n '/file:function/,$p' | sed -n '3,27p' |
             sed -E -e 's#[^ ]*/(opus|codecs|benches)/#\1/#' -e 's# \[[^]]*\]$##'

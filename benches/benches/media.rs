@@ -1,5 +1,7 @@
 //! Time per 20 ms of call for every media workload: G.711, each pipeline direction, a
-//! full-duplex call step, and bare libopus for comparison.
+//! full-duplex call step, and bare libopus for comparison; and a browser leg's cost on the
+//! gateway: session setup (per session), SRTP through the session each way, and the call step
+//! with a browser leg.
 //!
 //! Each iteration is one packet of a continuous stream (see `landline_benches::workloads`), so
 //! criterion's mean is the steady-state cost per 20 ms. Every workload is timed twice: group
@@ -7,6 +9,11 @@
 //! time the thread spent descheduled and so stays meaningful on a loaded machine (the issue's
 //! target is CPU time per 20 ms). Run with `cargo bench -p landline-benches --bench media`
 //! (`-- cpu/` or `-- wall/` for one group).
+//!
+//! Browser-leg workloads time only the gateway's side (see `landline_benches::webrtc`): the
+//! per-packet ones time whole steps in batches of [`BATCH`], between which the str0m client
+//! does its part untimed; session setup, where client and gateway alternate within a step,
+//! adds up the time of the gateway's calls alone.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -14,6 +21,9 @@ use std::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use landline_benches::fixtures::ClientAudio;
+use landline_benches::webrtc::{
+    BATCH, Leg, LegWork, SectionClock, Setup, UdpSend, thread_cpu_nanos,
+};
 use landline_benches::workloads::{
     Bare, BareOpus, CallStep, G711Frame, PipelineStep, complexity_0,
 };
@@ -29,7 +39,7 @@ fn cpu(c: &mut Criterion<ThreadCpuTime>) {
     media(c, "cpu");
 }
 
-fn media<M: Measurement>(c: &mut Criterion<M>, group: &str) {
+fn media<M: Timer>(c: &mut Criterion<M>, group: &str) {
     let f = Fixtures::get();
     let mut group = c.benchmark_group(group);
     let g = &mut group;
@@ -60,7 +70,67 @@ fn media<M: Measurement>(c: &mut Criterion<M>, group: &str) {
         BareOpus::new(f, narrow, Bare::DecodeEncode),
     );
     bench(g, W::LibopusEncodeComplexity0, complexity_0(f));
+    prepared(g, W::WebRtcIn, Leg::new(f, LegWork::In));
+    prepared(g, W::WebRtcOut, Leg::new(f, LegWork::Out));
+    prepared(g, W::CallWebRtc, Leg::new(f, LegWork::Call));
+    prepared(g, W::UdpSend, UdpSend::new(f));
+    prepared(g, W::WebRtcSetup, Setup::new());
     group.finish();
+}
+
+/// Times a workload that prepares its steps (a browser leg): only the gateway's side, either
+/// whole steps batch by batch, or the sum of its sections when the client works inside a step.
+fn prepared<M: Timer, W: Workload>(
+    group: &mut BenchmarkGroup<'_, M>,
+    name: WorkloadName,
+    mut workload: W,
+) {
+    M::CLOCK.install();
+    group.bench_function(name.as_str(), |b| {
+        b.iter_custom(|iters| {
+            let (mut done, mut total) = (0u64, 0u64);
+            SectionClock::take();
+            while done < iters {
+                let n = workload
+                    .prepare(((iters - done) as usize).min(BATCH))
+                    .max(1);
+                let start = M::CLOCK.read();
+                for _ in 0..n {
+                    black_box(workload.step());
+                }
+                total += M::CLOCK.read() - start;
+                done += n as u64;
+            }
+            let sections = SectionClock::take();
+            M::value(if workload.far_end_in_step() {
+                sections
+            } else {
+                total
+            })
+        })
+    });
+}
+
+/// A criterion measurement whose clock the browser-leg benches can read themselves.
+trait Timer: Measurement {
+    /// The same clock, for [`SectionClock`].
+    const CLOCK: SectionClock;
+    /// A reading difference, in nanoseconds, as this measurement's value.
+    fn value(nanos: u64) -> Self::Value;
+}
+
+impl Timer for WallTime {
+    const CLOCK: SectionClock = SectionClock::Wall;
+    fn value(nanos: u64) -> Duration {
+        Duration::from_nanos(nanos)
+    }
+}
+
+impl Timer for ThreadCpuTime {
+    const CLOCK: SectionClock = SectionClock::ThreadCpu;
+    fn value(nanos: u64) -> u64 {
+        nanos
+    }
 }
 
 /// Times one step of `workload`; generic so that the step is a direct, inlinable call.
@@ -100,27 +170,6 @@ impl Measurement for ThreadCpuTime {
     fn formatter(&self) -> &dyn ValueFormatter {
         self.wall.formatter()
     }
-}
-
-fn thread_cpu_nanos() -> u64 {
-    /// Linux's clock id for the calling thread's CPU time.
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    #[repr(C)]
-    struct Timespec {
-        seconds: i64,
-        nanos: i64,
-    }
-    unsafe extern "C" {
-        fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
-    }
-    let mut time = Timespec {
-        seconds: 0,
-        nanos: 0,
-    };
-    // SAFETY: `time` is a valid, writable timespec (64-bit Linux layout); this clock always exists.
-    let status = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut time) };
-    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    time.seconds as u64 * 1_000_000_000 + time.nanos as u64
 }
 
 /// Short enough that the whole suite (both groups) takes about two minutes; each iteration walks

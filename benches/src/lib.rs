@@ -7,6 +7,7 @@
 
 pub mod fixtures;
 pub mod signal;
+pub mod webrtc;
 pub mod workloads;
 
 pub use fixtures::{Fixtures, RtpLoop};

@@ -20,11 +20,34 @@ use crate::fixtures::{
     CLIENT_EVENT_PAYLOAD_TYPE, COMFORT_NOISE_PAYLOAD_TYPE, ClientAudio, FRAME, Fixtures,
     OPUS_PAYLOAD_TYPE, PTIME, RtpLoop, TRUNK_EVENT_PAYLOAD_TYPE, opus_encoder,
 };
+use crate::webrtc::{Leg, LegWork, Setup, UdpSend};
 
 /// One bench operation: 20 ms of call time for whatever it models.
 pub trait Workload {
     /// Processes the next 20 ms; returns a value derived from the output, for `black_box`.
     fn step(&mut self) -> usize;
+
+    /// Does, outside any measurement, what the far end does before the next `steps` steps (a
+    /// WebRTC client encrypting its packets and reading the gateway's); returns how many steps
+    /// may run before `prepare` is called again (at least one). The pipelines' workloads have
+    /// nothing to prepare.
+    fn prepare(&mut self, steps: usize) -> usize {
+        steps
+    }
+
+    /// Whether only the step's [`measured_section`](crate::webrtc::measured_section)s are the
+    /// gateway's work: then those are what is timed and counted, not the whole step.
+    fn sections(&self) -> bool {
+        false
+    }
+
+    /// Whether the far end's work also runs inside a step, between the sections (a session
+    /// setup's handshake), so that a timer must add up the sections rather than time the step.
+    /// Otherwise a step is all the gateway's (plus a few loads and stores of the harness), and
+    /// criterion times whole steps, which costs no clock reading per section.
+    fn far_end_in_step(&self) -> bool {
+        false
+    }
 }
 
 /// The workloads by name, as the callgrind runner and the README know them.
@@ -59,11 +82,22 @@ pub enum WorkloadName {
     LibopusNarrowband,
     /// Bare libopus: encode at complexity 0 instead of the default 1, to size that knob.
     LibopusEncodeComplexity0,
+    /// A browser session's setup on the gateway: offer answered, ICE and DTLS to connected,
+    /// session dropped (one session per step, not 20 ms).
+    WebRtcSetup,
+    /// One Opus packet from a connected browser: SRTP unprotect through the session.
+    WebRtcIn,
+    /// One Opus packet to a connected browser: through the session, SRTP protect and send.
+    WebRtcOut,
+    /// A full-duplex call step with a browser leg: [`Call`](Self::Call) plus both of the above.
+    CallWebRtc,
+    /// One `sendto` of an SRTP-sized datagram on loopback: the kernel's part of `WebRtcOut`.
+    UdpSend,
 }
 
 impl WorkloadName {
     /// Every workload, in the order the README lists them.
-    pub const ALL: [WorkloadName; 13] = [
+    pub const ALL: [WorkloadName; 18] = [
         WorkloadName::G711Mu,
         WorkloadName::G711A,
         WorkloadName::OpusToG711,
@@ -77,6 +111,11 @@ impl WorkloadName {
         WorkloadName::LibopusDecodeNarrowband,
         WorkloadName::LibopusNarrowband,
         WorkloadName::LibopusEncodeComplexity0,
+        WorkloadName::WebRtcSetup,
+        WorkloadName::WebRtcIn,
+        WorkloadName::WebRtcOut,
+        WorkloadName::CallWebRtc,
+        WorkloadName::UdpSend,
     ];
 
     /// The name used on command lines and in bench ids.
@@ -95,6 +134,11 @@ impl WorkloadName {
             WorkloadName::LibopusDecodeNarrowband => "libopus_decode_nb",
             WorkloadName::LibopusNarrowband => "libopus_decode_encode_nb",
             WorkloadName::LibopusEncodeComplexity0 => "libopus_encode_c0",
+            WorkloadName::WebRtcSetup => "webrtc_setup",
+            WorkloadName::WebRtcIn => "webrtc_in",
+            WorkloadName::WebRtcOut => "webrtc_out",
+            WorkloadName::CallWebRtc => "call_full_duplex_webrtc",
+            WorkloadName::UdpSend => "udp_send",
         }
     }
 
@@ -124,6 +168,11 @@ impl WorkloadName {
                 Box::new(BareOpus::new(f, Narrow, Bare::DecodeEncode))
             }
             WorkloadName::LibopusEncodeComplexity0 => Box::new(complexity_0(f)),
+            WorkloadName::WebRtcSetup => Box::new(Setup::new()),
+            WorkloadName::WebRtcIn => Box::new(Leg::new(f, LegWork::In)),
+            WorkloadName::WebRtcOut => Box::new(Leg::new(f, LegWork::Out)),
+            WorkloadName::CallWebRtc => Box::new(Leg::new(f, LegWork::Call)),
+            WorkloadName::UdpSend => Box::new(UdpSend::new(f)),
         }
     }
 }
@@ -546,8 +595,13 @@ mod tests {
         for name in WorkloadName::ALL {
             assert_eq!(WorkloadName::parse(name.as_str()), Some(name));
             let mut workload = name.build(Fixtures::get());
-            for _ in 0..10 {
-                workload.step();
+            let mut done = 0;
+            while done < 10 {
+                let n = workload.prepare(10 - done);
+                for _ in 0..n {
+                    workload.step();
+                }
+                done += n;
             }
         }
     }

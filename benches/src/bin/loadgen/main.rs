@@ -19,6 +19,13 @@
 //!   (`/proc/<pid>/stat`), the machine's (`/proc/stat`) and our own, RSS from idle to N calls,
 //!   and per-packet latency and loss in each direction.
 //!
+//! With `--webrtc`, each call's client leg is a browser's instead: a str0m session per call
+//! (ICE, DTLS-SRTP, Opus; see `webrtc.rs`), its SDP offer sent in the same SIP INVITE over UDP,
+//! so the gateway answers with its own WebRTC session on a shard's shared WebRTC port. The
+//! carrier side is unchanged. Latency client → carrier is then from just before the encrypted
+//! datagram's `send_to` (after the client's SRTP), carrier → client to just after the client's
+//! `recv_from` (before its SRTP), so both still cover only loopback and the gateway.
+//!
 //! Latency matching: the gateway rewrites SSRC, sequence numbers and timestamps, and transcodes,
 //! so nothing of ours survives in the packet. It does keep one 20 ms frame out per 20 ms frame
 //! in, and its output timestamps advance by exactly one frame per frame. So, per call and
@@ -48,6 +55,8 @@ use landline_benches::Fixtures;
 use landline_benches::fixtures::{OPUS_PAYLOAD_TYPE, PTIME};
 use landline_sip::auth::{Challenge, Credentials, DigestClient};
 
+mod webrtc;
+
 /// The test user's password (the config is generated, so any will do).
 const PASSWORD: &str = "load-password";
 /// RTP clock ticks per 20 ms frame: Opus runs a 48 kHz clock, G.711 8 kHz.
@@ -65,13 +74,15 @@ struct Options {
     window: Duration,
     clk_tck: f64,
     keep: bool,
+    webrtc: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: loadgen --landline PATH [--calls 50,100,200] [--warmup SECS] [--window SECS] \
-         [--clk-tck HZ] [--keep]\n\
-         Starts a fresh gateway for each N, sets up N transcoded calls, measures the window."
+         [--clk-tck HZ] [--keep] [--webrtc]\n\
+         Starts a fresh gateway for each N, sets up N transcoded calls, measures the window.\n\
+         --webrtc: each client leg is a WebRTC session (ICE, DTLS-SRTP) instead of plain RTP."
     );
     std::process::exit(2)
 }
@@ -84,6 +95,7 @@ fn options() -> Options {
         window: Duration::from_secs(20),
         clk_tck: 100.0,
         keep: false,
+        webrtc: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -104,6 +116,7 @@ fn options() -> Options {
             }
             "--clk-tck" => o.clk_tck = value().parse().unwrap_or_else(|_| usage()),
             "--keep" => o.keep = true,
+            "--webrtc" => o.webrtc = true,
             _ => usage(),
         }
     }
@@ -509,6 +522,8 @@ struct ClientCall {
     remote_target: String,
     /// Where the gateway wants this call's client-leg media.
     gateway_media: SocketAddr,
+    /// The SDP answer (for a WebRTC offer, the gateway's session's).
+    answer: String,
 }
 
 /// The client side of SIP: INVITEs with Opus only, digest-authenticated.
@@ -567,7 +582,13 @@ impl Client {
 
     /// Sets up call `i` to a distinct number, so the carrier side can tell which call an
     /// INVITE belongs to.
-    fn call(&mut self, i: usize, buf: &mut [u8]) -> Result<ClientCall, String> {
+    /// `offer` replaces the plain RTP offer (a WebRTC session's).
+    fn call(
+        &mut self,
+        i: usize,
+        offer: Option<&str>,
+        buf: &mut [u8],
+    ) -> Result<ClientCall, String> {
         let number = format!("+1555200{i:04}");
         let uri = format!("sip:{number}@{}", self.gateway);
         let call_id = format!("load-{i}-{}@127.0.0.1", std::process::id());
@@ -575,7 +596,7 @@ impl Client {
         let from = format!("<sip:alice@landline.test>;tag={from_tag}");
         let to = format!("<{uri}>");
         let local = self.local;
-        let sdp = self.sdp(1);
+        let sdp = offer.map_or_else(|| self.sdp(1), str::to_owned);
         let invite = |branch: &str, cseq: u32, auth: &str| {
             format!(
                 "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch}\r\n\
@@ -650,6 +671,7 @@ impl Client {
             to,
             remote_target,
             gateway_media,
+            answer: m.body.to_owned(),
         })
     }
 
@@ -848,7 +870,7 @@ struct Stream {
 /// stream's send times (ns since `start`), indexed by frame, and how late each send was against
 /// its schedule (ns, sorted): the generator's own contribution to jitter.
 fn send(
-    client: UdpSocket,
+    client: Option<UdpSocket>,
     carrier: UdpSocket,
     streams: Vec<Stream>,
     fixtures: &Fixtures,
@@ -877,10 +899,18 @@ fn send(
             thread::sleep(Duration::from_nanos(due - now));
         }
         let stream = &streams[s as usize];
-        let (packets, ticks, socket) = if stream.carrier_side {
-            (&fixtures.trunk_rtp, PCMU_TICKS, &carrier)
-        } else {
-            (&fixtures.client_rtp, OPUS_TICKS, &client)
+        let (packets, ticks, socket) = match (stream.carrier_side, &client) {
+            (true, _) => (&fixtures.trunk_rtp, PCMU_TICKS, &carrier),
+            (false, Some(client)) => (&fixtures.client_rtp, OPUS_TICKS, client),
+            // Without a client socket the client legs are WebRTC sessions, sent elsewhere.
+            (false, None) => {
+                s += 1;
+                if s == n {
+                    s = 0;
+                    frame += 1;
+                }
+                continue;
+            }
         };
         let packet = &packets[frame as usize % packets.len()];
         let len = packet.len();
@@ -1053,13 +1083,70 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
         branch: 0,
     };
 
+    // Browser legs (`--webrtc`): a session and its offer per call, before any signalling.
+    let mut web_clients = Vec::new();
+    let mut offers = Vec::new();
+    if o.webrtc {
+        let cert = webrtc::certificate()?;
+        for _ in 0..n {
+            let (web, offer) = webrtc::WebClient::offer(&cert)?;
+            web_clients.push(web);
+            offers.push(offer);
+        }
+    }
+
     // Signalling: one call after another.
     let setup_start = Instant::now();
     let mut buf = vec![0u8; 65_536];
     let mut calls = Vec::with_capacity(n);
+    let mut opus_pt = OPUS_PAYLOAD_TYPE;
     for i in 0..n {
-        calls.push(client.call(i, &mut buf)?);
+        let call = client.call(i, offers.get(i).map(String::as_str), &mut buf)?;
+        if let Some(web) = web_clients.get_mut(i) {
+            opus_pt = web
+                .accept_answer(&call.answer)
+                .map_err(|e| format!("call {i}: the gateway's WebRTC answer: {e}"))?;
+        }
+        calls.push(call);
     }
+    // ICE and DTLS of every browser leg, then the media start, from the sessions' thread.
+    let length = o.warmup + o.window + Duration::from_millis(500);
+    let progress = Arc::new(webrtc::Progress {
+        connected: Default::default(),
+        abort: AtomicBool::new(false),
+    });
+    let (web_thread, web_start) = if o.webrtc {
+        let (started, start) = std::sync::mpsc::channel();
+        let thread_progress = progress.clone();
+        let clients = std::mem::take(&mut web_clients);
+        let thread = thread::spawn(move || {
+            webrtc::run(
+                clients,
+                Fixtures::get(),
+                Duration::from_secs(30),
+                length,
+                thread_progress,
+                started,
+            )
+        });
+        match start.recv_timeout(Duration::from_secs(40)) {
+            Ok(start) => (Some(thread), Some(start)),
+            Err(_) => {
+                progress.abort.store(true, Ordering::Relaxed);
+                let error = thread
+                    .join()
+                    .map_err(|_| "the WebRTC client thread panicked")?
+                    .err()
+                    .unwrap_or_default();
+                return Err(format!(
+                    "WebRTC sessions did not connect ({} of {n} did): {error}",
+                    progress.connected.load(Ordering::Relaxed)
+                ));
+            }
+        }
+    } else {
+        (None, None)
+    };
     let setup = setup_start.elapsed();
     let trunk_media: Vec<SocketAddr> = {
         let log = carrier_log.lock().expect("carrier log");
@@ -1098,8 +1185,7 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
         .collect();
     let sides: Vec<bool> = streams.iter().map(|s| s.carrier_side).collect();
     debug_assert!(streams.iter().enumerate().all(|(s, st)| st.call == s / 2));
-    let start = Instant::now();
-    let length = o.warmup + o.window + Duration::from_millis(500);
+    let start = web_start.unwrap_or_else(Instant::now);
     let stop_media = Arc::new(AtomicBool::new(false));
     let receivers = [
         (client_media.try_clone(), client_ports),
@@ -1110,9 +1196,10 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
         let socket = socket.expect("socket clone");
         thread::spawn(move || receive(socket, ports, start, stop))
     });
+    let plain_client = (!o.webrtc).then_some(client_media);
     let sender = thread::spawn(move || {
         send(
-            client_media,
+            plain_client,
             carrier_media,
             streams,
             Fixtures::get(),
@@ -1122,7 +1209,7 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
     });
 
     let ours = [client.media.port(), trunk_media_port];
-    thread::sleep(o.warmup);
+    thread::sleep((start + o.warmup).saturating_duration_since(Instant::now()));
     let before = sample(pid);
     // The receive backlogs, sampled every 100 ms over the window: (max, sum) for each side.
     let mut backlog = [(0u64, 0u64); 2];
@@ -1143,10 +1230,28 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
         .filter(|l| l.starts_with("landline_shard_"))
         .map(str::to_owned)
         .collect();
-    let (sent, lateness) = sender.join().map_err(|_| "sender panicked")?;
+    let (mut sent, lateness) = sender.join().map_err(|_| "sender panicked")?;
     thread::sleep(Duration::from_millis(300));
     stop_media.store(true, Ordering::Relaxed);
-    let [to_client, to_carrier] = receivers.map(|r| r.join().expect("receiver panicked"));
+    let [mut to_client, to_carrier] = receivers.map(|r| r.join().expect("receiver panicked"));
+    // With browser legs, the client side's sends and receptions are the sessions' thread's.
+    let mut web_note = String::new();
+    if let Some(thread) = web_thread {
+        let measured = thread
+            .join()
+            .map_err(|_| "the WebRTC client thread panicked")??;
+        for (call, times) in measured.sent.into_iter().enumerate() {
+            sent[2 * call] = times;
+        }
+        to_client.0 = measured.received;
+        web_note = format!(
+            "  WebRTC client legs: {} sessions connected; their sends late p50/p99/max {:.3}/{:.3}/{:.3} ms (one thread: SRTP of every call's both directions)\n",
+            measured.connected,
+            percentile(&measured.lateness, 0.5),
+            percentile(&measured.lateness, 0.99),
+            percentile(&measured.lateness, 1.0),
+        );
+    }
 
     let hung_up = client.hang_up(&calls, &mut buf);
     thread::sleep(Duration::from_millis(300));
@@ -1176,13 +1281,7 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
         .map(|(t, _)| t)
         .collect();
     let up = direction(&client_sent, &to_carrier.0, PCMU_TICKS, 0, window);
-    let down = direction(
-        &carrier_sent,
-        &to_client.0,
-        OPUS_TICKS,
-        OPUS_PAYLOAD_TYPE,
-        window,
-    );
+    let down = direction(&carrier_sent, &to_client.0, OPUS_TICKS, opus_pt, window);
     let wall = after.at.duration_since(before.at).as_secs_f64();
     let gateway_cpu = (after.gateway - before.gateway) as f64 / o.clk_tck;
     let our_cpu = (after.us - before.us) as f64 / o.clk_tck;
@@ -1266,6 +1365,7 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
         percentile(&lateness, 0.99),
         percentile(&lateness, 1.0),
     );
+    notes.push_str(&web_note);
     for line in &shard_metrics {
         let _ = writeln!(notes, "  {line}");
     }
