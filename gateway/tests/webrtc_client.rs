@@ -47,6 +47,12 @@ struct Browser {
     answered_at: Option<Instant>,
     /// The gateway's `landline_shard_webrtc_sessions` while the call ran.
     sessions_during_call: f64,
+    /// The gateway's host candidate, from its SDP.
+    gateway_media: Option<SocketAddr>,
+    /// When, after media connects, to [`attack`](Self::attack) the gateway's port (once).
+    attack_after: Option<Duration>,
+    /// When the attack was made.
+    attacked_at: Option<Instant>,
 }
 
 impl Browser {
@@ -81,6 +87,9 @@ impl Browser {
             arrivals: Vec::new(),
             answered_at: None,
             sessions_during_call: 0.0,
+            gateway_media: None,
+            attack_after: None,
+            attacked_at: None,
         };
         (browser, offer.to_sdp_string())
     }
@@ -105,6 +114,54 @@ impl Browser {
             .lines()
             .find_map(|l| l.strip_prefix("a=rtpmap:")?.strip_suffix(" opus/48000/2"))
             .and_then(|pt| pt.parse().ok());
+        // a=candidate:<foundation> 1 udp <priority> <ip> <port> typ host
+        self.gateway_media = text.lines().find_map(|l| {
+            let fields: Vec<&str> = l.strip_prefix("a=candidate:")?.split(' ').collect();
+            format!("{}:{}", fields.get(4)?, fields.get(5)?)
+                .parse()
+                .ok()
+        });
+    }
+
+    /// Throws hostile datagrams at the gateway's WebRTC port while the call runs: garbage,
+    /// truncated and forged RTP, STUN with a wrong ufrag, from the browser's own address (which
+    /// the gateway knows) and from a stranger's.
+    fn attack(&self) {
+        let Some(target) = self.gateway_media else {
+            return;
+        };
+        let stranger = UdpSocket::bind("127.0.0.1:0").expect("stranger socket");
+        let mut rng = 0x0DDB_A11_CAFE_F00Du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let stun_wrong_ufrag = [
+            &[0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42][..],
+            &[7; 12],
+            &[0x00, 0x06, 0x00, 0x08],
+            b"nope:bad",
+        ]
+        .concat();
+        for i in 0..300u32 {
+            let datagram: Vec<u8> = match i % 4 {
+                0 => (0..next() % 200).map(|_| next() as u8).collect(),
+                // RTP-shaped (version 2, the Opus payload type) with a random body: SRTP
+                // authentication must refuse it.
+                1 => {
+                    let mut forged: Vec<u8> = (0..60).map(|_| next() as u8).collect();
+                    forged[0] = 0x80;
+                    forged[1] = self.opus_pt.unwrap_or(111);
+                    forged
+                }
+                2 => stun_wrong_ufrag.clone(),
+                _ => vec![0x16, 0xfe, 0xfd, 0, 0], // a truncated DTLS record
+            };
+            let _ = self.socket.send_to(&datagram, target);
+            let _ = stranger.send_to(&datagram, target);
+        }
     }
 
     /// Feeds what arrived and the time, and sends what the engine wants sent.
@@ -300,6 +357,13 @@ fn browser_call_with(
         }
         if browser.connected {
             let since = *connected_at.get_or_insert(now);
+            let attack_due = browser
+                .attack_after
+                .is_some_and(|a| now.duration_since(since) >= a);
+            if attack_due && browser.attacked_at.is_none() {
+                browser.attack();
+                browser.attacked_at = Some(now);
+            }
             if now.duration_since(since) >= talk {
                 break;
             }
@@ -349,6 +413,55 @@ fn a_webrtc_client_hears_itself_on_the_echo_number() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn hostile_datagrams_at_the_webrtc_port_do_not_disturb_a_call() {
+    let gateway = Gateway::start(&[]);
+    let (mut browser, offer) = Browser::offer();
+    browser.attack_after = Some(Duration::from_secs(1));
+    let browser = browser_call_with(
+        &gateway,
+        (browser, offer),
+        "600",
+        1000.0,
+        Duration::from_secs(4),
+        &mut || {},
+    );
+    let attacked = browser.attacked_at.expect("the attack was made");
+    let after: Vec<_> = browser
+        .arrivals
+        .iter()
+        .filter(|a| a.0 > attacked + Duration::from_millis(500))
+        .collect();
+    assert!(
+        after.len() > 100,
+        "only {} packets after the attack:\n{}",
+        after.len(),
+        gateway.log()
+    );
+    for pair in after.windows(2) {
+        assert_eq!(
+            pair[1].1,
+            pair[0].1 + 1,
+            "the stream broke after the attack"
+        );
+    }
+    let ratio = tone_ratio(last_second(&browser.heard), 1000.0, 48_000.0);
+    assert!(
+        ratio > 0.5,
+        "the echo lost its tone after the attack ({ratio:.3})"
+    );
+    // The stranger's 300 datagrams, at least, were seen and dropped.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gateway.metric("landline_shard_packets_dropped_total") < 300.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the attack did not reach the gateway's WebRTC port"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    gateway.assert_idle();
 }
 
 #[test]
