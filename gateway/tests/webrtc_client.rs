@@ -131,7 +131,7 @@ impl Browser {
             return;
         };
         let stranger = UdpSocket::bind("127.0.0.1:0").expect("stranger socket");
-        let mut rng = 0x0DDB_A11_CAFE_F00Du64;
+        let mut rng = 0x00DD_BA11_CAFE_F00D_u64;
         let mut next = move || {
             rng ^= rng << 13;
             rng ^= rng >> 7;
