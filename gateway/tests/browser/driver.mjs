@@ -24,7 +24,8 @@
 // Steps, run in order (a step that fails ends the run with "ok": false):
 //   register                 fill the form, sign in, wait for registered or failed
 //   expect-registered        fail unless registered
-//   wait-registration STATE  wait until the registration is in STATE (disconnected, registered...)
+//   wait-registration STATE  wait until the registration has been in STATE (disconnected,
+//                            registered...) since the state the previous such step matched
 //   call NUMBER              type NUMBER on the keyboard and press the call button
 //   wait-state STATE         wait until the call reaches STATE (ringing, early, connected, ended)
 //   wait-media               wait until the call's RTCPeerConnection is connected
@@ -311,6 +312,7 @@ async function main() {
     }
   };
 
+  let registrationSeen = 0;
   const run = {
     async register() {
       await page.fill('#username', opts.user || '');
@@ -331,8 +333,12 @@ async function main() {
       const s = await snapshot();
       if (s.registration !== 'registered') throw new Error(`not registered: ${s.registration} ${s.registrationReason}`);
     },
+    // Waits until STATE shows up in the registration's history after the state the previous
+    // wait-registration matched: a short-lived state (a reconnect) is not missed between steps.
     async 'wait-registration'(state) {
-      await waitFor(`registration ${state}`, (s) => window.landline.registration === s, state);
+      const from = registrationSeen;
+      await waitFor(`registration ${state}`, ([s, i]) => window.landline.registrationStates.indexOf(s, i) >= 0, [state, from]);
+      registrationSeen = await page.evaluate(([s, i]) => window.landline.registrationStates.indexOf(s, i) + 1, [state, from]);
     },
     async call(number) {
       await page.click('#number');
