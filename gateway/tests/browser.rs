@@ -1034,3 +1034,40 @@ fn a_call_ends_on_the_page_when_its_connection_is_lost() {
     );
     assert_eq!(result["registration"], "disconnected", "{result}");
 }
+
+#[test]
+fn an_inbound_call_hung_up_in_the_browser_ends_at_the_carrier() {
+    let (carrier_addr, trunk) = carrier();
+    let web = WebGateway::start(&[trunk]);
+    let driver = web.spawn(
+        PASSWORD,
+        &["--timeout", "40"],
+        &[
+            "register",
+            "answer-incoming",
+            "wait-media",
+            "sleep",
+            "1",
+            "hangup",
+        ],
+    );
+    wait_registrations(&web.gateway, 1.0);
+    let mut carrier = Sipp::start(
+        "browser_carrier_call_did_wait_bye",
+        carrier_addr,
+        Some(web.gateway.sip),
+        1,
+        &["-s", ALICE_DID],
+    );
+    let result = driver.finish(&web.gateway);
+    assert_ok(&result, &web.gateway);
+    // The carrier's scenario succeeds only on a BYE from the gateway.
+    assert_calls(carrier.finish(), 1, "carrier", &web.gateway, &[&carrier]);
+    assert_eq!(result["call"]["reason"], "You hung up", "{result}");
+    let cdrs = web.gateway.wait_cdrs(1);
+    assert_eq!(
+        cdrs.first().map(|c| &c["outcome"]),
+        Some(&"answered".into())
+    );
+    web.gateway.assert_idle();
+}
