@@ -8,31 +8,29 @@
 
 mod call;
 mod inbound;
+mod media;
+mod midcall;
 mod outbound;
 mod session;
 mod trunking;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use landline_sip::message::{StatusCode, Transport};
-use landline_sip::sdp::{self, Sdp};
 use landline_sip::ua::{CallId as LegId, Event, Reason, RequestId, UserAgent};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, TrunkTransport};
 use crate::edge::{Closed, Edge, EdgeEvent, EdgeEvents};
-use crate::media::{
-    CallKind, CallSpec, Command, LatchPolicy, LegRole, LegSpec, LegTransport, MediaCallId,
-    MediaEvent, MediaPlane, WebRtcIdentity, WebRtcSession,
-};
+use crate::media::{Command, MediaCallId, MediaEvent, MediaPlane, WebRtcIdentity};
 use crate::ops::cdr::{CallRecord, CdrWriter, EndedBy, MediaRecord};
 use crate::ops::metrics::Metrics;
 use crate::trunks::routes::RouteTable;
 use crate::trunks::state::TrunkState;
-use call::{Call, Phase, Service};
+use call::{Call, Phase};
 
 /// Everything call control needs, owned by its one task.
 pub struct Signalling {
@@ -320,142 +318,6 @@ impl Signalling {
         }
     }
 
-    /// Prepares a browser's session for a new call: on the least loaded shard's WebRTC port,
-    /// answering `offer` if given, else offering. Returns the session, the shard and our SDP.
-    fn webrtc_session(
-        &self,
-        now: Instant,
-        shard: Option<usize>,
-        offer: Option<&[u8]>,
-    ) -> Result<(Box<WebRtcSession>, usize, String), crate::media::MediaError> {
-        use crate::media::MediaError;
-        let identity = self
-            .webrtc
-            .as_ref()
-            .ok_or(MediaError::WebRtc("no DTLS identity".into()))?;
-        let shard = shard.unwrap_or_else(|| self.media.least_loaded());
-        let port = self
-            .media
-            .webrtc_port(shard)
-            .ok_or(MediaError::WebRtc("no WebRTC port".into()))?;
-        let local = SocketAddr::new(self.config.media.webrtc_address(), port);
-        let (session, sdp) = match offer {
-            Some(offer) => {
-                let text = std::str::from_utf8(offer)
-                    .map_err(|_| MediaError::WebRtc("offer is not UTF-8".into()))?;
-                WebRtcSession::answer(now, identity, local, text)?
-            }
-            None => WebRtcSession::offer(now, identity, local)?,
-        };
-        Ok((Box::new(session), shard, sdp))
-    }
-
-    /// Starts a call's media on a shard; the legs' sockets move to it.
-    fn start_media(&mut self, id: u64) -> bool {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return false;
-        };
-        if call.media.is_some() {
-            return true;
-        }
-        let media_id = MediaCallId(id);
-        let output = |rng: u64| landline_codecs::OutputStream {
-            ssrc: rng as u32,
-            first_sequence: (rng >> 32) as u16,
-            first_timestamp: (rng >> 16) as u32,
-        };
-        let (r1, r2) = (
-            self.rng.wrapping_mul(31).wrapping_add(id),
-            self.rng ^ id.rotate_left(17),
-        );
-        let client = match call.client_session.webrtc.take() {
-            Some(session) => session.codec().map(|codec| LegSpec {
-                transport: LegTransport::WebRtc(session),
-                remote: None,
-                latch: LatchPolicy::Learn,
-                codec,
-                output: output(r1),
-            }),
-            None => leg_spec(&mut call.client_session, LatchPolicy::Learn, output(r1)),
-        };
-        let kind = match call.service {
-            Service::Bridge => {
-                let trunk = call
-                    .trunk_session
-                    .as_mut()
-                    .and_then(|t| leg_spec(t, LatchPolicy::Strict, output(r2)));
-                match (client, trunk) {
-                    (Some(client), Some(trunk)) => CallKind::Bridge { client, trunk },
-                    _ => return false,
-                }
-            }
-            Service::Echo => match client {
-                Some(client) => CallKind::Echo { client },
-                None => return false,
-            },
-            Service::Tone => match client {
-                Some(client) => CallKind::Tone {
-                    client,
-                    hz: self.config.numbers.tone_hz,
-                },
-                None => return false,
-            },
-        };
-        let spec = CallSpec {
-            id: media_id,
-            kind,
-            opus: self.config.opus.settings(),
-            timing: self.config.media.timing(),
-            rtp_timeout: self.config.media.rtp_timeout,
-        };
-        let placed = match call.webrtc_shard {
-            Some(shard) => self.media.add_call_on(shard, spec),
-            None => self.media.add_call(spec),
-        };
-        match placed {
-            Ok(shard) => {
-                call.media = Some((media_id, shard));
-                self.media_calls.insert(media_id, id);
-                true
-            }
-            Err(error) => {
-                tracing::warn!(call = id, %error, "cannot start media");
-                false
-            }
-        }
-    }
-
-    fn on_media_event(&mut self, now: Instant, event: MediaEvent) {
-        let Some(&id) = self.media_calls.get(&call::media_call_of(&event)) else {
-            return;
-        };
-        match event {
-            MediaEvent::Digit(_, role, digit) => {
-                tracing::info!(call = id, ?role, %digit, "DTMF");
-                if let Some(call) = self.calls.get_mut(&id) {
-                    if call.digits.len() < 64 {
-                        call.digits.push(digit);
-                    }
-                }
-            }
-            MediaEvent::MediaTimeout(_, role) => {
-                tracing::info!(call = id, ?role, "no media: ending the call");
-                self.end_call(now, id, EndedBy::Gateway, "media_timeout", None);
-            }
-            MediaEvent::Failed(_, reason) => {
-                tracing::warn!(call = id, reason, "media failed: ending the call");
-                self.end_call(now, id, EndedBy::Gateway, reason, None);
-            }
-            MediaEvent::Removed(media_id, stats) => {
-                self.media_calls.remove(&media_id);
-                if let Some(call) = self.calls.get_mut(&id) {
-                    call.media_stats = Some(stats);
-                }
-                self.finish_if_done(id);
-            }
-        }
-    }
-
     /// One leg of a call ended: end the other side too.
     fn leg_ended(&mut self, now: Instant, id: u64, leg: LegId, reason: Reason) {
         let Some(call) = self.calls.get_mut(&id) else {
@@ -624,145 +486,6 @@ impl Signalling {
         });
     }
 
-    /// A re-INVITE or UPDATE offer on a leg: answer it ourselves with the same codec, and
-    /// follow its hold state on the media.
-    fn answer_reoffer(&mut self, now: Instant, id: u64, leg: LegId, body: &[u8]) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        let role = if call.trunk == Some(leg) {
-            LegRole::Trunk
-        } else {
-            LegRole::Client
-        };
-        let session = match role {
-            LegRole::Trunk => call.trunk_session.as_mut(),
-            LegRole::Client => Some(&mut call.client_session),
-        };
-        let Some(session) = session else {
-            return;
-        };
-        let Ok(offer) = Sdp::parse(body) else {
-            self.ua.reject_offer(now, leg, StatusCode::BAD_REQUEST);
-            return;
-        };
-        if let Some(previous) = session.webrtc_answer.as_deref() {
-            // A browser's re-offer (hold, unhold) on the same connection: the session on the
-            // shard goes on as it is; our answer is the first one with its direction mirrored.
-            let restart = std::str::from_utf8(body).ok().and_then(session::ice_ufrag);
-            if restart.is_some() && restart != session.webrtc_peer_ufrag {
-                // ICE restart needs the shard's session to take new credentials: not done.
-                tracing::info!(call = id, "browser ICE restart refused");
-                self.ua
-                    .reject_offer(now, leg, StatusCode::NOT_ACCEPTABLE_HERE);
-                return;
-            }
-            let answer = session::webrtc_reanswer(previous, &offer);
-            let held = offer_holds(&offer);
-            let hold_changed = session.remote_held != held;
-            session.remote_held = held;
-            session.webrtc_answer = Some(answer.clone());
-            self.ua.answer_offer(now, leg, answer.into_bytes());
-            if let Some((media_id, shard)) = call.media {
-                let _ = self
-                    .media
-                    .send(shard, Command::SetHold(media_id, role, held));
-            }
-            if hold_changed {
-                self.propagate_hold(now, id, role, held);
-            }
-            return;
-        }
-        let current = session.negotiated.as_ref().map(|n| n.codec);
-        let mut local = session.local.clone();
-        if let Some(codec) = current {
-            local.codecs = vec![codec];
-        }
-        local.session_version += 1;
-        session.local.session_version = local.session_version;
-        let policy = sdp::PreferenceOrder(local.codecs.clone());
-        match sdp::answer(&offer, &local, &policy) {
-            Ok((answer, negotiated)) => {
-                let remote = session::remote_of(&negotiated);
-                let held = offer_holds(&offer);
-                let hold_changed = session.remote_held != held;
-                session.remote_held = held;
-                session.negotiated = Some(negotiated);
-                self.ua
-                    .answer_offer(now, leg, answer.to_string().into_bytes());
-                let propagate = hold_changed.then_some(held);
-                if let Some((media_id, shard)) = call.media {
-                    if let Some(remote) = remote {
-                        let _ = self
-                            .media
-                            .send(shard, Command::SetRemote(media_id, role, remote));
-                    }
-                    let _ = self
-                        .media
-                        .send(shard, Command::SetHold(media_id, role, held));
-                }
-                if let Some(held) = propagate {
-                    self.propagate_hold(now, id, role, held);
-                }
-            }
-            Err(_) => self
-                .ua
-                .reject_offer(now, leg, StatusCode::NOT_ACCEPTABLE_HERE),
-        }
-    }
-
-    /// Tells the other leg that this one went on hold (or came back), with a re-INVITE that
-    /// makes us `sendonly` (or `sendrecv` again) towards it, so a carrier knows the line is on
-    /// hold and a client shows it. Media keeps flowing through the shard either way.
-    fn propagate_hold(&mut self, now: Instant, id: u64, held_role: LegRole, held: bool) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        let (other_leg, other) = match held_role {
-            LegRole::Client => (call.trunk, call.trunk_session.as_mut()),
-            LegRole::Trunk => (call.client, Some(&mut call.client_session)),
-        };
-        let (Some(other_leg), Some(other)) = (other_leg, other) else {
-            return;
-        };
-        if other.webrtc_answer.is_some() {
-            // A browser would need a DTLS re-offer from its session on the shard; it keeps
-            // hearing the held line's silence or music instead.
-            return;
-        }
-        let Some(codec) = other.negotiated.as_ref().map(|n| n.codec) else {
-            return;
-        };
-        other.local.session_version += 1;
-        let mut local = other.local.clone();
-        local.codecs = vec![codec];
-        local.direction = if held {
-            sdp::Direction::SendOnly
-        } else {
-            sdp::Direction::SendRecv
-        };
-        let offer = sdp::build_offer(&local);
-        self.ua
-            .reinvite(now, other_leg, offer.to_string().into_bytes());
-    }
-
-    /// SIP INFO DTMF from a client becomes RFC 4733 towards the trunk.
-    fn info(&mut self, id: u64, leg: LegId, content_type: Option<&str>, body: &[u8]) {
-        let Some(call) = self.calls.get(&id) else {
-            return;
-        };
-        if call.trunk == Some(leg) {
-            return;
-        }
-        let Some((digit, duration)) = parse_dtmf_info(content_type, body) else {
-            return;
-        };
-        if let Some((media_id, shard)) = call.media {
-            let command = Command::SendDigit(media_id, LegRole::Trunk, digit, duration);
-            let _ = self.media.send(shard, command);
-        }
-    }
-
     fn housekeeping(&mut self, now: Instant) {
         self.probe_trunks(now);
         let bindings: usize = self
@@ -787,98 +510,11 @@ impl Signalling {
     }
 }
 
-/// The media-plane description of a negotiated leg, taking its socket.
-fn leg_spec(
-    session: &mut call::LegSession,
-    latch: LatchPolicy,
-    output: landline_codecs::OutputStream,
-) -> Option<LegSpec> {
-    let negotiated = session.negotiated.as_ref()?;
-    Some(LegSpec {
-        remote: session::remote_of(negotiated),
-        codec: session::leg_codec(negotiated),
-        transport: LegTransport::Rtp(session.socket.take()?),
-        latch,
-        output,
-    })
-}
-
-/// Whether an offer puts us on hold: its audio stream will not send to us.
-fn offer_holds(offer: &Sdp) -> bool {
-    offer
-        .media
-        .iter()
-        .position(|m| m.kind == "audio" && m.port != 0)
-        .is_some_and(|i| {
-            matches!(
-                offer.direction_of(i),
-                sdp::Direction::SendOnly | sdp::Direction::Inactive
-            )
-        })
-}
-
 /// The sans-IO stack's transport for a trunk's configured one.
 fn sip_transport(transport: TrunkTransport) -> Transport {
     match transport {
         TrunkTransport::Udp => Transport::Udp,
         TrunkTransport::Tcp => Transport::Tcp,
         TrunkTransport::Tls => Transport::Tls,
-    }
-}
-
-/// Reads a DTMF digit from a SIP INFO body: `application/dtmf-relay` (`Signal=5`,
-/// `Duration=160` in ms) or `application/dtmf` (just the digit).
-fn parse_dtmf_info(content_type: Option<&str>, body: &[u8]) -> Option<(char, Duration)> {
-    let text = std::str::from_utf8(body).ok()?;
-    let kind = content_type?.trim().to_ascii_lowercase();
-    let default = Duration::from_millis(160);
-    let valid = |c: char| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D' | 'a'..='d');
-    if kind.starts_with("application/dtmf-relay") {
-        let mut digit = None;
-        let mut duration = default;
-        for line in text.lines() {
-            let Some((key, value)) = line.split_once('=') else {
-                continue;
-            };
-            match key.trim().to_ascii_lowercase().as_str() {
-                "signal" => digit = value.trim().chars().next().filter(|c| valid(*c)),
-                "duration" => {
-                    if let Ok(ms) = value.trim().parse::<u64>() {
-                        duration = Duration::from_millis(ms.clamp(40, 2000));
-                    }
-                }
-                _ => {}
-            }
-        }
-        return digit.map(|d| (d.to_ascii_uppercase(), duration));
-    }
-    if kind.starts_with("application/dtmf") {
-        let c = text.trim().chars().next().filter(|c| valid(*c))?;
-        return Some((c.to_ascii_uppercase(), default));
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dtmf_info_bodies_are_read() {
-        let relay = b"Signal=5\r\nDuration=250\r\n";
-        assert_eq!(
-            parse_dtmf_info(Some("application/dtmf-relay"), relay),
-            Some(('5', Duration::from_millis(250)))
-        );
-        assert_eq!(
-            parse_dtmf_info(Some("application/dtmf"), b"#"),
-            Some(('#', Duration::from_millis(160)))
-        );
-        assert_eq!(
-            parse_dtmf_info(Some("application/dtmf-relay"), b"Signal=x"),
-            None
-        );
-        assert_eq!(parse_dtmf_info(Some("text/plain"), b"5"), None);
-        assert_eq!(parse_dtmf_info(None, b"5"), None);
     }
 }

@@ -1,0 +1,166 @@
+//! A call's media: browser sessions prepared for the SDP exchange, the legs handed to a shard
+//! once negotiated, and what the shards report back.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::call::{self, Service};
+use super::{Signalling, session};
+use crate::media::{
+    CallKind, CallSpec, LatchPolicy, LegSpec, LegTransport, MediaCallId, MediaEvent, WebRtcSession,
+};
+use crate::ops::cdr::EndedBy;
+
+impl Signalling {
+    /// Prepares a browser's session for a new call: on the least loaded shard's WebRTC port,
+    /// answering `offer` if given, else offering. Returns the session, the shard and our SDP.
+    pub(super) fn webrtc_session(
+        &self,
+        now: Instant,
+        shard: Option<usize>,
+        offer: Option<&[u8]>,
+    ) -> Result<(Box<WebRtcSession>, usize, String), crate::media::MediaError> {
+        use crate::media::MediaError;
+        let identity = self
+            .webrtc
+            .as_ref()
+            .ok_or(MediaError::WebRtc("no DTLS identity".into()))?;
+        let shard = shard.unwrap_or_else(|| self.media.least_loaded());
+        let port = self
+            .media
+            .webrtc_port(shard)
+            .ok_or(MediaError::WebRtc("no WebRTC port".into()))?;
+        let local = SocketAddr::new(self.config.media.webrtc_address(), port);
+        let (session, sdp) = match offer {
+            Some(offer) => {
+                let text = std::str::from_utf8(offer)
+                    .map_err(|_| MediaError::WebRtc("offer is not UTF-8".into()))?;
+                WebRtcSession::answer(now, identity, local, text)?
+            }
+            None => WebRtcSession::offer(now, identity, local)?,
+        };
+        Ok((Box::new(session), shard, sdp))
+    }
+
+    /// Starts a call's media on a shard; the legs' sockets move to it.
+    pub(super) fn start_media(&mut self, id: u64) -> bool {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        if call.media.is_some() {
+            return true;
+        }
+        let media_id = MediaCallId(id);
+        let output = |rng: u64| landline_codecs::OutputStream {
+            ssrc: rng as u32,
+            first_sequence: (rng >> 32) as u16,
+            first_timestamp: (rng >> 16) as u32,
+        };
+        let (r1, r2) = (
+            self.rng.wrapping_mul(31).wrapping_add(id),
+            self.rng ^ id.rotate_left(17),
+        );
+        let client = match call.client_session.webrtc.take() {
+            Some(session) => session.codec().map(|codec| LegSpec {
+                transport: LegTransport::WebRtc(session),
+                remote: None,
+                latch: LatchPolicy::Learn,
+                codec,
+                output: output(r1),
+            }),
+            None => leg_spec(&mut call.client_session, LatchPolicy::Learn, output(r1)),
+        };
+        let kind = match call.service {
+            Service::Bridge => {
+                let trunk = call
+                    .trunk_session
+                    .as_mut()
+                    .and_then(|t| leg_spec(t, LatchPolicy::Strict, output(r2)));
+                match (client, trunk) {
+                    (Some(client), Some(trunk)) => CallKind::Bridge { client, trunk },
+                    _ => return false,
+                }
+            }
+            Service::Echo => match client {
+                Some(client) => CallKind::Echo { client },
+                None => return false,
+            },
+            Service::Tone => match client {
+                Some(client) => CallKind::Tone {
+                    client,
+                    hz: self.config.numbers.tone_hz,
+                },
+                None => return false,
+            },
+        };
+        let spec = CallSpec {
+            id: media_id,
+            kind,
+            opus: self.config.opus.settings(),
+            timing: self.config.media.timing(),
+            rtp_timeout: self.config.media.rtp_timeout,
+        };
+        let placed = match call.webrtc_shard {
+            Some(shard) => self.media.add_call_on(shard, spec),
+            None => self.media.add_call(spec),
+        };
+        match placed {
+            Ok(shard) => {
+                call.media = Some((media_id, shard));
+                self.media_calls.insert(media_id, id);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(call = id, %error, "cannot start media");
+                false
+            }
+        }
+    }
+
+    pub(super) fn on_media_event(&mut self, now: Instant, event: MediaEvent) {
+        let Some(&id) = self.media_calls.get(&call::media_call_of(&event)) else {
+            return;
+        };
+        match event {
+            MediaEvent::Digit(_, role, digit) => {
+                tracing::info!(call = id, ?role, %digit, "DTMF");
+                if let Some(call) = self.calls.get_mut(&id) {
+                    if call.digits.len() < 64 {
+                        call.digits.push(digit);
+                    }
+                }
+            }
+            MediaEvent::MediaTimeout(_, role) => {
+                tracing::info!(call = id, ?role, "no media: ending the call");
+                self.end_call(now, id, EndedBy::Gateway, "media_timeout", None);
+            }
+            MediaEvent::Failed(_, reason) => {
+                tracing::warn!(call = id, reason, "media failed: ending the call");
+                self.end_call(now, id, EndedBy::Gateway, reason, None);
+            }
+            MediaEvent::Removed(media_id, stats) => {
+                self.media_calls.remove(&media_id);
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.media_stats = Some(stats);
+                }
+                self.finish_if_done(id);
+            }
+        }
+    }
+}
+
+/// The media-plane description of a negotiated leg, taking its socket.
+fn leg_spec(
+    session: &mut call::LegSession,
+    latch: LatchPolicy,
+    output: landline_codecs::OutputStream,
+) -> Option<LegSpec> {
+    let negotiated = session.negotiated.as_ref()?;
+    Some(LegSpec {
+        remote: session::remote_of(negotiated),
+        codec: session::leg_codec(negotiated),
+        transport: LegTransport::Rtp(session.socket.take()?),
+        latch,
+        output,
+    })
+}

@@ -1,0 +1,223 @@
+//! What happens on an established call: re-offers (hold and unhold, a browser's included),
+//! hold passed on to the other leg, and SIP INFO digits turned into RFC 4733.
+
+use std::time::{Duration, Instant};
+
+use landline_sip::message::StatusCode;
+use landline_sip::sdp::{self, Sdp};
+use landline_sip::ua::CallId as LegId;
+
+use super::{Signalling, session};
+use crate::media::{Command, LegRole};
+
+impl Signalling {
+    /// A re-INVITE or UPDATE offer on a leg: answer it ourselves with the same codec, and
+    /// follow its hold state on the media.
+    pub(super) fn answer_reoffer(&mut self, now: Instant, id: u64, leg: LegId, body: &[u8]) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let role = if call.trunk == Some(leg) {
+            LegRole::Trunk
+        } else {
+            LegRole::Client
+        };
+        let session = match role {
+            LegRole::Trunk => call.trunk_session.as_mut(),
+            LegRole::Client => Some(&mut call.client_session),
+        };
+        let Some(session) = session else {
+            return;
+        };
+        let Ok(offer) = Sdp::parse(body) else {
+            self.ua.reject_offer(now, leg, StatusCode::BAD_REQUEST);
+            return;
+        };
+        if let Some(previous) = session.webrtc_answer.as_deref() {
+            // A browser's re-offer (hold, unhold) on the same connection: the session on the
+            // shard goes on as it is; our answer is the first one with its direction mirrored.
+            let restart = std::str::from_utf8(body).ok().and_then(session::ice_ufrag);
+            if restart.is_some() && restart != session.webrtc_peer_ufrag {
+                // ICE restart needs the shard's session to take new credentials: not done.
+                tracing::info!(call = id, "browser ICE restart refused");
+                self.ua
+                    .reject_offer(now, leg, StatusCode::NOT_ACCEPTABLE_HERE);
+                return;
+            }
+            let answer = session::webrtc_reanswer(previous, &offer);
+            let held = offer_holds(&offer);
+            let hold_changed = session.remote_held != held;
+            session.remote_held = held;
+            session.webrtc_answer = Some(answer.clone());
+            self.ua.answer_offer(now, leg, answer.into_bytes());
+            if let Some((media_id, shard)) = call.media {
+                let _ = self
+                    .media
+                    .send(shard, Command::SetHold(media_id, role, held));
+            }
+            if hold_changed {
+                self.propagate_hold(now, id, role, held);
+            }
+            return;
+        }
+        let current = session.negotiated.as_ref().map(|n| n.codec);
+        let mut local = session.local.clone();
+        if let Some(codec) = current {
+            local.codecs = vec![codec];
+        }
+        local.session_version += 1;
+        session.local.session_version = local.session_version;
+        let policy = sdp::PreferenceOrder(local.codecs.clone());
+        match sdp::answer(&offer, &local, &policy) {
+            Ok((answer, negotiated)) => {
+                let remote = session::remote_of(&negotiated);
+                let held = offer_holds(&offer);
+                let hold_changed = session.remote_held != held;
+                session.remote_held = held;
+                session.negotiated = Some(negotiated);
+                self.ua
+                    .answer_offer(now, leg, answer.to_string().into_bytes());
+                let propagate = hold_changed.then_some(held);
+                if let Some((media_id, shard)) = call.media {
+                    if let Some(remote) = remote {
+                        let _ = self
+                            .media
+                            .send(shard, Command::SetRemote(media_id, role, remote));
+                    }
+                    let _ = self
+                        .media
+                        .send(shard, Command::SetHold(media_id, role, held));
+                }
+                if let Some(held) = propagate {
+                    self.propagate_hold(now, id, role, held);
+                }
+            }
+            Err(_) => self
+                .ua
+                .reject_offer(now, leg, StatusCode::NOT_ACCEPTABLE_HERE),
+        }
+    }
+
+    /// Tells the other leg that this one went on hold (or came back), with a re-INVITE that
+    /// makes us `sendonly` (or `sendrecv` again) towards it, so a carrier knows the line is on
+    /// hold and a client shows it. Media keeps flowing through the shard either way.
+    pub(super) fn propagate_hold(&mut self, now: Instant, id: u64, held_role: LegRole, held: bool) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let (other_leg, other) = match held_role {
+            LegRole::Client => (call.trunk, call.trunk_session.as_mut()),
+            LegRole::Trunk => (call.client, Some(&mut call.client_session)),
+        };
+        let (Some(other_leg), Some(other)) = (other_leg, other) else {
+            return;
+        };
+        if other.webrtc_answer.is_some() {
+            // A browser would need a DTLS re-offer from its session on the shard; it keeps
+            // hearing the held line's silence or music instead.
+            return;
+        }
+        let Some(codec) = other.negotiated.as_ref().map(|n| n.codec) else {
+            return;
+        };
+        other.local.session_version += 1;
+        let mut local = other.local.clone();
+        local.codecs = vec![codec];
+        local.direction = if held {
+            sdp::Direction::SendOnly
+        } else {
+            sdp::Direction::SendRecv
+        };
+        let offer = sdp::build_offer(&local);
+        self.ua
+            .reinvite(now, other_leg, offer.to_string().into_bytes());
+    }
+
+    /// SIP INFO DTMF from a client becomes RFC 4733 towards the trunk.
+    pub(super) fn info(&mut self, id: u64, leg: LegId, content_type: Option<&str>, body: &[u8]) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.trunk == Some(leg) {
+            return;
+        }
+        let Some((digit, duration)) = parse_dtmf_info(content_type, body) else {
+            return;
+        };
+        if let Some((media_id, shard)) = call.media {
+            let command = Command::SendDigit(media_id, LegRole::Trunk, digit, duration);
+            let _ = self.media.send(shard, command);
+        }
+    }
+}
+
+/// Whether an offer puts us on hold: its audio stream will not send to us.
+fn offer_holds(offer: &Sdp) -> bool {
+    offer
+        .media
+        .iter()
+        .position(|m| m.kind == "audio" && m.port != 0)
+        .is_some_and(|i| {
+            matches!(
+                offer.direction_of(i),
+                sdp::Direction::SendOnly | sdp::Direction::Inactive
+            )
+        })
+}
+
+/// Reads a DTMF digit from a SIP INFO body: `application/dtmf-relay` (`Signal=5`,
+/// `Duration=160` in ms) or `application/dtmf` (just the digit).
+fn parse_dtmf_info(content_type: Option<&str>, body: &[u8]) -> Option<(char, Duration)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let kind = content_type?.trim().to_ascii_lowercase();
+    let default = Duration::from_millis(160);
+    let valid = |c: char| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D' | 'a'..='d');
+    if kind.starts_with("application/dtmf-relay") {
+        let mut digit = None;
+        let mut duration = default;
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            match key.trim().to_ascii_lowercase().as_str() {
+                "signal" => digit = value.trim().chars().next().filter(|c| valid(*c)),
+                "duration" => {
+                    if let Ok(ms) = value.trim().parse::<u64>() {
+                        duration = Duration::from_millis(ms.clamp(40, 2000));
+                    }
+                }
+                _ => {}
+            }
+        }
+        return digit.map(|d| (d.to_ascii_uppercase(), duration));
+    }
+    if kind.starts_with("application/dtmf") {
+        let c = text.trim().chars().next().filter(|c| valid(*c))?;
+        return Some((c.to_ascii_uppercase(), default));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtmf_info_bodies_are_read() {
+        let relay = b"Signal=5\r\nDuration=250\r\n";
+        assert_eq!(
+            parse_dtmf_info(Some("application/dtmf-relay"), relay),
+            Some(('5', Duration::from_millis(250)))
+        );
+        assert_eq!(
+            parse_dtmf_info(Some("application/dtmf"), b"#"),
+            Some(('#', Duration::from_millis(160)))
+        );
+        assert_eq!(
+            parse_dtmf_info(Some("application/dtmf-relay"), b"Signal=x"),
+            None
+        );
+        assert_eq!(parse_dtmf_info(Some("text/plain"), b"5"), None);
+        assert_eq!(parse_dtmf_info(None, b"5"), None);
+    }
+}
