@@ -52,8 +52,22 @@ impl PortPool {
 
     /// Binds a socket on a port that leaves the pool for the life of the process (a shard's
     /// WebRTC port), so it is not counted as a port in use by calls.
+    ///
+    /// Such a port carries every browser call of its shard (thousands of packets a second), so
+    /// its buffers are enlarged: the kernel's default would hold a few milliseconds of it. The
+    /// kernel caps the sizes at `net.core.rmem_max`/`wmem_max`.
     pub fn reserve(&self, ip: IpAddr) -> Result<UdpSocket, MediaError> {
+        const SHARED_PORT_BUFFER: usize = 4 << 20;
         let socket = self.bind(ip)?;
+        let sock = socket2::SockRef::from(&socket);
+        for (what, result) in [
+            ("receive", sock.set_recv_buffer_size(SHARED_PORT_BUFFER)),
+            ("send", sock.set_send_buffer_size(SHARED_PORT_BUFFER)),
+        ] {
+            if let Err(error) = result {
+                tracing::warn!(%error, "cannot enlarge a WebRTC port's {what} buffer");
+            }
+        }
         self.capacity.fetch_sub(1, Ordering::Relaxed);
         Ok(socket)
     }
