@@ -3,9 +3,11 @@
 //! [`WebRtcSession`] in virtual time.
 //!
 //! Only the gateway's side is measured. Its calls (`answer`, `receive`, `drain`, `write`,
-//! `handle_timeout`, and dropping the session) run inside [`measured_section`], which
-//! callgrind counts by name (`benches/callgrind.sh` toggles on `*measured_section*`) and which
-//! adds its time to a per-thread total when a bench asks for one ([`SectionClock`]). The
+//! `handle_timeout`, and dropping the session) run inside [`gateway_section`], which adds its
+//! time to a per-thread total when a bench asks for one ([`SectionClock`]), and, once
+//! [`count_sections`] turned counting on, runs them through `measured_section`, which callgrind
+//! counts by name (`benches/callgrind.sh` toggles on `*measured_section*`): building a
+//! workload and warming it up run sections too, uncounted. The
 //! client's work (its DTLS, its SRTP, making the packets the gateway receives and reading what
 //! it sends) happens between sections, or in [`Workload::prepare`], and is never counted.
 //!
@@ -41,21 +43,35 @@ pub const BATCH: usize = 50;
 /// RTP clock ticks of one 20 ms Opus frame.
 const OPUS_TICKS: u32 = 960;
 
-/// Runs `f` as gateway work: counted by callgrind (by this function's name) and timed when the
-/// thread has a [`SectionClock`]. Never inlined, so callgrind can find it; sections must not
-/// nest (callgrind's toggle would turn counting off inside).
-#[inline(never)]
-pub fn measured_section<R>(f: impl FnOnce() -> R) -> R {
+/// Runs `f` as gateway work: timed when the thread has a [`SectionClock`], counted by
+/// callgrind once [`count_sections`] is on. Sections must not nest (callgrind's toggle would
+/// turn counting off inside).
+pub fn gateway_section<R>(f: impl FnOnce() -> R) -> R {
     let clock = CLOCK.get();
     let start = clock.map(SectionClock::read);
-    let result = f();
+    let result = if COUNTING.get() {
+        measured_section(f)
+    } else {
+        f()
+    };
     if let (Some(clock), Some(start)) = (clock, start) {
         TOTAL.set(TOTAL.get() + clock.read().saturating_sub(start));
     }
     result
 }
 
-/// Which clock [`measured_section`] reads on this thread, if any.
+/// Turns callgrind's counting of the gateway's sections on this thread on or off.
+pub fn count_sections(on: bool) {
+    COUNTING.set(on);
+}
+
+/// The function callgrind toggles on. Never inlined, so callgrind can find it.
+#[inline(never)]
+fn measured_section<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// Which clock [`gateway_section`] reads on this thread, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SectionClock {
     /// Wall time (`Instant`).
@@ -67,11 +83,12 @@ pub enum SectionClock {
 thread_local! {
     static CLOCK: Cell<Option<SectionClock>> = const { Cell::new(None) };
     static TOTAL: Cell<u64> = const { Cell::new(0) };
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
     static EPOCH: Instant = Instant::now();
 }
 
 impl SectionClock {
-    /// Makes [`measured_section`] time its sections with this clock on this thread.
+    /// Makes [`gateway_section`] time its sections with this clock on this thread.
     pub fn install(self) {
         CLOCK.set(Some(self));
     }
@@ -314,7 +331,7 @@ impl Gateway {
             unread,
         } = self;
         let session = session.as_mut().expect("the session is alive");
-        measured_section(|| {
+        gateway_section(|| {
             session.receive(now, source, datagram);
             drain(session, now, socket, rtp, unread, on_rtp)
         })
@@ -330,7 +347,7 @@ impl Gateway {
         } = self;
         let session = session.as_mut().expect("the session is alive");
         if session.poll_timeout().is_some_and(|t| t <= now) {
-            measured_section(|| {
+            gateway_section(|| {
                 session.handle_timeout(now);
                 drain(session, now, socket, rtp, unread, &mut |_| {})
             })
@@ -422,7 +439,7 @@ impl Endpoints {
         let (mut browser, offer) = Browser::new(now, self.cert.clone(), client_socket);
         let identity = &self.identity;
         let (session, answer) =
-            measured_section(|| WebRtcSession::answer(now, identity, local, &offer))
+            gateway_section(|| WebRtcSession::answer(now, identity, local, &offer))
                 .expect("the gateway answers a str0m offer");
         browser.accept_answer(now, &answer);
         let mut pair = Pair {
@@ -443,7 +460,7 @@ impl Endpoints {
     /// gateway session inside a measured section (ending a call is part of its cost).
     pub fn release(&mut self, mut pair: Pair) {
         let session = pair.gateway.session.take();
-        measured_section(|| drop(session));
+        gateway_section(|| drop(session));
         self.now = pair.now + Duration::from_secs(1);
         self.gateway = Some(pair.gateway.socket);
         self.client = Some(pair.browser.socket);
@@ -689,7 +706,7 @@ impl Workload for Leg {
                     unread,
                 } = gateway;
                 let session = session.as_mut().expect("the session is alive");
-                out += measured_section(|| {
+                out += gateway_section(|| {
                     session.write(now, packet);
                     drain(session, now, socket, rtp, unread, &mut |_| {})
                 });
@@ -703,7 +720,7 @@ impl Workload for Leg {
                     unread,
                 } = &mut pair.gateway;
                 let session = session.as_mut().expect("the session is alive");
-                out += measured_section(|| {
+                out += gateway_section(|| {
                     to_client.push(now, pcmu, scratch, |opus| {
                         session.write(now, opus);
                     });
@@ -817,7 +834,7 @@ impl Workload for UdpSend {
 
     fn step(&mut self) -> usize {
         let (socket, datagram, to) = (&self.socket, &self.datagram, self.to);
-        let sent = measured_section(|| socket.send_to(datagram, to).unwrap_or(0));
+        let sent = gateway_section(|| socket.send_to(datagram, to).unwrap_or(0));
         self.unread += 1;
         sent
     }

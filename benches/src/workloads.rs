@@ -35,7 +35,7 @@ pub trait Workload {
         steps
     }
 
-    /// Whether only the step's [`measured_section`](crate::webrtc::measured_section)s are the
+    /// Whether only the step's [`gateway_section`](crate::webrtc::gateway_section)s are the
     /// gateway's work: then those are what is timed and counted, not the whole step.
     fn sections(&self) -> bool {
         false

@@ -5,9 +5,10 @@
 //! building the fixtures or warming up, so instructions ÷ steps is the cost of 20 ms of call.
 //!
 //! Workloads with a browser leg (`webrtc_*`, `call_full_duplex_webrtc`, `udp_send`) measure
-//! only their gateway side: each of its calls runs in a `measured_section`, which callgrind
-//! counts by the same toggle mechanism (`--toggle-collect=*measured_section*`), and their
-//! steps run outside `measured_steps`. The client's work, done in between, is not counted.
+//! only their gateway side: each of its calls runs in a `gateway_section`, which during the
+//! counted steps (not while the workload is built or warmed up) goes through
+//! `measured_section`, which callgrind counts by the same toggle mechanism
+//! (`--toggle-collect=*measured_section*`); their steps run outside `measured_steps`. The client's work, done in between, is not counted.
 //!
 //! Usage: `instructions WORKLOAD [STEPS]`, or `instructions --list`, or `instructions --describe`.
 //! Prints the workload and the number of steps counted.
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
 /// [`measured_steps`], or only the workload's own sections if it has them.
 fn run(workload: &mut dyn Workload, steps: usize, count: bool) -> usize {
     let (mut done, mut sum) = (0, 0usize);
+    landline_benches::webrtc::count_sections(count && workload.sections());
     while done < steps {
         let n = workload.prepare(steps - done).clamp(1, steps - done);
         if count && !workload.sections() {
@@ -87,6 +89,7 @@ fn run(workload: &mut dyn Workload, steps: usize, count: bool) -> usize {
         }
         done += n;
     }
+    landline_benches::webrtc::count_sections(false);
     sum
 }
 
