@@ -47,6 +47,8 @@ struct Browser {
     answered_at: Option<Instant>,
     /// The gateway's `landline_shard_webrtc_sessions` while the call ran.
     sessions_during_call: f64,
+    /// The gateway's `landline_shard_packets_lost_total` while the call ran.
+    lost_during_call: f64,
     /// The gateway's host candidate, from its SDP.
     gateway_media: Option<SocketAddr>,
     /// When, after media connects, to [`attack`](Self::attack) the gateway's port (once).
@@ -87,6 +89,7 @@ impl Browser {
             arrivals: Vec::new(),
             answered_at: None,
             sessions_during_call: 0.0,
+            lost_during_call: 0.0,
             gateway_media: None,
             attack_after: None,
             attacked_at: None,
@@ -375,6 +378,7 @@ fn browser_call_with(
         std::thread::sleep(Duration::from_millis(2));
     }
     browser.sessions_during_call = gateway.metric("landline_shard_webrtc_sessions");
+    browser.lost_during_call = gateway.metric("landline_shard_packets_lost_total");
     sip.ua.hangup(Instant::now(), call);
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
@@ -707,7 +711,7 @@ fn with_5_percent_loss_from_the_browser_the_carrier_gets_continuous_concealed_g7
             ("LANDLINE__MEDIA__RTP_PORT_MAX", &max),
         ],
     );
-    browser_call_with(
+    let browser = browser_call_with(
         &gateway,
         Browser::offer(),
         "+15557654321",
@@ -757,6 +761,11 @@ fn with_5_percent_loss_from_the_browser_the_carrier_gets_continuous_concealed_g7
     );
     common::assert_calls(stats, 1, "carrier", &gateway, &[&trunk]);
     let record = gateway.wait_cdrs(1);
+    // The shards' loss counter shows it while the call runs, not only once it has ended.
+    assert!(
+        browser.lost_during_call > 0.0,
+        "landline_shard_packets_lost_total read 0 during a lossy call"
+    );
     let lost = record[0]["media"]["client_lost"].as_u64().unwrap_or(0);
     assert!(
         lost > 0,

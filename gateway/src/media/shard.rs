@@ -37,6 +37,8 @@ const READ_BUDGET: usize = 64;
 /// are polled for (without waiting) before timers run, so a fill is never made for a packet
 /// that sits unread in a socket.
 const EVENTS: usize = 1024;
+/// Ticks between publications of the loss and concealment totals (every 100 ms).
+const QUALITY_EVERY: u32 = 20;
 /// Timers run at least this late even when sockets keep the shard busy (overload).
 const TICK_OVERDUE: Duration = Duration::from_millis(20);
 /// Rounds of reading per `poll`: sockets still not drained after them (a flood) are carried to
@@ -57,6 +59,11 @@ pub(crate) struct Shard {
     slot_of: HashMap<MediaCallId, usize>,
     local: LocalCounters,
     published: LocalCounters,
+    /// Losses and concealed samples of the calls that ended, to which the running calls' own
+    /// are added when the totals are published.
+    ended_quality: (u64, u64),
+    /// Ticks since the quality totals were last published.
+    ticks_since_quality: u32,
     next_tick: Option<Instant>,
     running: bool,
     webrtc: Option<WebRtcPort>,
@@ -102,6 +109,8 @@ impl Shard {
             slot_of: HashMap::new(),
             local: LocalCounters::default(),
             published: LocalCounters::default(),
+            ended_quality: (0, 0),
+            ticks_since_quality: 0,
             next_tick: None,
             running: true,
             webrtc,
@@ -402,12 +411,10 @@ impl Shard {
         self.free_slots.push(slot);
         self.counters.calls.fetch_sub(1, Ordering::Relaxed);
         let stats = call.stats();
-        let c = &self.counters;
-        c.packets_lost
-            .fetch_add(stats.client_lost + stats.trunk_lost, Ordering::Relaxed);
-        c.samples_concealed
-            .fetch_add(stats.concealed_samples, Ordering::Relaxed);
+        self.ended_quality.0 += stats.client_lost + stats.trunk_lost;
+        self.ended_quality.1 += stats.concealed_samples;
         self.close(call);
+        self.publish_quality();
     }
 
     /// Removes a browser leg's entries from the WebRTC port's maps.
@@ -462,6 +469,26 @@ impl Shard {
             Ordering::Relaxed,
         );
         self.published = now;
+        self.ticks_since_quality += 1;
+        if self.ticks_since_quality >= QUALITY_EVERY {
+            self.publish_quality();
+        }
+    }
+
+    /// Publishes packets lost and samples concealed as totals, running calls included, so the
+    /// metrics show a loss while the call is still going (a load run's calls never end in its
+    /// window).
+    fn publish_quality(&mut self) {
+        self.ticks_since_quality = 0;
+        let (mut lost, mut concealed) = self.ended_quality;
+        for call in self.calls.iter().flatten() {
+            let stats = call.stats();
+            lost += stats.client_lost + stats.trunk_lost;
+            concealed += stats.concealed_samples;
+        }
+        let c = &self.counters;
+        c.packets_lost.store(lost, Ordering::Relaxed);
+        c.samples_concealed.store(concealed, Ordering::Relaxed);
     }
 }
 

@@ -28,6 +28,9 @@ use super::{LegCodec, MediaError};
 
 /// The payload type we offer for `telephone-event/48000` when we make the offer.
 const TELEPHONE_EVENT_PT: u8 = 101;
+/// Due timeouts fed back to str0m within one drain (each may release queued packets); a bound,
+/// so a session that keeps reporting a past deadline cannot hold the shard.
+const MAX_DUE_TIMEOUTS: u32 = 4;
 /// The largest RTP packet handed to the pipeline; Opus audio is far smaller.
 pub const RTP_BUFFER: usize = 1500;
 
@@ -268,8 +271,19 @@ impl WebRtcSession {
         rtp: &mut [u8; RTP_BUFFER],
         sent: &mut u64,
     ) -> Drained {
+        // str0m sends what `write` queued only on its next timeout input: when that timeout is
+        // already due, feed it now rather than leave the packet for the shard's next tick.
+        let mut due_timeouts = 0;
         loop {
             match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) if t <= now && due_timeouts < MAX_DUE_TIMEOUTS => {
+                    due_timeouts += 1;
+                    if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+                        self.ended = true;
+                        self.next_timeout = None;
+                        return Drained::Idle;
+                    }
+                }
                 Ok(Output::Timeout(t)) => {
                     self.next_timeout = Some(t.max(now));
                     return Drained::Idle;
