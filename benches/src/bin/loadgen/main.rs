@@ -75,14 +75,17 @@ struct Options {
     clk_tck: f64,
     keep: bool,
     webrtc: bool,
+    narrowband: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: loadgen --landline PATH [--calls 50,100,200] [--warmup SECS] [--window SECS] \
-         [--clk-tck HZ] [--keep] [--webrtc]\n\
+         [--clk-tck HZ] [--keep] [--webrtc] [--narrowband]\n\
          Starts a fresh gateway for each N, sets up N transcoded calls, measures the window.\n\
-         --webrtc: each client leg is a WebRTC session (ICE, DTLS-SRTP) instead of plain RTP."
+         --webrtc: each client leg is a WebRTC session (ICE, DTLS-SRTP) instead of plain RTP.\n\
+         --narrowband: clients send narrowband Opus, as Chromium does when our SDP asks for\n\
+         maxplaybackrate=8000 (default: the browser's default fullband stream)."
     );
     std::process::exit(2)
 }
@@ -96,6 +99,7 @@ fn options() -> Options {
         clk_tck: 100.0,
         keep: false,
         webrtc: false,
+        narrowband: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -117,6 +121,7 @@ fn options() -> Options {
             "--clk-tck" => o.clk_tck = value().parse().unwrap_or_else(|_| usage()),
             "--keep" => o.keep = true,
             "--webrtc" => o.webrtc = true,
+            "--narrowband" => o.narrowband = true,
             _ => usage(),
         }
     }
@@ -126,10 +131,21 @@ fn options() -> Options {
     o
 }
 
+/// The fixtures the run's clients send: the browser's default stream, or its narrowband one.
+static RUN_FIXTURES: std::sync::OnceLock<Fixtures> = std::sync::OnceLock::new();
+
+fn run_fixtures() -> &'static Fixtures {
+    RUN_FIXTURES.get().unwrap_or_else(|| Fixtures::get())
+}
+
 fn main() {
     let o = options();
     // Built before any gateway runs (about a second of CPU), so no window pays for it.
-    Fixtures::get();
+    let mut fixtures = Fixtures::get().clone();
+    if o.narrowband {
+        fixtures.client_rtp = fixtures.client_rtp_narrowband.clone();
+    }
+    let _ = RUN_FIXTURES.set(fixtures);
     println!(
         "| N | setup s | gateway CPU % of a core per call | µs per call per 20 ms | machine busy % (all cores) | loadgen % of a core | client→carrier sent/recv/lost | carrier→client sent/recv/lost | latency c→t p50/p99/max ms | latency t→c p50/p99/max ms | anchor? | RSS idle→N MiB | KiB per call |"
     );
@@ -1122,7 +1138,7 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
         let thread = thread::spawn(move || {
             webrtc::run(
                 clients,
-                Fixtures::get(),
+                run_fixtures(),
                 Duration::from_secs(30),
                 length,
                 thread_progress,
@@ -1202,7 +1218,7 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
             plain_client,
             carrier_media,
             streams,
-            Fixtures::get(),
+            run_fixtures(),
             start,
             length,
         )
