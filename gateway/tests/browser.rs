@@ -68,9 +68,16 @@ impl WebGateway {
 
     /// [`WebGateway::start`] with the HTTP listener on `http`.
     fn start_on(trunks: &[TestTrunk], http: SocketAddr) -> WebGateway {
+        WebGateway::start_with(trunks, http, &[])
+    }
+
+    /// [`WebGateway::start_on`] with more `LANDLINE__…` overrides.
+    fn start_with(trunks: &[TestTrunk], http: SocketAddr, env: &[(&str, &str)]) -> WebGateway {
         require_tools();
         let listen = http.to_string();
-        let gateway = Gateway::start_with_env(trunks, &[("LANDLINE__HTTP__LISTEN", &listen)]);
+        let mut all = vec![("LANDLINE__HTTP__LISTEN", listen.as_str())];
+        all.extend_from_slice(env);
+        let gateway = Gateway::start_with_env(trunks, &all);
         let web = WebGateway { gateway, http };
         web.wait_http();
         web
@@ -420,6 +427,21 @@ fn states(call: &Value) -> Vec<&str> {
 }
 
 // --- tests: signalling only -----------------------------------------------------------------
+
+#[test]
+fn the_dialer_follows_a_configured_websocket_path() {
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let web = WebGateway::start_with(&[], http, &[("LANDLINE__HTTP__WS_PATH", "/sip-ws")]);
+    let page = http_get(web.http, "/");
+    assert!(
+        page.contains("data-ws-path=\"/sip-ws\""),
+        "the page: {page}"
+    );
+    let result = web.run(PASSWORD, &[], &["register", "expect-registered"]);
+    assert_ok(&result, &web.gateway);
+    assert_eq!(result["registration"], "registered", "{result}");
+    web.gateway.assert_idle();
+}
 
 #[test]
 fn the_dialer_page_loads_registers_and_shows_registered() {

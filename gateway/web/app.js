@@ -147,7 +147,8 @@ let everRegistered = false;
 function defaults() {
   const secure = location.protocol === 'https:';
   return {
-    server: `${secure ? 'wss' : 'ws'}://${location.host}/ws`,
+    // The gateway writes its configured WebSocket path into the page (http.ws_path).
+    server: `${secure ? 'wss' : 'ws'}://${location.host}${document.body.dataset.wsPath || '/ws'}`,
     domain: location.hostname,
   };
 }

@@ -34,6 +34,8 @@ const LINGER: Duration = Duration::from_secs(1);
 /// What the HTTP listeners share: where WebSockets go, who may open one, the connection cap.
 pub(super) struct HttpServer {
     ws_path: String,
+    /// The dialer's page with the configured WebSocket path written into it.
+    page: Vec<u8>,
     allowed_origins: Vec<String>,
     websockets: Arc<ws::WebSockets>,
     metrics: Arc<Metrics>,
@@ -52,6 +54,7 @@ impl HttpServer {
         open: Arc<AtomicUsize>,
     ) -> Self {
         HttpServer {
+            page: page_with_ws_path(&ws_path),
             ws_path,
             allowed_origins,
             websockets,
@@ -110,7 +113,10 @@ impl HttpServer {
                 }
             }
         } else if let Some(asset) = assets::find(path) {
-            Response::ok(asset.content_type, asset.body)
+            match asset.path {
+                "/" | "/index.html" => Response::owned(asset.content_type, self.page.clone()),
+                _ => Response::ok(asset.content_type, asset.body),
+            }
         } else {
             Response::error(404, "no such page")
         };
@@ -399,6 +405,15 @@ impl Response {
         }
     }
 
+    fn owned(content_type: &'static str, body: Vec<u8>) -> Response {
+        Response {
+            status: 200,
+            content_type,
+            headers: Vec::new(),
+            body: Cow::Owned(body),
+        }
+    }
+
     /// A refusal whose plain-text body says what went wrong.
     fn error(status: u16, why: &str) -> Response {
         Response {
@@ -453,6 +468,30 @@ fn reason(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         _ => "Error",
     }
+}
+
+/// The dialer's page telling its script where the WebSocket is (`data-ws-path` on `<body>`),
+/// so an operator's `http.ws_path` is followed without rebuilding the page.
+fn page_with_ws_path(ws_path: &str) -> Vec<u8> {
+    let page = assets::find("/").map_or(&[][..], |a| a.body);
+    let text = String::from_utf8_lossy(page);
+    let escaped: String = ws_path
+        .chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    text.replacen(
+        "data-ws-path=\"/ws\"",
+        &format!("data-ws-path=\"{escaped}\""),
+        1,
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]
@@ -581,5 +620,16 @@ mod tests {
             Head::parse(text.as_bytes()).err().map(|r| r.status),
             Some(431)
         );
+    }
+
+    #[test]
+    fn the_page_carries_the_configured_websocket_path_escaped() {
+        let page = String::from_utf8(page_with_ws_path("/sip\"<x>")).expect("UTF-8 page");
+        assert!(
+            page.contains("data-ws-path=\"/sip&quot;&lt;x&gt;\""),
+            "{page}"
+        );
+        let default = String::from_utf8(page_with_ws_path("/ws")).expect("UTF-8 page");
+        assert!(default.contains("data-ws-path=\"/ws\""));
     }
 }
