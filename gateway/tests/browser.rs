@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use landline_codecs::G711Law;
-use landline_codecs::rtp::{RtpHeader, RtpPacket};
+use landline_codecs::rtp::RtpPacket;
 use landline_codecs::telephone_event::TelephoneEvent;
 use serde_json::Value;
 
@@ -246,54 +246,6 @@ fn carrier_media() -> UdpSocket {
     socket
 }
 
-/// The media address in the gateway's INVITE to the carrier (from SIPp's message log).
-fn offered_media(trunk: &Sipp, limit: Duration) -> Option<SocketAddr> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let log = trunk.messages();
-        if let Some(invite) = log.find("INVITE sip:").map(|i| &log[i..]) {
-            let ip = invite
-                .lines()
-                .find_map(|l| l.strip_prefix("c=IN IP4 "))
-                .map(str::trim);
-            let port = invite
-                .lines()
-                .find_map(|l| l.strip_prefix("m=audio "))
-                .and_then(|rest| rest.split(' ').next())
-                .and_then(|p| p.parse::<u16>().ok());
-            if let (Some(ip), Some(port)) = (ip, port) {
-                if let Ok(ip) = ip.parse::<std::net::IpAddr>() {
-                    return Some(SocketAddr::new(ip, port));
-                }
-            }
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn pcmu_tone(sequence: u16, timestamp: u32, hz: f64) -> Vec<u8> {
-    let pcm: Vec<i16> = (0..160u32)
-        .map(|n| {
-            let t = f64::from(timestamp + n) / 8000.0;
-            (8000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
-        })
-        .collect();
-    let mut packet = vec![0u8; 12 + 160];
-    RtpHeader {
-        marker: sequence == 0,
-        payload_type: 0,
-        sequence,
-        timestamp,
-        ssrc: 0xCA11,
-    }
-    .write(&mut packet);
-    G711Law::Mu.encode(&pcm, &mut packet[12..]);
-    packet
-}
-
 /// What the carrier heard during a call: G.711 audio and RFC 4733 events.
 #[derive(Default)]
 struct Heard {
@@ -342,11 +294,11 @@ fn carrier_talks_while(
             break;
         }
         if gateway_media.is_none() {
-            gateway_media = offered_media(trunk, Duration::ZERO);
+            gateway_media = common::offered_media(trunk);
         }
         if let Some(to) = gateway_media {
             if Instant::now() >= next_send {
-                let packet = pcmu_tone(sequence, u32::from(sequence) * 160, CARRIER_HZ);
+                let packet = common::pcmu_tone(sequence, u32::from(sequence) * 160, CARRIER_HZ);
                 let _ = media.send_to(&packet, to);
                 sequence = sequence.wrapping_add(1);
                 next_send += Duration::from_millis(20);

@@ -23,26 +23,6 @@ fn port_of(socket: &UdpSocket) -> String {
     socket.local_addr().expect("addr").port().to_string()
 }
 
-fn pcmu_packet(sequence: u16, timestamp: u32, hz: f64) -> Vec<u8> {
-    let pcm: Vec<i16> = (0..160u32)
-        .map(|n| {
-            let t = f64::from(timestamp + n) / 8000.0;
-            (8000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
-        })
-        .collect();
-    let mut packet = vec![0u8; 12 + 160];
-    RtpHeader {
-        marker: sequence == 0,
-        payload_type: 0,
-        sequence,
-        timestamp,
-        ssrc: 0xC11E,
-    }
-    .write(&mut packet);
-    G711Law::Mu.encode(&pcm, &mut packet[12..]);
-    packet
-}
-
 fn event_packet(sequence: u16, timestamp: u32, event: TelephoneEvent, marker: bool) -> Vec<u8> {
     let mut packet = vec![0u8; 16];
     RtpHeader {
@@ -101,7 +81,7 @@ fn audio_and_rfc4733_digits_reach_the_carrier() {
     let mut sent = Vec::new();
     let mut sequence = 0u16;
     for i in 0..50u32 {
-        sent.push(pcmu_packet(sequence, i * 160, 440.0));
+        sent.push(common::pcmu_tone(sequence, i * 160, 440.0));
         sequence += 1;
     }
     let digit_ts = 50 * 160;
@@ -126,7 +106,7 @@ fn audio_and_rfc4733_digits_reach_the_carrier() {
         sequence += 1;
     }
     for i in 54..80u32 {
-        sent.push(pcmu_packet(sequence, i * 160, 440.0));
+        sent.push(common::pcmu_tone(sequence, i * 160, 440.0));
         sequence += 1;
     }
     let mut received = Vec::new();
@@ -248,7 +228,7 @@ fn concurrent_calls_never_cross_their_audio() {
     // 1.2 s of audio per call: the first call set up is 6 s long and the ten set-ups take a few.
     for frame in 0..60u32 {
         for (i, socket) in sockets.iter().enumerate() {
-            let packet = pcmu_packet(frame as u16, frame * 160, tones[i]);
+            let packet = common::pcmu_tone(frame as u16, frame * 160, tones[i]);
             socket.send_to(&packet, targets[i]).expect("send");
         }
         let until = Instant::now() + Duration::from_millis(20);
@@ -337,7 +317,7 @@ fn a_sip_info_digit_reaches_the_carrier_as_rfc4733() {
     let mut buf = [0u8; 2048];
     for i in 0..100u32 {
         client_media
-            .send_to(&pcmu_packet(i as u16, i * 160, 440.0), gateway_media)
+            .send_to(&common::pcmu_tone(i as u16, i * 160, 440.0), gateway_media)
             .expect("send");
         let until = Instant::now() + Duration::from_millis(20);
         while Instant::now() < until {

@@ -502,19 +502,6 @@ fn a_webrtc_client_calls_out_and_hears_itself_through_an_echoing_carrier() {
     gateway.assert_idle();
 }
 
-/// The media address in the gateway's INVITE to the carrier, from SIPp's message log.
-fn offered_media(trunk: &Sipp) -> Option<SocketAddr> {
-    let log = trunk.messages();
-    let invite = &log[log.find("INVITE sip:")?..];
-    let ip = invite.lines().find_map(|l| l.strip_prefix("c=IN IP4 "))?;
-    let port = invite
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))?
-        .split(' ')
-        .next()?;
-    format!("{}:{}", ip.trim(), port).parse().ok()
-}
-
 /// A carrier's media, played by the test beside a SIPp carrier whose SDP names this socket
 /// (`-key rtp_port`): it speaks a 1 kHz PCMU tone from the moment the INVITE says where, and
 /// keeps every packet that reaches it.
@@ -548,31 +535,15 @@ impl CarrierMedia {
 
     fn step(&mut self, trunk: &Sipp) {
         use landline_codecs::G711Law;
-        use landline_codecs::rtp::{RtpHeader, RtpPacket};
+        use landline_codecs::rtp::RtpPacket;
 
         if self.target.is_none() {
-            self.target = offered_media(trunk);
+            self.target = common::offered_media(trunk);
             self.next = Instant::now();
         }
         let Some(to) = self.target else { return };
         while Instant::now() >= self.next {
-            let timestamp = u32::from(self.sequence) * 160;
-            let pcm: Vec<i16> = (0..160u32)
-                .map(|n| {
-                    let t = f64::from(timestamp + n) / 8000.0;
-                    (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as i16
-                })
-                .collect();
-            let mut packet = vec![0u8; 172];
-            RtpHeader {
-                marker: self.sequence == 0,
-                payload_type: 0,
-                sequence: self.sequence,
-                timestamp,
-                ssrc: 0xCA11,
-            }
-            .write(&mut packet);
-            G711Law::Mu.encode(&pcm, &mut packet[12..]);
+            let packet = common::pcmu_tone(self.sequence, u32::from(self.sequence) * 160, 1000.0);
             let _ = self.socket.send_to(&packet, to);
             self.sequence = self.sequence.wrapping_add(1);
             self.next += Duration::from_millis(20);

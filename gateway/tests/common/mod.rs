@@ -523,3 +523,44 @@ impl Sipp {
         );
     }
 }
+
+/// The SSRC of the carrier streams the tests generate.
+pub const CARRIER_SSRC: u32 = 0xC11E;
+
+/// One 20 ms PCMU packet of a `hz` tone, as a carrier sends it (timestamp in 8 kHz samples).
+pub fn pcmu_tone(sequence: u16, timestamp: u32, hz: f64) -> Vec<u8> {
+    use landline_codecs::G711Law;
+    use landline_codecs::rtp::RtpHeader;
+
+    let pcm: Vec<i16> = (0..160u32)
+        .map(|n| {
+            let t = f64::from(timestamp + n) / 8000.0;
+            (8000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
+        })
+        .collect();
+    let mut packet = vec![0u8; 12 + 160];
+    RtpHeader {
+        marker: sequence == 0,
+        payload_type: 0,
+        sequence,
+        timestamp,
+        ssrc: CARRIER_SSRC,
+    }
+    .write(&mut packet);
+    G711Law::Mu.encode(&pcm, &mut packet[12..]);
+    packet
+}
+
+/// The media address in the gateway's INVITE to a SIPp carrier (from SIPp's message log), if
+/// that INVITE has arrived.
+pub fn offered_media(trunk: &Sipp) -> Option<SocketAddr> {
+    let log = trunk.messages();
+    let invite = &log[log.find("INVITE sip:")?..];
+    let ip = invite.lines().find_map(|l| l.strip_prefix("c=IN IP4 "))?;
+    let port = invite
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))?
+        .split(' ')
+        .next()?;
+    format!("{}:{}", ip.trim(), port).parse().ok()
+}
