@@ -250,6 +250,26 @@ async function main() {
     colorScheme: opts.dark ? 'dark' : 'light',
     deviceScaleFactor: 1,
   });
+  // The fake microphone is a file: there is no loudspeaker to cancel. Left on, Chromium's echo
+  // canceller sees the remote stream carry the same sine as the microphone (every echo test
+  // does that) and learns to subtract it, so what is measured becomes the canceller's residue
+  // rather than the gateway's path (CI once heard SIP.js's own tone at a 0.49 share). The page
+  // (ours or a library's) still asks for what it asks; only the processing is turned off.
+  await context.addInitScript(() => {
+    const media = navigator.mediaDevices;
+    if (!media || !media.getUserMedia) return;
+    const original = media.getUserMedia.bind(media);
+    media.getUserMedia = (constraints) => {
+      if (constraints && constraints.audio) {
+        const audio = typeof constraints.audio === 'object' ? constraints.audio : {};
+        constraints = {
+          ...constraints,
+          audio: { ...audio, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+        };
+      }
+      return original(constraints);
+    };
+  });
   let relay = null;
   if (opts.loss !== undefined) {
     relay = await lossyRelay(Number(opts.loss));

@@ -12,18 +12,33 @@ use std::time::{Duration, Instant};
 /// The password every test user has.
 pub const PASSWORD: &str = "test-password";
 
-/// A free UDP port on 127.0.0.1 (and, since it is picked by the kernel, unlikely to collide
-/// on the other loopback addresses the tests use).
+/// A port free for UDP and TCP on 127.0.0.1, 127.0.0.2 and 127.0.0.3, for a listener a test
+/// hands to the gateway or SIPp. Ports come from 10000–19999, outside Linux's ephemeral range
+/// (32768–60999): a port the kernel picked and we released could be handed to any socket's
+/// implicit bind before the gateway binds it (CI saw "Address already in use"). A counter per
+/// process, started at a point set by the process id, keeps parallel tests and test binaries
+/// apart; a port something else holds is skipped.
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::net::TcpListener;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const BASE: u16 = 10_000;
+    const SPAN: u16 = 10_000;
+    let start = (std::process::id() % 50) as u16 * 200;
+    for _ in 0..SPAN {
+        let port = BASE + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let free = ["127.0.0.1", "127.0.0.2", "127.0.0.3"].iter().all(|host| {
+            UdpSocket::bind((*host, port)).is_ok() && TcpListener::bind((*host, port)).is_ok()
+        });
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port in {BASE}..{}", BASE + SPAN);
 }
 
 /// A distinct block of 200 RTP ports per gateway, so parallel tests never share ports. The
-/// blocks lie in 20000–31999, below Linux's ephemeral range (32768–60999) where `free_port`
-/// finds the SIP and metrics ports: the gateway refuses a SIP port inside its RTP range.
+/// blocks lie in 20000–31999, above `free_port`'s block and below Linux's ephemeral range
+/// (32768–60999): the gateway refuses a SIP port inside its RTP range.
 pub fn rtp_range() -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let block = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -89,6 +104,20 @@ probe_down_after = 2
     /// The gateway with one user `alice` (DID +15551230001) and `trunks_and_routes`, TOML
     /// appended to the test config as it is (`[[trunks]]` and `[[routes]]` tables).
     pub fn start_with_config(trunks_and_routes: &str, env: &[(&str, &str)]) -> Gateway {
+        // A listener port taken between `free_port` and the gateway's bind (by a process
+        // outside this test) is retried on fresh ports rather than failing the test.
+        for _ in 0..3 {
+            match Gateway::try_start(trunks_and_routes, env) {
+                Ok(gateway) => return gateway,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("gateway did not become ready:\n{log}"),
+            }
+        }
+        panic!("gateway could not bind its listeners in three attempts")
+    }
+
+    /// One start on fresh ports: the gateway once it answers, else its log.
+    fn try_start(trunks_and_routes: &str, env: &[(&str, &str)]) -> Result<Gateway, String> {
         let sip_port = free_port();
         let metrics_port = free_port();
         let http_port = free_port();
@@ -144,19 +173,20 @@ country = "1"
             .stderr(log)
             .spawn()
             .expect("start landline");
-        let gateway = Gateway {
+        let mut gateway = Gateway {
             child,
             sip: SocketAddr::from(([127, 0, 0, 1], sip_port)),
             metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
             http: SocketAddr::from(([127, 0, 0, 1], http_port)),
             dir,
         };
-        gateway.wait_ready();
-        gateway
+        gateway.wait_ready()?;
+        Ok(gateway)
     }
 
-    /// Waits until the gateway answers an OPTIONS on its SIP port.
-    fn wait_ready(&self) {
+    /// Waits until the gateway answers an OPTIONS on its SIP port; its log if it exits or
+    /// does not answer within 20 s.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -164,6 +194,9 @@ country = "1"
         let deadline = Instant::now() + Duration::from_secs(20);
         let local = socket.local_addr().expect("local addr");
         while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Err(self.log());
+            }
             let options = format!(
                 "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bKready{2}\r\n\
                  Max-Forwards: 70\r\nFrom: <sip:probe@{1}>;tag=p\r\nTo: <sip:{0}>\r\n\
@@ -176,11 +209,11 @@ country = "1"
             let mut buf = [0u8; 2048];
             if let Ok((n, _)) = socket.recv_from(&mut buf) {
                 if buf[..n].starts_with(b"SIP/2.0 200") {
-                    return;
+                    return Ok(());
                 }
             }
         }
-        panic!("gateway did not become ready:\n{}", self.log());
+        Err(self.log())
     }
 
     /// Sends the gateway a signal (`TERM`, `INT`...).
