@@ -1045,3 +1045,295 @@ fn an_inbound_call_hung_up_in_the_browser_ends_at_the_carrier() {
     );
     web.gateway.assert_idle();
 }
+
+// --- tests: JsSIP from npm, unmodified, with its defaults -------------------------------------
+
+/// Every SIP message a library page saw on its WebSocket, whole: `>>> ` sent, `<<< ` received.
+fn sip_messages(result: &Value) -> Vec<&str> {
+    result["sipLog"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The requests of `method` the page sent, whole.
+fn sent_requests<'a>(result: &'a Value, method: &str) -> Vec<&'a str> {
+    let start = format!(">>> {method} ");
+    sip_messages(result)
+        .into_iter()
+        .filter(|m| m.starts_with(&start))
+        .collect()
+}
+
+/// The final responses the page received to its `method` requests, whole.
+fn final_responses<'a>(result: &'a Value, method: &str) -> Vec<&'a str> {
+    sip_messages(result)
+        .into_iter()
+        .filter(|m| m.starts_with("<<< SIP/2.0 ") && !m.starts_with("<<< SIP/2.0 1"))
+        .filter(|m| header(m, "CSeq").is_some_and(|v| v.split_whitespace().nth(1) == Some(method)))
+        .collect()
+}
+
+/// A header's value in a whole SIP message (the first, by full name, any case).
+fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+fn status_of(response: &str) -> &str {
+    response.split_whitespace().nth(2).unwrap_or("")
+}
+
+#[test]
+fn jssip_from_npm_registers_calls_the_echo_number_and_refreshes_its_session_by_reinvite() {
+    let web = WebGateway::start(&[]);
+    // JsSIP asks for a 90 s session and, as the refresher, refreshes it after 45 s (here with
+    // its other method, re-INVITE; the carrier test below has the default UPDATE): the page's
+    // clock is moved on 50 s once the call is up, the audio is measured after the refresh.
+    let result = web.run(
+        PASSWORD,
+        &[
+            "--library",
+            "jssip",
+            "--tone",
+            "440",
+            "--clock",
+            "1",
+            "--refresh",
+            "INVITE",
+        ],
+        &[
+            "register",
+            "expect-registered",
+            "call",
+            "600",
+            "wait-state",
+            "connected",
+            "wait-media",
+            "advance",
+            "50",
+            "sleep",
+            "1",
+            "record",
+            "3",
+            "hangup",
+        ],
+    );
+    assert_ok(&result, &web.gateway);
+    let trace = sip_trace(&result);
+    assert_eq!(result["registration"], "registered", "{trace}");
+    let invites = sent_requests(&result, "INVITE");
+    assert_eq!(
+        invites.len(),
+        3,
+        "the INVITE, its challenged retry and the refresh:\n{trace}"
+    );
+    assert!(
+        header(invites[0], "Session-Expires").is_some(),
+        "JsSIP asks for session timers by default:\n{}",
+        invites[0]
+    );
+    let answered = final_responses(&result, "INVITE");
+    assert_eq!(
+        answered.iter().map(|r| status_of(r)).collect::<Vec<_>>(),
+        ["401", "200", "200"],
+        "{trace}"
+    );
+    assert!(
+        header(answered[1], "Session-Expires").is_some_and(|v| v.contains("refresher=uac")),
+        "the 200 confirms the interval and leaves refreshing to JsSIP:\n{}",
+        answered[1]
+    );
+    let refreshed = answered[2];
+    assert!(
+        header(refreshed, "Session-Expires").is_some_and(|v| v.contains("refresher=uac")),
+        "a refresh's 200 carries the interval (RFC 4028 §9):\n{refreshed}"
+    );
+    assert!(
+        refreshed.contains("a=sendrecv"),
+        "the refresh's answer keeps the call two-way:\n{refreshed}"
+    );
+    let audio = &result["audio"];
+    let ratio = audio["toneRatio"].as_f64().unwrap_or(0.0);
+    eprintln!("JsSIP hears {MIC_HZ} Hz at {ratio:.3} after the refresh ({audio})");
+    assert!(
+        ratio > 0.5,
+        "JsSIP hears its {MIC_HZ} Hz echoed at only {ratio:.2}: {audio}"
+    );
+    assert_eq!(audio["callState"], "connected");
+    let call = &result["call"];
+    assert_eq!(call["reason"], "You hung up", "{call}");
+    let cdrs = web.gateway.wait_cdrs(1);
+    assert_eq!(
+        cdrs.first().map(|c| &c["outcome"]),
+        Some(&"answered".into())
+    );
+    web.gateway.assert_idle();
+}
+
+#[test]
+fn jssip_calls_out_through_the_carrier_and_its_sip_info_digits_arrive_as_rfc4733() {
+    let (carrier_addr, trunk) = carrier();
+    let web = WebGateway::start(&[trunk]);
+    let media = carrier_media();
+    let media_port = media.local_addr().expect("addr").port().to_string();
+    // The carrier's scenario fails on any request but ACK and BYE: the INFO digits and JsSIP's
+    // session refresh (UPDATE, its default, after 45 s: the page's clock is moved on 50 s) stay
+    // at the gateway.
+    let mut trunk = Sipp::start(
+        "carrier_answer_media",
+        carrier_addr,
+        None,
+        1,
+        &["-key", "rtp_port", &media_port],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut driver = web.spawn(
+        PASSWORD,
+        &[
+            "--library",
+            "jssip",
+            "--tone",
+            "440",
+            "--listen",
+            "1000",
+            "--clock",
+            "1",
+        ],
+        &[
+            "register",
+            "call-number",
+            PSTN_NUMBER,
+            "advance",
+            "50",
+            "record",
+            "3",
+            "dtmf",
+            "159#",
+            "sleep",
+            "1",
+            "hangup",
+        ],
+    );
+    let heard = carrier_talks_while(&mut driver, &trunk, &media, Duration::from_secs(90));
+    let result = driver.finish(&web.gateway);
+    assert_ok(&result, &web.gateway);
+    assert_calls(trunk.finish(), 1, "carrier", &web.gateway, &[&trunk]);
+    let trace = sip_trace(&result);
+
+    let updates = sent_requests(&result, "UPDATE");
+    assert_eq!(updates.len(), 1, "one session refresh:\n{trace}");
+    let refreshed = final_responses(&result, "UPDATE");
+    assert_eq!(
+        refreshed.iter().map(|r| status_of(r)).collect::<Vec<_>>(),
+        ["200"],
+        "{trace}"
+    );
+    assert!(
+        header(refreshed[0], "Session-Expires").is_some_and(|v| v.contains("refresher=uac")),
+        "a refresh's 200 carries the interval (RFC 4028 §9):\n{}",
+        refreshed[0]
+    );
+    // JsSIP's default DTMF is SIP INFO (application/dtmf-relay), one request per digit.
+    let infos = sent_requests(&result, "INFO");
+    assert_eq!(infos.len(), 4, "{trace}");
+    assert!(
+        infos
+            .iter()
+            .all(|i| header(i, "Content-Type") == Some("application/dtmf-relay")),
+        "{infos:?}"
+    );
+    let answered = final_responses(&result, "INFO");
+    assert_eq!(
+        answered.iter().map(|r| status_of(r)).collect::<Vec<_>>(),
+        ["200"; 4],
+        "{trace}"
+    );
+    assert_eq!(result["dtmfSent"], "159#");
+    assert_eq!(heard.digits(), "159#", "events: {:?}", heard.events);
+    // Audio both ways.
+    assert!(
+        heard.pcm.len() >= 8000 * 3,
+        "only {} samples reached the carrier",
+        heard.pcm.len()
+    );
+    let ratio = blockwise_tone_ratio(&heard.pcm[8000..], MIC_HZ);
+    eprintln!("carrier hears JsSIP's {MIC_HZ} Hz at {ratio:.3}");
+    assert!(
+        ratio > 0.5,
+        "the carrier hears the {MIC_HZ} Hz tone at only {ratio:.2}"
+    );
+    let audio = &result["audio"];
+    let ratio = audio["toneRatio"].as_f64().unwrap_or(0.0);
+    eprintln!("JsSIP hears {} Hz at {ratio:.3} ({audio})", audio["toneHz"]);
+    assert!(
+        ratio > 0.5,
+        "JsSIP hears the carrier's {CARRIER_HZ} Hz at only {ratio:.2}: {audio}\n{trace}"
+    );
+    assert_eq!(result["call"]["reason"], "You hung up");
+    let cdrs = web.gateway.wait_cdrs(1);
+    assert_eq!(
+        cdrs.first().map(|c| &c["outcome"]),
+        Some(&"answered".into())
+    );
+    web.gateway.assert_idle();
+}
+
+#[test]
+fn jssip_answers_a_call_from_the_carrier_and_the_carrier_hangs_up() {
+    let (carrier_addr, trunk) = carrier();
+    let web = WebGateway::start(&[trunk]);
+    let driver = web.spawn(
+        PASSWORD,
+        &["--library", "jssip", "--tone", "440", "--timeout", "40"],
+        &[
+            "register",
+            "answer-incoming",
+            "wait-media",
+            "record",
+            "3",
+            "wait-ended",
+        ],
+    );
+    wait_registrations(&web.gateway, 1.0);
+    // The carrier echoes the browser's audio, so JsSIP hears its own tone back.
+    let mut carrier = Sipp::start(
+        "browser_carrier_call_did",
+        carrier_addr,
+        Some(web.gateway.sip),
+        1,
+        &["-s", ALICE_DID, "-rtp_echo"],
+    );
+    let result = driver.finish(&web.gateway);
+    assert_ok(&result, &web.gateway);
+    assert_calls(carrier.finish(), 1, "carrier", &web.gateway, &[&carrier]);
+    let call = &result["call"];
+    assert_eq!(call["direction"], "incoming");
+    assert_eq!(call["number"], "+442079460018", "{call}");
+    assert_eq!(
+        states(call),
+        ["incoming", "connecting", "connected", "ended"]
+    );
+    assert!(
+        str_of(call, "reason").starts_with("The other side hung up"),
+        "{call}"
+    );
+    let audio = &result["audio"];
+    let ratio = audio["toneRatio"].as_f64().unwrap_or(0.0);
+    eprintln!("JsSIP hears {MIC_HZ} Hz at {ratio:.3} ({audio})");
+    assert!(
+        ratio > 0.5,
+        "JsSIP hears its {MIC_HZ} Hz back through the carrier at only {ratio:.2}: {audio}\n{}",
+        sip_trace(&result)
+    );
+    let cdrs = web.gateway.wait_cdrs(1);
+    assert_eq!(
+        cdrs.first().map(|c| &c["outcome"]),
+        Some(&"answered".into())
+    );
+    web.gateway.assert_idle();
+}

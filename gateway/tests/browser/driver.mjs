@@ -20,6 +20,13 @@
 //   --library sipjs    drive sipjs.html (SIP.js from npm, unmodified) instead of the dialer: the
 //                      driver serves this folder itself, and the page's WebSocket goes to the
 //                      gateway of --url. Steps: register, call, answer-incoming, hangup, waits.
+//   --library jssip    the same with jssip.html (JsSIP from npm, unmodified, with its defaults):
+//                      JsSIP is CommonJS only, so the driver bundles it with esbuild into its temp
+//                      dir first and serves that as /jssip.bundle.js. `dtmf` uses JsSIP's default
+//                      transport (SIP INFO). --refresh INVITE: JsSIP refreshes its session timer
+//                      with re-INVITE instead of its default UPDATE.
+//   --clock 1          the page runs on playwright's clock (time flows as usual) so that
+//                      `advance` can jump its timers forward (session-timer refreshes)
 //
 // Steps, run in order (a step that fails ends the run with "ok": false):
 //   register                 fill the form, sign in, wait for registered or failed
@@ -39,6 +46,7 @@
 //   decline-incoming         wait for an incoming call, press Decline
 //   wait-incoming            wait for an incoming call (ringing on the page)
 //   sleep SECONDS            wait
+//   advance SECONDS          jump the page's clock (needs --clock 1): timers due by then fire once
 //   screenshot NAME          save a PNG of the page
 //   sign-out                 press "Sign out"
 //   click SELECTOR           click an element (for screenshots of other states)
@@ -98,7 +106,7 @@ function parseArgs(argv) {
 const ARITY = {
   register: 0, 'expect-registered': 0, 'wait-registration': 1, call: 1, 'wait-state': 1, 'wait-media': 0, record: 1, dtmf: 1,
   hangup: 0, 'wait-ended': 0, 'answer-incoming': 0, 'decline-incoming': 0, 'wait-incoming': 0,
-  sleep: 1, screenshot: 1, 'sign-out': 0, click: 1, 'call-echo': -1, 'call-number': 1,
+  sleep: 1, advance: 1, screenshot: 1, 'sign-out': 0, click: 1, 'call-echo': -1, 'call-number': 1,
 };
 
 /** Splits the positional words into [name, args] steps, expanding the shorthands. */
@@ -130,8 +138,11 @@ function log(...args) {
   process.stderr.write(`[driver ${new Date().toISOString().slice(11, 23)}] ${args.join(' ')}\n`);
 }
 
-/** Serves this folder (the library test pages and node_modules) on a free loopback port. */
-async function serveHere() {
+/**
+ * Serves this folder (the library test pages and node_modules) on a free loopback port, and
+ * `extra` (URL path → file) besides.
+ */
+async function serveHere(extra = {}) {
   const root = new URL('.', import.meta.url).pathname;
   const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.map': 'application/json' };
   const server = createServer((req, res) => {
@@ -141,7 +152,7 @@ async function serveHere() {
       return;
     }
     try {
-      const body = readFileSync(join(root, path));
+      const body = readFileSync(extra[path] || join(root, path));
       const ext = path.slice(path.lastIndexOf('.'));
       res.writeHead(200, { 'content-type': types[ext] || 'application/octet-stream' }).end(body);
     } catch {
@@ -188,6 +199,25 @@ async function lossyRelay(percent, seed = 5) {
     stats.forwarded += 1;
   });
   return { socket, stats };
+}
+
+/**
+ * Bundles JsSIP (CommonJS only) for a page: an IIFE that sets `window.JsSIP`, written to `dir`.
+ * Built at every run from node_modules, never committed.
+ */
+async function bundleJssip(dir) {
+  const { build } = await import('esbuild');
+  const outfile = join(dir, 'jssip.bundle.js');
+  await build({
+    entryPoints: [new URL('node_modules/jssip/lib/JsSIP.js', import.meta.url).pathname],
+    bundle: true,
+    format: 'iife',
+    globalName: 'JsSIP',
+    platform: 'browser',
+    outfile,
+    logLevel: 'warning',
+  });
+  return outfile;
 }
 
 /** A 30 s sine WAV at 48 kHz mono (Chromium loops the file). */
@@ -295,6 +325,7 @@ async function main() {
     }, relay.stats.port);
   }
   const page = context.pages()[0] || (await context.newPage());
+  if (opts.clock) await page.clock.install();
   page.on('pageerror', (e) => result.pageErrors.push(String(e)));
   page.on('console', (m) => {
     if (m.type() === 'error') result.pageErrors.push(`console: ${m.text()}`);
@@ -420,6 +451,10 @@ async function main() {
     async sleep(seconds) {
       await page.waitForTimeout(Number(seconds) * 1000);
     },
+    async advance(seconds) {
+      if (!opts.clock) throw new Error('advance needs --clock 1');
+      await page.clock.fastForward(Number(seconds) * 1000);
+    },
     async screenshot(name) {
       const path = join(shots, `${name}.png`);
       await page.screenshot({ path });
@@ -462,6 +497,16 @@ async function main() {
         await run['wait-incoming']();
         await call('decline');
       },
+      // One digit at a time, as a user presses them; the library paces what it sends (JsSIP
+      // queues INFO requests 100 ms + 500 ms apart).
+      async dtmf(digits) {
+        for (const d of digits) {
+          if (!(await call('sendDtmf', d))) throw new Error(`the page cannot send DTMF ${d}`);
+          await page.waitForTimeout(250);
+        }
+        await page.waitForTimeout(600 * digits.length + 400);
+        result.dtmfSent = await page.evaluate(() => window.landline.call?.dtmfSent ?? '');
+      },
     });
   }
 
@@ -470,12 +515,13 @@ async function main() {
   try {
     let url = opts.url;
     if (opts.library) {
-      if (opts.library !== 'sipjs') throw new Error(`unknown --library ${opts.library}`);
-      server = await serveHere();
+      if (!['sipjs', 'jssip'].includes(opts.library)) throw new Error(`unknown --library ${opts.library}`);
+      server = await serveHere(opts.library === 'jssip' ? { '/jssip.bundle.js': await bundleJssip(work) } : {});
       const gateway = new URL(opts.url);
       const ws = `${gateway.protocol === 'https:' ? 'wss' : 'ws'}://${gateway.host}/ws`;
       const query = new URLSearchParams({ ws, user: opts.user || '', password: opts.password || '', domain: opts.domain || gateway.hostname });
-      url = `http://127.0.0.1:${server.address().port}/sipjs.html?${query}`;
+      if (opts.refresh) query.set('refresh', opts.refresh);
+      url = `http://127.0.0.1:${server.address().port}/${opts.library}.html?${query}`;
     }
     const response = await page.goto(url, { waitUntil: 'load', timeout: timeoutMs });
     result.httpStatus = response ? response.status() : null;
@@ -491,12 +537,12 @@ async function main() {
     result.error = e.message;
     code = 1;
     try {
-      result.sipLog = await page.evaluate(() => window.landline?.sipLog?.slice(-30) ?? []);
+      result.sipLog = await page.evaluate(() => window.landline?.sipLog?.slice(-200) ?? []);
     } catch { /* page gone */ }
   }
   try {
     await snapshot();
-    if (!result.sipLog) result.sipLog = await page.evaluate(() => window.landline?.sipLog?.slice(-40) ?? []);
+    if (!result.sipLog) result.sipLog = await page.evaluate(() => window.landline?.sipLog?.slice(-200) ?? []);
   } catch { /* page gone */ }
   await context.close().catch(() => {});
   if (server) server.close();
