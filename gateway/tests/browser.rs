@@ -1121,11 +1121,12 @@ fn jssip_from_npm_registers_calls_the_echo_number_and_refreshes_its_session_by_r
             "record",
             "3",
             "hangup",
+            "sign-out",
         ],
     );
     assert_ok(&result, &web.gateway);
     let trace = sip_trace(&result);
-    assert_eq!(result["registration"], "registered", "{trace}");
+    assert_eq!(result["registrationStates"][2], "registered", "{trace}");
     let invites = sent_requests(&result, "INVITE");
     assert_eq!(
         invites.len(),
@@ -1167,6 +1168,23 @@ fn jssip_from_npm_registers_calls_the_echo_number_and_refreshes_its_session_by_r
     assert_eq!(audio["callState"], "connected");
     let call = &result["call"];
     assert_eq!(call["reason"], "You hung up", "{call}");
+    // Signing out (UA.stop) removes the binding: JsSIP's REGISTER with expires=0 is answered
+    // 200 with no Contact left (RFC 3261 §10.3: the 200 lists the remaining bindings).
+    let unregister = sent_requests(&result, "REGISTER")
+        .last()
+        .copied()
+        .unwrap_or("");
+    assert!(
+        header(unregister, "Contact").is_some_and(|c| c.ends_with("expires=0")),
+        "{unregister}"
+    );
+    let unregistered = final_responses(&result, "REGISTER")
+        .last()
+        .copied()
+        .unwrap_or("");
+    assert_eq!(status_of(unregistered), "200", "{trace}");
+    assert_eq!(header(unregistered, "Contact"), None, "{unregistered}");
+    assert_eq!(result["registration"], "idle", "{trace}");
     let cdrs = web.gateway.wait_cdrs(1);
     assert_eq!(
         cdrs.first().map(|c| &c["outcome"]),
@@ -1182,8 +1200,8 @@ fn jssip_calls_out_through_the_carrier_and_its_sip_info_digits_arrive_as_rfc4733
     let media = carrier_media();
     let media_port = media.local_addr().expect("addr").port().to_string();
     // The carrier's scenario fails on any request but ACK and BYE: the INFO digits and JsSIP's
-    // session refresh (UPDATE, its default, after 45 s: the page's clock is moved on 50 s) stay
-    // at the gateway.
+    // session refresh (UPDATE, its default, after 45 s: the page's clock is moved on 50 s once
+    // the call is up) stay at the gateway.
     let mut trunk = Sipp::start(
         "carrier_answer_media",
         carrier_addr,
@@ -1206,6 +1224,10 @@ fn jssip_calls_out_through_the_carrier_and_its_sip_info_digits_arrive_as_rfc4733
         ],
         &[
             "register",
+            "advance",
+            "600",
+            "sleep",
+            "1",
             "call-number",
             PSTN_NUMBER,
             "advance",
@@ -1225,6 +1247,15 @@ fn jssip_calls_out_through_the_carrier_and_its_sip_info_digits_arrive_as_rfc4733
     assert_calls(trunk.finish(), 1, "carrier", &web.gateway, &[&trunk]);
     let trace = sip_trace(&result);
 
+    // JsSIP refreshes its 600 s registration between 300 and 568 s (the page's clock was moved
+    // on 600 s before the call); the refresh is accepted, perhaps after a new challenge.
+    let registered = final_responses(&result, "REGISTER");
+    assert_eq!(
+        registered.iter().filter(|r| status_of(r) == "200").count(),
+        2,
+        "{trace}"
+    );
+    assert_eq!(registered.last().map(|r| status_of(r)), Some("200"));
     let updates = sent_requests(&result, "UPDATE");
     assert_eq!(updates.len(), 1, "one session refresh:\n{trace}");
     let refreshed = final_responses(&result, "UPDATE");
@@ -1289,11 +1320,22 @@ fn jssip_answers_a_call_from_the_carrier_and_the_carrier_hangs_up() {
     let web = WebGateway::start(&[trunk]);
     let driver = web.spawn(
         PASSWORD,
-        &["--library", "jssip", "--tone", "440", "--timeout", "40"],
+        &[
+            "--library",
+            "jssip",
+            "--tone",
+            "440",
+            "--timeout",
+            "40",
+            "--clock",
+            "1",
+        ],
         &[
             "register",
             "answer-incoming",
             "wait-media",
+            "advance",
+            "901",
             "record",
             "3",
             "wait-ended",
@@ -1334,6 +1376,61 @@ fn jssip_answers_a_call_from_the_carrier_and_the_carrier_hangs_up() {
     assert_eq!(
         cdrs.first().map(|c| &c["outcome"]),
         Some(&"answered".into())
+    );
+    web.gateway.assert_idle();
+}
+
+#[test]
+fn jssip_hanging_up_while_the_carrier_rings_cancels_the_call() {
+    let (carrier_addr, trunk) = carrier();
+    let web = WebGateway::start(&[trunk]);
+    // The carrier rings and succeeds only on a CANCEL (then 487). JsSIP ends the call on the
+    // page when it sends its CANCEL; the second after lets the 487 arrive.
+    let mut trunk = Sipp::start("carrier_ring_cancel", carrier_addr, None, 1, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let result = web.run(
+        PASSWORD,
+        &["--library", "jssip"],
+        &[
+            "register",
+            "call",
+            PSTN_NUMBER,
+            "wait-state",
+            "ringing",
+            "hangup",
+            "sleep",
+            "1",
+        ],
+    );
+    assert_ok(&result, &web.gateway);
+    assert_calls(trunk.finish(), 1, "carrier", &web.gateway, &[&trunk]);
+    let trace = sip_trace(&result);
+    assert_eq!(sent_requests(&result, "CANCEL").len(), 1, "{trace}");
+    assert_eq!(
+        final_responses(&result, "CANCEL")
+            .iter()
+            .map(|r| status_of(r))
+            .collect::<Vec<_>>(),
+        ["200"],
+        "{trace}"
+    );
+    assert_eq!(
+        final_responses(&result, "INVITE")
+            .last()
+            .map(|r| status_of(r)),
+        Some("487"),
+        "{trace}"
+    );
+    let call = &result["call"];
+    assert_eq!(
+        states(call),
+        ["calling", "ringing", "ended"],
+        "never connected: {call}"
+    );
+    let cdrs = web.gateway.wait_cdrs(1);
+    assert_eq!(
+        cdrs.first().map(|c| &c["outcome"]),
+        Some(&"cancelled".into())
     );
     web.gateway.assert_idle();
 }

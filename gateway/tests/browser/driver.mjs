@@ -497,6 +497,10 @@ async function main() {
         await run['wait-incoming']();
         await call('decline');
       },
+      async 'sign-out'() {
+        await call('signOut');
+        await waitFor('the registration to end', () => ['idle', 'disconnected'].includes(window.landline.registration));
+      },
       // One digit at a time, as a user presses them; the library paces what it sends (JsSIP
       // queues INFO requests 100 ms + 500 ms apart).
       async dtmf(digits) {
