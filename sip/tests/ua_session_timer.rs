@@ -239,3 +239,94 @@ fn repeated_422_is_retried_once_only() {
         status: StatusCode::INTERVAL_TOO_SMALL
     }));
 }
+
+/// JsSIP's defaults, as the callee sees them: Session-Expires 90 with no refresher, then, as
+/// the refresher, an UPDATE without SDP. The 200 to the refresh, like the 200 to the INVITE,
+/// names the refresher and carries `Require: timer` (RFC 4028 §9), and the callee's expiry
+/// moves on from the refresh.
+#[test]
+fn a_refresh_by_update_is_answered_like_the_invite_and_moves_the_expiry() {
+    use common::{ALICE, BOB, Clock, addr, parse};
+    use landline_sip::ua::{Config, UserAgent};
+    let mut clock = Clock::new();
+    let mut bob = UserAgent::new(Config::new(addr(BOB), 9));
+    let dialog = "From: <sip:alice@127.0.0.1>;tag=a\r\nCall-ID: js\r\n\
+        Contact: <sip:alice@127.0.0.1:5060;transport=udp>\r\n\
+        Supported: timer,ice,replaces,outbound\r\n";
+    let invite = format!(
+        "INVITE sip:bob@127.0.0.1:5070 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKjs1\r\nMax-Forwards: 70\r\n\
+         To: <sip:bob@127.0.0.1>\r\n{dialog}CSeq: 6509 INVITE\r\nSession-Expires: 90\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    bob.handle_receive(clock.now, addr(ALICE), Transport::Udp, invite.as_bytes());
+    let Some(Event::IncomingCall { call, .. }) = bob.poll_event() else {
+        panic!("no call")
+    };
+    bob.answer(clock.now, call, b"v=0\r\n".to_vec());
+    let sent: Vec<_> = std::iter::from_fn(|| bob.poll_transmit()).collect();
+    let ok = parse(&sent.last().expect("200").data);
+    assert_eq!(
+        ok.headers().get("Session-Expires"),
+        Some("90;refresher=uac")
+    );
+    assert_eq!(ok.headers().get("Require"), Some("timer"));
+    let tag = ok
+        .headers()
+        .to()
+        .and_then(|t| t.tag())
+        .map(str::to_owned)
+        .expect("tag");
+    let in_dialog = |method: &str, seq: u32, branch: &str, extra: &str| {
+        format!(
+            "{method} sip:bob@127.0.0.1:5070 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n\
+             To: <sip:bob@127.0.0.1>;tag={tag}\r\n{dialog}CSeq: {seq} {method}\r\n{extra}\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    let ack = in_dialog("ACK", 6509, "js2", "");
+    bob.handle_receive(clock.now, addr(ALICE), Transport::Udp, ack.as_bytes());
+
+    // 45 s on, the caller refreshes.
+    clock.advance(Duration::from_secs(45));
+    bob.handle_timeout(clock.now);
+    let update = in_dialog(
+        "UPDATE",
+        6510,
+        "js3",
+        "Session-Expires: 90;refresher=uac\r\n",
+    );
+    bob.handle_receive(clock.now, addr(ALICE), Transport::Udp, update.as_bytes());
+    let sent: Vec<_> = std::iter::from_fn(|| bob.poll_transmit()).collect();
+    let ok = parse(&sent.last().expect("200 to the UPDATE").data);
+    assert_eq!(
+        common::first_line(&sent.last().expect("sent").data),
+        "SIP/2.0 200 OK"
+    );
+    assert_eq!(
+        ok.headers().get("Session-Expires"),
+        Some("90;refresher=uac")
+    );
+    assert_eq!(ok.headers().get("Require"), Some("timer"));
+    assert_eq!(
+        ok.headers().get("Content-Type"),
+        None,
+        "no SDP asked, none given"
+    );
+
+    // Without the refresh the call would have ended at 90 - 30 = 60 s; now at 45 + 60 s.
+    clock.advance(Duration::from_secs(59));
+    bob.handle_timeout(clock.now);
+    assert_eq!(bob.call_count(), 1, "still up at 104 s");
+    clock.advance(Duration::from_secs(2));
+    bob.handle_timeout(clock.now);
+    let events: Vec<_> = std::iter::from_fn(|| bob.poll_event()).collect();
+    assert!(
+        events.contains(&Event::Ended {
+            call,
+            reason: Reason::SessionExpired
+        }),
+        "{events:?}"
+    );
+}

@@ -408,6 +408,11 @@ fn answer_in_dialog(
             let refresher = if c.we_refresh { "uas" } else { "uac" };
             resp.headers
                 .set("Session-Expires", format!("{se};refresher={refresher}"));
+            // RFC 4028 §9, for every session refresh as for the INVITE: the requester must
+            // see that it is to refresh (MUST), and one that supports timers is told so (SHOULD).
+            if !c.we_refresh || req.headers.has_token("Supported", "timer") {
+                resp.headers.set("Require", "timer");
+            }
             let we = c.we_refresh;
             c.arm_session(now, se, we);
         }
