@@ -1167,6 +1167,7 @@ fn jssip_from_npm_registers_calls_the_echo_number_and_refreshes_its_session_by_r
         header(refreshed, "Session-Expires").is_some_and(|v| v.contains("refresher=uac")),
         "a refresh's 200 carries the interval (RFC 4028 §9):\n{refreshed}"
     );
+    assert_eq!(header(refreshed, "Require"), Some("timer"), "{refreshed}");
     assert!(
         refreshed.contains("a=sendrecv"),
         "the refresh's answer keeps the call two-way:\n{refreshed}"
@@ -1282,6 +1283,12 @@ fn jssip_calls_out_through_the_carrier_and_its_sip_info_digits_arrive_as_rfc4733
         "a refresh's 200 carries the interval (RFC 4028 §9):\n{}",
         refreshed[0]
     );
+    assert_eq!(
+        header(refreshed[0], "Require"),
+        Some("timer"),
+        "{}",
+        refreshed[0]
+    );
     // JsSIP's default DTMF is SIP INFO (application/dtmf-relay), one request per digit.
     let infos = sent_requests(&result, "INFO");
     assert_eq!(infos.len(), 4, "{trace}");
@@ -1366,6 +1373,21 @@ fn jssip_answers_a_call_from_the_carrier_and_the_carrier_hangs_up() {
     let result = driver.finish(&web.gateway);
     assert_ok(&result, &web.gateway);
     assert_calls(carrier.finish(), 1, "carrier", &web.gateway, &[&carrier]);
+    let trace = sip_trace(&result);
+    // The gateway asked for 1800 s; JsSIP, the callee, made itself the refresher and refreshes
+    // by UPDATE after 900 s (the page's clock is moved on 901 s once the call is up).
+    let refreshed = final_responses(&result, "UPDATE");
+    assert_eq!(
+        refreshed.iter().map(|r| status_of(r)).collect::<Vec<_>>(),
+        ["200"],
+        "{trace}"
+    );
+    assert_eq!(
+        header(refreshed[0], "Session-Expires"),
+        Some("1800;refresher=uac"),
+        "{trace}"
+    );
+    assert_eq!(header(refreshed[0], "Require"), Some("timer"), "{trace}");
     let call = &result["call"];
     assert_eq!(call["direction"], "incoming");
     assert_eq!(call["number"], "+442079460018", "{call}");
