@@ -57,7 +57,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         config.media.rtp_port_max,
     ));
     let webrtc = Some(config.media.bind_address);
-    let (plane, media_events) = MediaPlane::start(shards, ports, webrtc)?;
+    let (plane, media_events) =
+        MediaPlane::start(shards, ports, webrtc, config.media.realtime_priority)?;
     let plane = Arc::new(plane);
     let sampler = tokio::spawn({
         let (metrics, plane) = (metrics.clone(), plane.clone());

@@ -1,5 +1,6 @@
 //! The media plane's limits, end to end: when the RTP port range is used up, a new call is
-//! refused with 503 and the calls in progress go on; the ports come back when they end.
+//! refused with 503 and the calls in progress go on; the ports come back when they end. And
+//! `media.realtime_priority` puts the shard threads, and only them, under SCHED_RR.
 
 mod common;
 
@@ -78,5 +79,69 @@ fn a_call_beyond_the_rtp_port_range_gets_503_and_the_others_go_on() {
         2,
         "{records:?}"
     );
+    gateway.assert_idle();
+}
+
+/// Each thread of `pid` by name, with its scheduling policy and real-time priority
+/// (`/proc/<pid>/task/<tid>/stat` fields 41 and 40; the name in parentheses may hold spaces).
+fn thread_policies(pid: u32) -> Vec<(String, u32, u32)> {
+    let mut threads = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        // Fields after the name start at field 3 (state); priority is 40, policy 41.
+        let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let field = |n: usize| {
+            rest.get(n - 3)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(u32::MAX)
+        };
+        threads.push((name, field(41), field(40)));
+    }
+    threads
+}
+
+#[test]
+fn realtime_priority_puts_the_shards_and_only_them_under_sched_rr() {
+    const SCHED_RR: u32 = 2;
+    let gateway = Gateway::start_with_env(&[], &[("LANDLINE__MEDIA__REALTIME_PRIORITY", "7")]);
+    let threads = thread_policies(gateway.pid());
+    let shards: Vec<_> = threads
+        .iter()
+        .filter(|t| t.0.starts_with("media-"))
+        .collect();
+    assert_eq!(shards.len(), 2, "two shard threads: {threads:?}");
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    });
+    if root {
+        for (name, policy, priority) in &shards {
+            assert_eq!((*policy, *priority), (SCHED_RR, 7), "{name} in {threads:?}");
+        }
+    } else {
+        // Without the right to it, each shard says how to grant it and runs on.
+        let log = gateway.log();
+        assert!(
+            log.contains("LimitRTPRIO=7"),
+            "no warning naming the fix:\n{log}"
+        );
+    }
+    let others: Vec<_> = threads
+        .iter()
+        .filter(|t| !t.0.starts_with("media-"))
+        .collect();
+    assert!(!others.is_empty());
+    for (name, policy, _) in &others {
+        assert_eq!(*policy, 0, "{name} should stay SCHED_OTHER: {threads:?}");
+    }
     gateway.assert_idle();
 }

@@ -156,7 +156,7 @@ fn decode_opus(packets: &[Vec<u8>]) -> Vec<i16> {
 #[tokio::test(flavor = "current_thread")]
 async fn a_bridged_call_transcodes_both_ways_over_real_sockets() {
     let pool = Arc::new(PortPool::new(42_000, 42_099));
-    let (plane, mut events) = MediaPlane::start(2, pool.clone(), None).unwrap();
+    let (plane, mut events) = MediaPlane::start(2, pool.clone(), None, 0).unwrap();
     let client = endpoint();
     let trunk = endpoint();
     let client_leg = leg(&pool, &client, LatchPolicy::Learn, opus_codec(), 0xC1);
@@ -265,7 +265,7 @@ async fn a_bridged_call_transcodes_both_ways_over_real_sockets() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_echo_and_tone_calls_need_nothing_else() {
     let pool = Arc::new(PortPool::new(42_100, 42_199));
-    let (plane, _events) = MediaPlane::start(1, pool.clone(), None).unwrap();
+    let (plane, _events) = MediaPlane::start(1, pool.clone(), None, 0).unwrap();
     let echo_client = endpoint();
     let tone_client = endpoint();
     let echo_leg = leg(&pool, &echo_client, LatchPolicy::Learn, opus_codec(), 0xE);

@@ -301,6 +301,10 @@ pub struct MediaConfig {
     /// How long a loss is concealed by the codec before comfort noise takes over.
     #[serde(with = "humantime_serde")]
     pub max_conceal: Duration,
+    /// `SCHED_RR` priority (1–99) for the shard threads, so they take a core the moment a
+    /// packet arrives on a host shared with other work; 0 (the default) leaves them at
+    /// normal priority.
+    pub realtime_priority: u8,
 }
 
 impl Default for MediaConfig {
@@ -316,6 +320,7 @@ impl Default for MediaConfig {
             rtp_timeout: Duration::from_secs(30),
             jitter_hold: timing.hold,
             max_conceal: timing.max_conceal,
+            realtime_priority: 0,
         }
     }
 }
@@ -365,6 +370,16 @@ impl MediaConfig {
                 "media.webrtc_address",
                 "is unspecified (0.0.0.0 or ::), but browsers are told to send to it",
                 "write the address browsers reach, or remove the key to use public_address",
+            ));
+        }
+        if self.realtime_priority > 99 {
+            return Err(layers.invalid(
+                "media.realtime_priority",
+                format!(
+                    "{} is above 99, the highest SCHED_RR priority",
+                    self.realtime_priority
+                ),
+                "write 0 (off) or a priority from 1 to 99; 10 is plenty for media threads",
             ));
         }
         if self.rtp_port_min % 2 != 0 {

@@ -304,6 +304,11 @@ fn numbers_and_names_are_checked() {
 #[test]
 fn media_settings_are_checked() {
     assert_error(
+        "[media]\nrealtime_priority = 120\n",
+        "media.realtime_priority",
+        &["above 99", "1 to 99"],
+    );
+    assert_error(
         "[media]\nrtp_port_min = 20001\n",
         "media.rtp_port_min",
         &["odd", "20002"],

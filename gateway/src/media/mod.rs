@@ -9,6 +9,7 @@
 
 mod call;
 mod ports;
+mod priority;
 mod shard;
 mod tone;
 mod webrtc;
@@ -249,13 +250,16 @@ struct ShardHandle {
 impl MediaPlane {
     /// Starts `shards` threads (at least one) sharing the RTP port range `ports`; with
     /// `webrtc` set, each shard also takes one port of the range on that address for the
-    /// browser sessions it will run.
+    /// browser sessions it will run. A `realtime_priority` above 0 runs the shards under
+    /// `SCHED_RR` at that priority (see `priority.rs`); a shard the kernel refuses it to runs
+    /// on, with a warning saying how to grant it.
     ///
     /// Returns the plane and the receiver of its events, which the control plane must drain.
     pub fn start(
         shards: usize,
         ports: Arc<PortPool>,
         webrtc: Option<IpAddr>,
+        realtime_priority: u8,
     ) -> Result<(MediaPlane, mpsc::Receiver<MediaEvent>), MediaError> {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let mut handles = Vec::new();
@@ -281,7 +285,25 @@ impl MediaPlane {
             );
             let thread = std::thread::Builder::new()
                 .name(format!("media-{index}"))
-                .spawn(move || shard.run())
+                .spawn(move || {
+                    if realtime_priority > 0 {
+                        match priority::make_current_thread_realtime(realtime_priority) {
+                            Ok(()) => tracing::debug!(
+                                shard = index,
+                                priority = realtime_priority,
+                                "media shard runs under SCHED_RR"
+                            ),
+                            Err(error) => tracing::warn!(
+                                shard = index,
+                                %error,
+                                "media.realtime_priority = {realtime_priority} was refused; the \
+                                 shard runs at normal priority. Grant it with LimitRTPRIO=\
+                                 {realtime_priority} in the systemd unit (or CAP_SYS_NICE)"
+                            ),
+                        }
+                    }
+                    shard.run()
+                })
                 .map_err(MediaError::Spawn)?;
             handles.push(ShardHandle {
                 commands,

@@ -216,6 +216,11 @@ country = "1"
         Err(self.log())
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends the gateway a signal (`TERM`, `INT`...).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
