@@ -102,6 +102,12 @@ impl ServerTransaction {
         !matches!(self.state, State::Trying | State::Proceeding)
     }
 
+    /// Whether a 2xx was sent to this INVITE (RFC 6026 Accepted): an ACK matching it is the
+    /// ACK for that 2xx, which belongs to the dialog, not to the transaction.
+    pub fn is_accepted(&self) -> bool {
+        self.state == State::Accepted
+    }
+
     fn is_invite(&self) -> bool {
         self.request.method == Method::Invite
     }

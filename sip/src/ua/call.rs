@@ -45,6 +45,9 @@ pub enum Reason {
     Failed(StatusCode),
 }
 
+/// Early dialogs (forks) whose RSeq we remember; a carrier forking wider is not credible.
+pub(super) const MAX_EARLY_DIALOGS: usize = 16;
+
 /// Floor on any session interval we act on, in seconds.
 const MIN_SESSION_INTERVAL: u32 = 2;
 
@@ -85,7 +88,12 @@ pub(crate) struct Call {
     pub(super) bye_after_ack: bool,
     /// Extra headers for the BYE or CANCEL that ends the call (a `Reason`, RFC 3326).
     pub(super) hangup_headers: Vec<(String, String)>,
-    pub(super) last_rseq: Option<u32>,
+    /// UAC: the last RSeq PRACKed per early dialog (To tag); each fork numbers its own
+    /// (RFC 3262 §4). Bounded by [`MAX_EARLY_DIALOGS`].
+    pub(super) last_rseq: Vec<(String, u32)>,
+    /// UAS: our last 2xx carried an offer (the INVITE or re-INVITE had none), so its ACK
+    /// carries the answer.
+    pub(super) offer_in_2xx: bool,
     pub(super) local_tag: String,
     pub(super) pending_2xx: Option<Retrans>,
     pub(super) reliable: Option<(Retrans, u32, bool)>,
@@ -221,7 +229,8 @@ impl UserAgent {
                 cancel_requested: false,
                 bye_after_ack: false,
                 hangup_headers: Vec::new(),
-                last_rseq: None,
+                last_rseq: Vec::new(),
+                offer_in_2xx: false,
                 local_tag,
                 pending_2xx: None,
                 reliable: None,

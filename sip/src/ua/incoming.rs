@@ -78,6 +78,8 @@ impl UserAgent {
             return;
         };
         c.local_sdp = Some(sdp);
+        // An INVITE without SDP (late offer): this 200 is our offer, the ACK brings the answer.
+        c.offer_in_2xx = c.invite.body.is_empty();
         if let Some(v) = c.session_header() {
             resp.headers.set("Session-Expires", v);
             if c.invite.headers.has_token("Supported", "timer") {
@@ -325,7 +327,8 @@ fn new_call(
             cancel_requested: false,
             bye_after_ack: false,
             hangup_headers: Vec::new(),
-            last_rseq: None,
+            last_rseq: Vec::new(),
+            offer_in_2xx: false,
             local_tag,
             pending_2xx: None,
             reliable: None,
@@ -363,14 +366,29 @@ fn offer(ua: &mut UserAgent, now: Instant, call: CallId, key: TransactionKey, re
         }
     }
     let Some(c) = ua.calls.get(&call) else { return };
-    let same = req.body.is_empty() || Some(&req.body) == c.remote_sdp.as_ref();
-    if same {
-        // A session refresh: answer with the session as it is.
-        let sdp = if req.method == Method::Invite {
-            c.local_sdp.clone()
-        } else {
-            None
-        };
+    if req.method == Method::Update && !req.body.is_empty() {
+        if let Some(status) = early_update_refusal(c) {
+            return reply(ua, now, &key, &req, status, |h| {
+                if status == StatusCode::SERVER_ERROR {
+                    h.set("Retry-After", "1");
+                }
+            });
+        }
+    }
+    if req.method == Method::Invite && req.body.is_empty() {
+        // No offer (RFC 3261 §14.2): the application makes one for our 2xx.
+        if let Some(c) = ua.calls.get_mut(&call) {
+            c.offer_in = Some((key, req));
+        }
+        ua.events.push_back(Event::OfferWanted { call });
+        return;
+    }
+    if req.body.is_empty() || Some(&req.body) == c.remote_sdp.as_ref() {
+        // A session refresh: answer with the session as it is. An UPDATE that repeats the
+        // SDP is still an offer and gets an answer (RFC 3311 §5.2); one without SDP gets none.
+        let sdp = (!req.body.is_empty())
+            .then(|| c.local_sdp.clone())
+            .flatten();
         return answer_in_dialog(ua, now, call, &key, &req, StatusCode::OK, sdp);
     }
     let sdp = req.body.clone();
@@ -378,6 +396,22 @@ fn offer(ua: &mut UserAgent, now: Instant, call: CallId, key: TransactionKey, re
         c.offer_in = Some((key, req));
     }
     ua.events.push_back(Event::Offer { call, sdp });
+}
+
+/// Why an UPDATE offer cannot be taken in an early dialog (RFC 3311 §5.2): 500 while an offer
+/// we received still awaits our answer, 491 while our offer still awaits theirs.
+fn early_update_refusal(c: &Call) -> Option<StatusCode> {
+    if !matches!(c.state, State::Calling | State::Early) {
+        return None;
+    }
+    let offer_received = !c.invite.body.is_empty();
+    if !c.uac && offer_received && c.local_sdp.is_none() {
+        return Some(StatusCode::SERVER_ERROR);
+    }
+    if c.uac && c.local_sdp.is_some() && c.remote_sdp.is_none() {
+        return Some(StatusCode::REQUEST_PENDING);
+    }
+    None
 }
 
 fn answer_in_dialog(
@@ -422,6 +456,8 @@ fn answer_in_dialog(
         if let Some(s) = &sdp {
             c.local_sdp = Some(s.clone());
         }
+        // A re-INVITE without SDP answered with our offer: the ACK brings the answer.
+        c.offer_in_2xx = req.method == Method::Invite && req.body.is_empty() && sdp.is_some();
         set_body(&mut resp.headers, &mut resp.body, sdp);
         if req.method == Method::Invite {
             let at = (!c.transport.is_reliable()).then_some(now + t1);
@@ -522,6 +558,13 @@ pub(super) fn ack(ua: &mut UserAgent, now: Instant, req: &Request) {
         return;
     };
     c.pending_2xx = None;
+    if std::mem::take(&mut c.offer_in_2xx) {
+        let sdp = (!req.body.is_empty()).then(|| req.body.clone());
+        if sdp.is_some() {
+            c.remote_sdp = sdp.clone();
+        }
+        ua.events.push_back(Event::AckAnswer { call: id, sdp });
+    }
     if c.state == State::Answered {
         c.state = State::Confirmed;
         let (call, bye) = (id, c.bye_after_ack);

@@ -125,6 +125,22 @@ pub enum Event {
         /// The offer.
         sdp: Vec<u8>,
     },
+    /// The peer's re-INVITE carried no offer (RFC 3264 §5, RFC 6337 §5.3): our 2xx must
+    /// carry an offer. Reply with [`UserAgent::answer_offer`] giving our offer (or
+    /// [`UserAgent::reject_offer`]); the answer comes in the ACK, as [`Event::AckAnswer`].
+    OfferWanted {
+        /// The call.
+        call: CallId,
+    },
+    /// The ACK for a 2xx in which we offered (an INVITE or re-INVITE that came without SDP)
+    /// arrived, with the peer's answer. `None` means the ACK carried none, which RFC 3261
+    /// §13.2.1 forbids: the session cannot work and the application should end the call.
+    AckAnswer {
+        /// The call.
+        call: CallId,
+        /// The answer.
+        sdp: Option<Vec<u8>>,
+    },
     /// Our re-INVITE was answered.
     OfferAnswered {
         /// The call.

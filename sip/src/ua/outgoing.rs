@@ -78,19 +78,34 @@ fn provisional(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, r:
     if r.status == StatusCode::TRYING {
         return;
     }
-    if r.headers.to().and_then(|t| t.tag()).is_some() && c.state != State::Confirmed {
+    let tag = r
+        .headers
+        .to()
+        .and_then(|t| t.tag())
+        .unwrap_or("")
+        .to_owned();
+    if !tag.is_empty() && c.state != State::Confirmed {
         // Early dialog with the latest forking branch that answered.
-        c.dialog = Dialog::from_uac(&c.invite, &r).or(c.dialog.take());
+        let dialog = Dialog::from_uac(&c.invite, &r);
+        c.dialog = follow_dialog(c.dialog.take(), dialog);
         c.state = State::Early;
     }
     let first_cancel = c.cancel_requested;
     let reliable = r.headers.has_token("Require", "100rel");
     let rseq = r.headers.number("RSeq");
     if reliable {
-        match (rseq, c.last_rseq) {
-            (Some(n), Some(last)) if n <= last => return, // retransmission: already PRACKed
-            (Some(n), _) => c.last_rseq = Some(n),
+        // Each early dialog numbers its reliable provisionals from its own start (RFC 3262 §4).
+        let last = c.last_rseq.iter().position(|(t, _)| *t == tag);
+        match (rseq, last) {
             (None, _) => return,
+            (Some(n), Some(i)) if n <= c.last_rseq[i].1 => return, // retransmission: PRACKed
+            (Some(n), Some(i)) => c.last_rseq[i].1 = n,
+            (Some(n), None) => {
+                if c.last_rseq.len() >= super::call::MAX_EARLY_DIALOGS {
+                    c.last_rseq.remove(0);
+                }
+                c.last_rseq.push((tag, n));
+            }
         }
     }
     let body = (!r.body.is_empty()).then(|| r.body.clone());
@@ -146,7 +161,7 @@ fn success(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, r: Res
     let Some(dialog) = Dialog::from_uac(&c.invite, &r) else {
         return;
     };
-    c.dialog = Some(dialog);
+    c.dialog = follow_dialog(c.dialog.take(), Some(dialog));
     c.state = State::Confirmed;
     let seq = req.headers.cseq().map_or(1, |s| s.seq);
     c.invite = req.clone();
@@ -159,6 +174,19 @@ fn success(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, r: Res
     ua.events.push_back(Event::Answered { call, sdp });
     if ua.calls.get(&call).is_some_and(|c| c.cancel_requested) {
         ua.send_bye(now, call);
+    }
+}
+
+/// The dialog a new response establishes, numbering its requests after any the previous
+/// (early) dialog sent: a PRACK in the early dialog used a CSeq that the confirmed dialog's next
+/// request (the BYE, say) must exceed (RFC 3261 §12.2.1.1), and CSeq only has to grow.
+fn follow_dialog(previous: Option<Dialog>, new: Option<Dialog>) -> Option<Dialog> {
+    match (previous, new) {
+        (Some(old), Some(mut new)) => {
+            new.local_seq = new.local_seq.max(old.local_seq);
+            Some(new)
+        }
+        (old, new) => new.or(old),
     }
 }
 

@@ -89,7 +89,13 @@ fn request(
         return;
     };
     if let Some((t, _)) = ua.servers.get_mut(&key) {
+        // An ACK for our 2xx that reuses the INVITE's branch (RFC 2543 peers, some SBCs) still
+        // confirms the dialog and may carry the answer to an offer we made in the 2xx.
+        let ack_for_2xx = req.method == Method::Ack && t.is_accepted();
         t.handle_request(now, &req);
+        if ack_for_2xx {
+            incoming::ack(ua, now, &req);
+        }
         return;
     }
     if req.method == Method::Ack {
