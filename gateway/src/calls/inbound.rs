@@ -88,8 +88,14 @@ pub(super) fn start(
             call.from = e164.to_string();
         }
     }
-    let Some(offer) = offer.as_deref().and_then(|b| Sdp::parse(b).ok()) else {
-        return fail(s, now, id, StatusCode::NOT_ACCEPTABLE_HERE, "no_sdp_offer");
+    // No SDP at all is a late offer (RFC 3261 §13.2.1): we offer in our 200, the trunk answers
+    // in its ACK. SDP that does not parse is refused.
+    let offer = match offer.as_deref().map(Sdp::parse) {
+        None => None,
+        Some(Ok(offer)) => Some(offer),
+        Some(Err(_)) => {
+            return fail(s, now, id, StatusCode::BAD_REQUEST, "bad_sdp_offer");
+        }
     };
     let bindings: Vec<(
         String,
@@ -141,12 +147,13 @@ pub(super) fn start(
     let policy = TrunkCodecPolicy {
         codecs: trunk_session.local.codecs.clone(),
     };
-    match sdp::answer(&offer, &trunk_session.local, &policy) {
-        Ok((answer, negotiated)) => {
+    match offer.map(|offer| sdp::answer(&offer, &trunk_session.local, &policy)) {
+        None => {}
+        Some(Ok((answer, negotiated))) => {
             trunk_session.answer = Some(answer);
             trunk_session.negotiated = Some(negotiated);
         }
-        Err(_) => {
+        Some(Err(_)) => {
             return fail(
                 s,
                 now,
@@ -296,11 +303,29 @@ pub(super) fn fork_answered(
             call.client_session.negotiated = negotiated;
         }
     }
-    let trunk_answer = call
+    // The trunk's answer; or, when its INVITE had no SDP, our offer (answered in its ACK).
+    let late_offer = call
         .trunk_session
         .as_ref()
-        .and_then(|t| t.answer.as_ref())
-        .map(|a| a.to_string().into_bytes());
+        .is_some_and(|t| t.answer.is_none());
+    // A G.711 client is relayed, never converted between laws: offer the trunk its law.
+    let client_law = call
+        .client_session
+        .negotiated
+        .as_ref()
+        .map(|n| n.codec)
+        .filter(|c| *c != Codec::Opus);
+    let trunk_answer = call.trunk_session.as_mut().map(|t| match &t.answer {
+        Some(answer) => answer.to_string().into_bytes(),
+        None => {
+            if let Some(law) = client_law.filter(|law| t.local.codecs.contains(law)) {
+                t.local.codecs = vec![law];
+            }
+            let offer = sdp::build_offer(&t.local);
+            t.offer = Some(offer.clone());
+            offer.to_string().into_bytes()
+        }
+    });
     for loser in losers {
         s.legs.remove(&loser);
         s.ua.hangup(now, loser);
@@ -311,7 +336,7 @@ pub(super) fn fork_answered(
     let usable = s.calls.get(&id).is_some_and(|c| {
         c.client_session.negotiated.is_some() || c.client_session.webrtc.is_some()
     });
-    if !usable || trunk_answer.is_none() || !s.start_media(id) {
+    if !usable || trunk_answer.is_none() || (!late_offer && !s.start_media(id)) {
         tracing::warn!(call = id, "client answered without a usable SDP answer");
         if let Some(call) = s.calls.get_mut(&id) {
             // The client answered: it gets a BYE; the trunk a 503.
@@ -333,6 +358,26 @@ pub(super) fn fork_answered(
     call.answered = Some(SystemTime::now());
     if let (Some(trunk), Some(answer)) = (call.trunk, trunk_answer) {
         s.ua.answer(now, trunk, answer);
+    }
+}
+
+/// The trunk's ACK answered the offer our 200 made to its offerless INVITE: media starts
+/// now. An ACK without a usable answer ends the call (RFC 3261 §13.3.1.4 leaves a BYE).
+pub(super) fn trunk_late_answer(s: &mut Signalling, now: Instant, id: u64, sdp: Option<Vec<u8>>) {
+    let Some(trunk) = s.calls.get_mut(&id).and_then(|c| c.trunk_session.as_mut()) else {
+        return;
+    };
+    let negotiated = trunk.offer.take().and_then(|offer| {
+        let answer = Sdp::parse(sdp.as_deref()?).ok()?;
+        sdp::accept_answer(&offer, &answer).ok()
+    });
+    let usable = negotiated.as_ref().is_some_and(|n| n.codec != Codec::Opus);
+    if usable {
+        trunk.negotiated = negotiated;
+    }
+    if !usable || !s.start_media(id) {
+        tracing::warn!(call = id, "trunk ACK without a usable SDP answer");
+        return s.end_call(now, id, EndedBy::Gateway, "bad_trunk_answer", None);
     }
 }
 

@@ -98,6 +98,99 @@ impl Signalling {
         }
     }
 
+    /// A re-INVITE without SDP on a leg (RFC 3261 §14.2): our 200 offers the session as it
+    /// runs (the negotiated codec, our current direction, a new version) and the answer comes
+    /// in the ACK ([`Signalling::ack_answer`]). A browser is offered its session unchanged.
+    pub(super) fn offer_for_reinvite(&mut self, now: Instant, id: u64, leg: LegId) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let session = if call.trunk == Some(leg) {
+            call.trunk_session.as_mut()
+        } else {
+            Some(&mut call.client_session)
+        };
+        let Some(session) = session else {
+            return;
+        };
+        if let Some(previous) = session.webrtc_answer.as_deref() {
+            let offer = session::webrtc_reoffer(previous, session.local.direction);
+            session.webrtc_answer = Some(offer.clone());
+            self.ua.answer_offer(now, leg, offer.into_bytes());
+            return;
+        }
+        let Some(codec) = session.negotiated.as_ref().map(|n| n.codec) else {
+            self.ua.reject_offer(now, leg, StatusCode::SERVER_ERROR);
+            return;
+        };
+        session.local.session_version += 1;
+        let mut local = session.local.clone();
+        local.codecs = vec![codec];
+        let offer = sdp::build_offer(&local);
+        session.offer = Some(offer.clone());
+        self.ua
+            .answer_offer(now, leg, offer.to_string().into_bytes());
+    }
+
+    /// The ACK that answers the offer in our 200 to an offerless re-INVITE: media follows the
+    /// answer (address, hold). An answer that does not fit our offer ends the call, since the
+    /// session has no agreed description left (RFC 3261 §13.3.1.4 leaves us a BYE).
+    pub(super) fn ack_answer(&mut self, now: Instant, id: u64, leg: LegId, sdp: Option<Vec<u8>>) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let role = if call.trunk == Some(leg) {
+            LegRole::Trunk
+        } else {
+            LegRole::Client
+        };
+        let session = match role {
+            LegRole::Trunk => call.trunk_session.as_mut(),
+            LegRole::Client => Some(&mut call.client_session),
+        };
+        let Some(session) = session else {
+            return;
+        };
+        let Some(offer) = session.offer.take() else {
+            // A browser's answer to its unchanged session: nothing on the shard changes.
+            return;
+        };
+        let answer = sdp.as_deref().and_then(|b| Sdp::parse(b).ok());
+        let negotiated = answer
+            .as_ref()
+            .and_then(|answer| sdp::accept_answer(&offer, answer).ok());
+        let current = session.negotiated.as_ref().map(|n| n.codec);
+        let Some(negotiated) = negotiated.filter(|n| Some(n.codec) == current) else {
+            tracing::warn!(call = id, ?role, "ACK without a usable answer to our offer");
+            self.end_call(
+                now,
+                id,
+                crate::ops::cdr::EndedBy::Gateway,
+                "bad_ack_answer",
+                None,
+            );
+            return;
+        };
+        let held = answer.as_ref().is_some_and(offer_holds);
+        let hold_changed = session.remote_held != held;
+        session.remote_held = held;
+        let remote = session::remote_of(&negotiated);
+        session.negotiated = Some(negotiated);
+        if let Some((media_id, shard)) = call.media {
+            if let Some(remote) = remote {
+                let _ = self
+                    .media
+                    .send(shard, Command::SetRemote(media_id, role, remote));
+            }
+            let _ = self
+                .media
+                .send(shard, Command::SetHold(media_id, role, held));
+        }
+        if hold_changed {
+            self.propagate_hold(now, id, role, held);
+        }
+    }
+
     /// Tells the other leg that this one went on hold (or came back), with a re-INVITE that
     /// makes us `sendonly` (or `sendrecv` again) towards it, so a carrier knows the line is on
     /// hold and a client shows it. Media keeps flowing through the shard either way.
@@ -112,9 +205,18 @@ impl Signalling {
         let (Some(other_leg), Some(other)) = (other_leg, other) else {
             return;
         };
-        if other.webrtc_answer.is_some() {
-            // A browser would need a DTLS re-offer from its session on the shard; it keeps
-            // hearing the held line's silence or music instead.
+        // Our direction towards the other leg from now on; re-offers from it are answered so.
+        other.local.direction = if held {
+            sdp::Direction::SendOnly
+        } else {
+            sdp::Direction::SendRecv
+        };
+        if let Some(previous) = other.webrtc_answer.as_deref() {
+            // A browser: its session on the shard goes on unchanged (same ICE credentials,
+            // fingerprint and DTLS role); only the direction and the version change.
+            let offer = session::webrtc_reoffer(previous, other.local.direction);
+            other.webrtc_answer = Some(offer.clone());
+            self.ua.reinvite(now, other_leg, offer.into_bytes());
             return;
         }
         let Some(codec) = other.negotiated.as_ref().map(|n| n.codec) else {
@@ -123,11 +225,6 @@ impl Signalling {
         other.local.session_version += 1;
         let mut local = other.local.clone();
         local.codecs = vec![codec];
-        local.direction = if held {
-            sdp::Direction::SendOnly
-        } else {
-            sdp::Direction::SendRecv
-        };
         let offer = sdp::build_offer(&local);
         self.ua
             .reinvite(now, other_leg, offer.to_string().into_bytes());
@@ -151,7 +248,8 @@ impl Signalling {
     }
 }
 
-/// Whether an offer puts us on hold: its audio stream will not send to us.
+/// Whether an offer puts us on hold: its audio stream will not send to us, or (RFC 2543
+/// style, still sent by carriers' older switches) it gives `c=0.0.0.0` as its address.
 fn offer_holds(offer: &Sdp) -> bool {
     offer
         .media
@@ -161,7 +259,7 @@ fn offer_holds(offer: &Sdp) -> bool {
             matches!(
                 offer.direction_of(i),
                 sdp::Direction::SendOnly | sdp::Direction::Inactive
-            )
+            ) || offer.address_of(i).is_some_and(|a| a.is_unspecified())
         })
 }
 
@@ -201,6 +299,22 @@ fn parse_dtmf_info(content_type: Option<&str>, body: &[u8]) -> Option<(char, Dur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hold_is_read_from_the_direction_or_an_unspecified_address() {
+        let offer = |extra: &str, addr: &str| {
+            let text = format!(
+                "v=0\r\no=c 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\n\
+                 m=audio 4000 RTP/AVP 0\r\n{extra}"
+            );
+            Sdp::parse(text.as_bytes()).expect("offer parses")
+        };
+        assert!(!offer_holds(&offer("", "192.0.2.1")));
+        assert!(offer_holds(&offer("a=sendonly\r\n", "192.0.2.1")));
+        assert!(offer_holds(&offer("a=inactive\r\n", "192.0.2.1")));
+        assert!(offer_holds(&offer("a=sendrecv\r\n", "0.0.0.0")));
+        assert!(!offer_holds(&offer("a=recvonly\r\n", "192.0.2.1")));
+    }
 
     #[test]
     fn dtmf_info_bodies_are_read() {

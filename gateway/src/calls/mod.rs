@@ -234,6 +234,21 @@ impl Signalling {
             } => self.with_call(call, |s, id| {
                 s.info(id, call, content_type.as_deref(), &body);
             }),
+            Event::OfferWanted { call } => self.with_call(call, |s, id| {
+                s.offer_for_reinvite(now, id, call);
+            }),
+            Event::AckAnswer { call, sdp } => self.with_call(call, |s, id| {
+                let late_offer = s.calls.get(&id).is_some_and(|c| {
+                    c.trunk == Some(call)
+                        && c.media.is_none()
+                        && c.direction == crate::ops::metrics::Direction::Inbound
+                });
+                if late_offer {
+                    inbound::trunk_late_answer(s, now, id, sdp);
+                } else {
+                    s.ack_answer(now, id, call, sdp);
+                }
+            }),
             Event::OfferAnswered { .. } | Event::OfferRejected { .. } => {}
             Event::Registered { id, .. } => self.registration_result(id, true),
             Event::RegistrationFailed { id, status } => {

@@ -336,6 +336,14 @@ pub(super) fn trunk_progress(
     let Some(client) = s.calls.get(&id).and_then(|c| c.client) else {
         return;
     };
+    if s.calls.get(&id).is_some_and(|c| c.media.is_some()) {
+        // Early media runs already: a later 18x (another fork's, or the same dialog's with a
+        // new address) moves it; the client's answer stays as it was.
+        if let Some(body) = sdp.as_deref() {
+            follow_trunk_answer(s, id, body);
+        }
+        return;
+    }
     if let Some(answer) = sdp.as_deref().and_then(|b| negotiate(s, id, b)) {
         if s.start_media(id) {
             s.ua.ring(
@@ -367,18 +375,41 @@ pub(super) fn trunk_answered(s: &mut Signalling, now: Instant, id: u64, sdp: Opt
     let media_up = s.calls.get(&id).is_some_and(|c| c.media.is_some());
     let answer = match (media_up, sdp) {
         (false, Some(body)) => negotiate(s, id, &body),
-        (true, _) => s
+        // Early media ran on a 18x's SDP; the 200's is the answer that counts (an unreliable
+        // 18x's was only a preview, and the 200 may come from another fork): media follows it.
+        (true, Some(body)) => follow_trunk_answer(s, id, &body)
+            .then(|| {
+                s.calls
+                    .get(&id)
+                    .and_then(|c| c.client_session.answer_body())
+            })
+            .flatten(),
+        (true, None) => s
             .calls
             .get(&id)
             .and_then(|c| c.client_session.answer_body()),
         (false, None) => None,
     };
     let Some(answer) = answer else {
+        // No audio stream left (port 0), no codec of ours, or no SDP at all: media cannot
+        // work, which the client hears as 488 (RFC 3261 §21.4.26).
         tracing::warn!(call = id, "trunk answered without a usable SDP answer");
-        return fail_after_answer(s, now, id, "bad_trunk_answer");
+        return fail_after_answer(
+            s,
+            now,
+            id,
+            "bad_trunk_answer",
+            StatusCode::NOT_ACCEPTABLE_HERE,
+        );
     };
     if !s.start_media(id) {
-        return fail_after_answer(s, now, id, "media_setup_failed");
+        return fail_after_answer(
+            s,
+            now,
+            id,
+            "media_setup_failed",
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
     }
     let Some(call) = s.calls.get_mut(&id) else {
         return;
@@ -465,6 +496,50 @@ fn next_trunk_or_fail(s: &mut Signalling, now: Instant, id: u64, cause: String) 
     }
 }
 
+/// A new answer from the trunk while media already runs (early media from a 18x): the trunk
+/// leg's media goes where the new answer says. The codec must stay the one media runs with
+/// (the shards cannot change a running leg's codec); `false` when the answer is unusable.
+fn follow_trunk_answer(s: &mut Signalling, id: u64, trunk_answer: &[u8]) -> bool {
+    let Some(call) = s.calls.get_mut(&id) else {
+        return false;
+    };
+    let Some(trunk) = call.trunk_session.as_mut() else {
+        return false;
+    };
+    let negotiated = Sdp::parse(trunk_answer)
+        .ok()
+        .zip(trunk.offer.as_ref())
+        .and_then(|(answer, offer)| sdp::accept_answer(offer, &answer).ok());
+    let current = trunk.negotiated.as_ref().map(|n| n.codec);
+    let Some(negotiated) = negotiated else {
+        tracing::warn!(
+            call = id,
+            "trunk sent an unusable SDP answer after early media"
+        );
+        return false;
+    };
+    if Some(negotiated.codec) != current {
+        tracing::warn!(
+            call = id,
+            early = ?current,
+            now = ?negotiated.codec,
+            "trunk changed codec after early media; media keeps the early one"
+        );
+        return false;
+    }
+    let remote = session::remote_of(&negotiated);
+    let changed = trunk.negotiated.as_ref().map(session::remote_of) != Some(remote);
+    trunk.negotiated = Some(negotiated);
+    if let (true, Some(remote), Some((media_id, shard))) = (changed, remote, call.media) {
+        tracing::info!(call = id, %remote, "trunk media moved");
+        let _ = s.media.send(
+            shard,
+            crate::media::Command::SetRemote(media_id, crate::media::LegRole::Trunk, remote),
+        );
+    }
+    true
+}
+
 /// Reads the trunk's SDP answer and answers the client's offer to match; returns our answer
 /// for the client.
 fn negotiate(s: &mut Signalling, id: u64, trunk_answer: &[u8]) -> Option<Vec<u8>> {
@@ -497,19 +572,13 @@ fn fail(s: &mut Signalling, now: Instant, id: u64, status: StatusCode, cause: &s
     s.end_call(now, id, EndedBy::Gateway, cause, Some(status));
 }
 
-fn fail_after_answer(s: &mut Signalling, now: Instant, id: u64, cause: &str) {
+fn fail_after_answer(s: &mut Signalling, now: Instant, id: u64, cause: &str, status: StatusCode) {
     if let Some(call) = s.calls.get_mut(&id) {
-        // The trunk answered: it must get a BYE, and the client a 503.
+        // The trunk answered: it must get a BYE, and the client `status`.
         call.phase = Phase::Setup;
-        call.final_status = Some(StatusCode::SERVICE_UNAVAILABLE);
+        call.final_status = Some(status);
     }
-    s.end_call(
-        now,
-        id,
-        EndedBy::Gateway,
-        cause,
-        Some(StatusCode::SERVICE_UNAVAILABLE),
-    );
+    s.end_call(now, id, EndedBy::Gateway, cause, Some(status));
 }
 
 /// The status a client gets for a trunk's final failure.

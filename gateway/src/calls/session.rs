@@ -86,6 +86,24 @@ pub(crate) fn webrtc_reanswer(previous: &str, offer: &Sdp) -> String {
         Direction::Inactive => "a=inactive",
         Direction::SendRecv => "a=sendrecv",
     };
+    rewrite_direction(previous, ours)
+}
+
+/// A re-offer to a browser on its running session: our last SDP towards it with `direction`
+/// and its `o=` version one higher (RFC 3264 §8). ICE credentials, fingerprint and the settled
+/// DTLS role stay, so the browser keeps its DTLS association (RFC 8842 §5.5).
+pub(crate) fn webrtc_reoffer(previous: &str, direction: Direction) -> String {
+    let ours = match direction {
+        Direction::SendOnly => "a=sendonly",
+        Direction::RecvOnly => "a=recvonly",
+        Direction::Inactive => "a=inactive",
+        Direction::SendRecv => "a=sendrecv",
+    };
+    rewrite_direction(previous, ours)
+}
+
+/// `previous` with every direction line replaced by `ours` and the `o=` version bumped.
+fn rewrite_direction(previous: &str, ours: &str) -> String {
     previous
         .split_inclusive('\n')
         .map(|line| {

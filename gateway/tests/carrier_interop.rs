@@ -1,0 +1,454 @@
+//! Carriers' varied but legal SIP, end to end: late offers (the answer in the ACK), early
+//! dialogs whose SDP changes or forks, 100rel, answers shaped unlike ours, a refused stream.
+//! SIPp plays the carrier (and the client); the test owns the carrier's RTP sockets, sends a
+//! tone into the gateway and counts where the media the gateway sends back arrives. The far
+//! client runs SIPp's `-rtp_echo`, so what comes back crossed the gateway both ways.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+use landline_codecs::rtp::RtpPacket;
+
+fn carrier_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 2], free_port()))
+}
+
+fn client_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+fn one_carrier() -> (SocketAddr, Gateway) {
+    let carrier = carrier_addr();
+    let gateway = Gateway::start(&[TestTrunk {
+        name: "carrier",
+        addr: carrier,
+        probe: false,
+    }]);
+    (carrier, gateway)
+}
+
+/// An RTP socket on the carrier's address.
+fn carrier_media() -> (UdpSocket, String) {
+    let socket = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 2], 0))).expect("media socket");
+    socket
+        .set_nonblocking(true)
+        .expect("non-blocking media socket");
+    let port = socket.local_addr().expect("addr").port().to_string();
+    (socket, port)
+}
+
+/// A softphone registered as alice, answering (PCMU) with `-rtp_echo`.
+fn echoing_softphone(gateway: &Gateway) -> Sipp {
+    softphone(gateway, "client_answer", &["-rtp_echo"])
+}
+
+/// A softphone registered as alice, then answering with `scenario`.
+fn softphone(gateway: &Gateway, scenario: &str, extra: &[&str]) -> Sipp {
+    let phone = client_addr();
+    let mut register = Sipp::start(
+        "client_register",
+        phone,
+        Some(gateway.sip),
+        1,
+        &["-au", "alice", "-ap", PASSWORD],
+    );
+    assert_calls(register.finish(), 1, "register", gateway, &[&register]);
+    Sipp::start(scenario, phone, None, 1, extra)
+}
+
+/// A client calling out through the trunk (PCMU and PCMA offered), talking for `ms`, echoing.
+fn echoing_client(gateway: &Gateway, ms: u32) -> Sipp {
+    let ms = ms.to_string();
+    let args = [
+        "-au",
+        "alice",
+        "-ap",
+        PASSWORD,
+        "-s",
+        "+15557654321",
+        "-rtp_echo",
+        "-d",
+        &ms,
+    ];
+    Sipp::start(
+        "client_call_long",
+        client_addr(),
+        Some(gateway.sip),
+        1,
+        &args,
+    )
+}
+
+/// An RTP socket on the client's address.
+fn client_media() -> (UdpSocket, String) {
+    let socket = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("media socket");
+    socket
+        .set_nonblocking(true)
+        .expect("non-blocking media socket");
+    let port = socket.local_addr().expect("addr").port().to_string();
+    (socket, port)
+}
+
+/// A client calling out (PCMU) with its media at `port`, talking for `ms` after the answer.
+fn talking_client(gateway: &Gateway, port: &str, ms: u32) -> Sipp {
+    let ms = ms.to_string();
+    let args = [
+        "-au",
+        "alice",
+        "-ap",
+        PASSWORD,
+        "-s",
+        "+15557654321",
+        "-key",
+        "rtp_port",
+        port,
+        "-d",
+        &ms,
+    ];
+    Sipp::start(
+        "client_call_talk",
+        client_addr(),
+        Some(gateway.sip),
+        1,
+        &args,
+    )
+}
+
+/// Where the carrier's SIPp was told to send media: the gateway's trunk-side port, from the
+/// first SDP in `log` after `marker`.
+fn gateway_port_after(sipp: &Sipp, marker: &str) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let log = sipp.messages();
+        let port = log.find(marker).and_then(|i| {
+            log[i..]
+                .lines()
+                .find_map(|l| l.strip_prefix("m=audio "))?
+                .split(' ')
+                .next()?
+                .parse::<u16>()
+                .ok()
+        });
+        if let Some(port) = port {
+            return SocketAddr::from(([127, 0, 0, 1], port));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no SDP after {marker:?}:\n{}", sipp.diagnostics());
+}
+
+/// Media arrivals: (time since start, which socket, payload type).
+struct Heard(Vec<(Duration, usize, u8)>);
+
+impl Heard {
+    fn count(&self, socket: usize, from: Duration, to: Duration) -> usize {
+        self.0
+            .iter()
+            .filter(|(t, s, _)| *s == socket && *t >= from && *t < to)
+            .count()
+    }
+}
+
+/// Sends a PCMU (or PCMA, `payload_type` 8) tone from `from` to `to` every 20 ms for `length`,
+/// recording every RTP packet arriving on `listen`.
+fn talk(from: &UdpSocket, to: SocketAddr, listen: &[&UdpSocket], length: Duration) -> Heard {
+    talk_with(from, to, listen, length, 0)
+}
+
+fn talk_with(
+    from: &UdpSocket,
+    to: SocketAddr,
+    listen: &[&UdpSocket],
+    length: Duration,
+    payload_type: u8,
+) -> Heard {
+    let start = Instant::now();
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 2048];
+    let mut sequence = 0u16;
+    while start.elapsed() < length {
+        let mut packet = pcmu_tone(sequence, u32::from(sequence) * 160, 440.0);
+        packet[1] = (packet[1] & 0x80) | payload_type;
+        let _ = from.send_to(&packet, to);
+        sequence = sequence.wrapping_add(1);
+        let until = start + Duration::from_millis(20 * u64::from(sequence));
+        while Instant::now() < until {
+            for (i, socket) in listen.iter().enumerate() {
+                while let Ok((n, _)) = socket.recv_from(&mut buf) {
+                    if let Ok(rtp) = RtpPacket::parse(&buf[..n]) {
+                        heard.push((start.elapsed(), i, rtp.payload_type));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    Heard(heard)
+}
+
+const S: fn(u64) -> Duration = Duration::from_millis;
+
+#[test]
+fn a_late_offer_from_the_carrier_is_offered_in_our_200_and_answered_in_its_ack() {
+    let (carrier, gateway) = one_carrier();
+    let mut phone = echoing_softphone(&gateway);
+    let (media, port) = carrier_media();
+    let mut trunk = Sipp::start(
+        "carrier_late_offer",
+        carrier,
+        Some(gateway.sip),
+        1,
+        &[
+            "-s",
+            "+15551230001",
+            "-key",
+            "rtp_port",
+            &port,
+            "-d",
+            "2500",
+        ],
+    );
+    let target = gateway_port_after(&trunk, "SIP/2.0 200 OK");
+    let heard = talk(&media, target, &[&media], S(2000));
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk, &phone]);
+    assert_calls(phone.finish(), 1, "softphone", &gateway, &[&trunk, &phone]);
+    let back = heard.count(0, S(0), S(2000));
+    assert!(
+        back >= 50,
+        "the tone crossed the gateway both ways only {back} times\n{}",
+        gateway.log()
+    );
+    gateway.assert_idle();
+}
+
+#[test]
+fn a_carrier_reinvite_without_sdp_gets_our_offer_and_media_follows_the_ack() {
+    let (carrier, gateway) = one_carrier();
+    let (phone_media, phone_port) = client_media();
+    let mut phone = softphone(
+        &gateway,
+        "client_answer_media",
+        &["-key", "rtp_port", &phone_port],
+    );
+    let (first, first_port) = carrier_media();
+    let (second, second_port) = carrier_media();
+    let mut trunk = Sipp::start(
+        "carrier_reinvite_late",
+        carrier,
+        Some(gateway.sip),
+        1,
+        &[
+            "-s",
+            "+15551230001",
+            "-key",
+            "rtp_port",
+            &first_port,
+            "-key",
+            "rtp_port2",
+            &second_port,
+        ],
+    );
+    // The phone talks; the carrier's sockets only listen.
+    let target = gateway_port_after(&phone, "INVITE sip:");
+    let heard = talk(&phone_media, target, &[&first, &second], S(3300));
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk, &phone]);
+    assert_calls(phone.finish(), 1, "softphone", &gateway, &[&trunk, &phone]);
+    let at_carrier = trunk.messages();
+    let offer = at_carrier
+        .split("SIP/2.0 200 OK")
+        .map(|m| m.split("UDP message").next().unwrap_or(""))
+        .find(|m| m.contains("CSeq: 2 INVITE"))
+        .unwrap_or_else(|| panic!("no 200 to the re-INVITE:\n{at_carrier}"));
+    assert!(offer.contains("m=audio"), "our 200 offers: {offer}");
+    let (before, after) = (
+        heard.count(0, S(0), S(1300)),
+        heard.count(1, S(2000), S(3300)),
+    );
+    assert!(
+        before >= 30 && after >= 30,
+        "media at the first port {before}, at the ACK's port {after}\n{}",
+        gateway.log()
+    );
+    assert!(
+        heard.count(0, S(2300), S(3300)) <= 3,
+        "media left the old port"
+    );
+    gateway.assert_idle();
+}
+
+#[test]
+fn early_media_moves_to_the_address_of_the_200s_answer() {
+    let (carrier, gateway) = one_carrier();
+    let (early, early_port) = carrier_media();
+    let (answered, answered_port) = carrier_media();
+    let mut trunk = Sipp::start(
+        "carrier_183_then_200_moved",
+        carrier,
+        None,
+        1,
+        &[
+            "-key",
+            "rtp_port",
+            &early_port,
+            "-key",
+            "rtp_port2",
+            &answered_port,
+        ],
+    );
+    std::thread::sleep(S(300));
+    let (phone, phone_port) = client_media();
+    let mut client = talking_client(&gateway, &phone_port, 1500);
+    // The gateway's client-side port, from its 183; the carrier sends nothing, so what
+    // arrives where shows where the gateway sends.
+    let target = gateway_port_after(&client, "SIP/2.0 183");
+    let heard = talk(&phone, target, &[&early, &answered], S(3000));
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    let (during, after) = (
+        heard.count(0, S(200), S(1300)),
+        heard.count(1, S(1800), S(2800)),
+    );
+    assert!(
+        during >= 20 && after >= 30,
+        "early media at the 183's port {during}, after the 200 at its port {after}\n{}",
+        gateway.log()
+    );
+    assert!(
+        heard.count(0, S(1800), S(3000)) <= 3,
+        "media left the 183's port"
+    );
+    gateway.assert_idle();
+}
+
+#[test]
+fn forked_early_dialogs_end_with_media_and_the_dialog_of_the_fork_that_answered() {
+    let (carrier, gateway) = one_carrier();
+    let (fork1, fork1_port) = carrier_media();
+    let (fork2, fork2_port) = carrier_media();
+    let mut trunk = Sipp::start(
+        "carrier_forked_early",
+        carrier,
+        None,
+        1,
+        &[
+            "-key",
+            "rtp_port",
+            &fork1_port,
+            "-key",
+            "rtp_port2",
+            &fork2_port,
+        ],
+    );
+    std::thread::sleep(S(300));
+    let (phone, phone_port) = client_media();
+    let mut client = talking_client(&gateway, &phone_port, 1500);
+    let target = gateway_port_after(&client, "SIP/2.0 183");
+    let heard = talk(&phone, target, &[&fork1, &fork2], S(3200));
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    assert!(
+        heard.count(1, S(1000), S(1600)) >= 10,
+        "the second fork's early media was followed\n{}",
+        gateway.log()
+    );
+    assert!(
+        heard.count(0, S(2300), S(3200)) >= 30,
+        "media ends at the answering fork\n{}",
+        gateway.log()
+    );
+    let at_carrier = trunk.messages();
+    let bye = &at_carrier[at_carrier.rfind("BYE sip:").unwrap_or(0)..];
+    assert!(
+        bye.contains("SIPpTag01"),
+        "BYE to the fork that answered: {bye}"
+    );
+    gateway.assert_idle();
+}
+
+#[test]
+fn a_carrier_requiring_100rel_is_pracked_and_the_bye_cseq_follows_the_pracks() {
+    let (carrier, gateway) = one_carrier();
+    let mut trunk = Sipp::start("carrier_100rel", carrier, None, 1, &["-rtp_echo"]);
+    std::thread::sleep(S(300));
+    let mut client = echoing_client(&gateway, 1000);
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    let at_carrier = trunk.messages();
+    let cseq_of = |method: &str| -> Vec<u32> {
+        at_carrier
+            .split(&format!("{method} sip:"))
+            .skip(1)
+            .filter_map(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("CSeq: "))?
+                    .split(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    };
+    let (pracks, byes) = (cseq_of("PRACK"), cseq_of("BYE"));
+    assert_eq!(pracks.len(), 2, "{at_carrier}");
+    assert!(pracks[1] > pracks[0], "PRACK CSeqs {pracks:?}");
+    assert!(
+        byes.iter().all(|b| *b > pracks[1]),
+        "BYE {byes:?} after PRACKs {pracks:?}"
+    );
+    gateway.assert_idle();
+}
+
+#[test]
+fn an_answer_refusing_the_audio_stream_fails_the_call_cleanly() {
+    let (carrier, gateway) = one_carrier();
+    let mut trunk = Sipp::start("carrier_answer_port_zero", carrier, None, 1, &[]);
+    std::thread::sleep(S(300));
+    let mut client = Sipp::start(
+        "client_call_not_acceptable",
+        client_addr(),
+        Some(gateway.sip),
+        1,
+        &["-au", "alice", "-ap", PASSWORD, "-s", "+15557654321"],
+    );
+    let client_stats = client.finish();
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    let at_client = client.messages();
+    assert!(
+        at_client.contains("SIP/2.0 488"),
+        "the client hears 488 ({client_stats:?}):\n{at_client}"
+    );
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(cdrs[0]["hangup_cause"], "bad_trunk_answer");
+    gateway.assert_idle();
+}
+
+#[test]
+fn an_answer_in_pcma_with_its_own_event_type_ptime_and_media_level_address_carries_media() {
+    let (carrier, gateway) = one_carrier();
+    let (media, port) = carrier_media();
+    let rtcp = (port.parse::<u16>().unwrap_or(0) + 1).to_string();
+    let mut trunk = Sipp::start(
+        "carrier_answer_shapes",
+        carrier,
+        None,
+        1,
+        &["-key", "rtp_port", &port, "-key", "rtp_port_rtcp", &rtcp],
+    );
+    std::thread::sleep(S(300));
+    let mut client = echoing_client(&gateway, 2000);
+    let target = gateway_port_after(&trunk, "INVITE sip:");
+    let heard = talk_with(&media, target, &[&media], S(1800), 8);
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    let pcma = heard.0.iter().filter(|(_, _, pt)| *pt == 8).count();
+    assert!(
+        pcma >= 40,
+        "PCMA came back {pcma} times of {}\n{}",
+        heard.0.len(),
+        gateway.log()
+    );
+    gateway.assert_idle();
+}
