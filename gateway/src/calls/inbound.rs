@@ -377,7 +377,7 @@ pub(super) fn trunk_late_answer(s: &mut Signalling, now: Instant, id: u64, sdp: 
     }
     if !usable || !s.start_media(id) {
         tracing::warn!(call = id, "trunk ACK without a usable SDP answer");
-        return s.end_call(now, id, EndedBy::Gateway, "bad_trunk_answer", None);
+        s.end_call(now, id, EndedBy::Gateway, "bad_trunk_answer", None);
     }
 }
 
