@@ -8,6 +8,7 @@
 //! channel. Per-shard counters are atomics the metrics exporter reads.
 
 mod call;
+mod dtls;
 mod ports;
 mod priority;
 mod shard;

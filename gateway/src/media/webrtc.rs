@@ -12,19 +12,21 @@
 //! from its SDP before str0m reads it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use landline_codecs::rtp::RtpPacket;
 use landline_sip::sdp::Sdp;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
+use str0m::crypto::CryptoProvider;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Direction, Frequency, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
-use super::{LegCodec, MediaError};
+use super::{LegCodec, MediaError, dtls};
 
 /// The payload type we offer for `telephone-event/48000` when we make the offer.
 const TELEPHONE_EVENT_PT: u8 = 101;
@@ -35,10 +37,13 @@ const MAX_DUE_TIMEOUTS: u32 = 4;
 pub const RTP_BUFFER: usize = 1500;
 
 /// The DTLS certificate of this process: generating one costs milliseconds of CPU, so one is
-/// made at start and every session presents it (its fingerprint goes in each SDP).
+/// made at start and every session presents it (its fingerprint goes in each SDP). With it, the
+/// crypto every session uses: OpenSSL's DTLS context holding that certificate, built once here
+/// rather than once per session (`dtls.rs`).
 #[derive(Clone)]
 pub struct WebRtcIdentity {
     cert: DtlsCert,
+    crypto: Arc<CryptoProvider>,
 }
 
 impl std::fmt::Debug for WebRtcIdentity {
@@ -48,7 +53,7 @@ impl std::fmt::Debug for WebRtcIdentity {
 }
 
 impl WebRtcIdentity {
-    /// Generates the process's certificate.
+    /// Generates the process's certificate and builds its DTLS context.
     pub fn generate() -> Result<Self, MediaError> {
         let provider = str0m::crypto::from_feature_flags();
         let cert = provider
@@ -57,7 +62,9 @@ impl WebRtcIdentity {
             .ok_or(MediaError::WebRtc(
                 "cannot generate a DTLS certificate".into(),
             ))?;
-        Ok(WebRtcIdentity { cert })
+        let crypto = dtls::crypto_provider(&cert)
+            .map_err(|e| MediaError::WebRtc(format!("cannot set up DTLS: {e}")))?;
+        Ok(WebRtcIdentity { cert, crypto })
     }
 }
 
@@ -81,6 +88,8 @@ pub struct WebRtcSession {
     next_timeout: Option<Instant>,
     /// The extended sequence number of the last packet written, for str0m's 64-bit counter.
     last_seq: Option<u64>,
+    /// Told once, at the browser's first packet, so DTLS frees what it kept for the handshake.
+    dtls_confirmed: Option<dtls::PeerConfirmed>,
     connected: bool,
     ended: bool,
 }
@@ -178,6 +187,7 @@ impl WebRtcSession {
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_dtls_cert(identity.cert.clone())
+            .set_crypto_provider(identity.crypto.clone())
             .set_stats_interval(None)
             .clear_codecs()
             .clear_extension_map()
@@ -190,7 +200,8 @@ impl WebRtcSession {
             None,
             FormatParams::default(),
         );
-        let mut rtc = config.build(now);
+        let confirmed = dtls::PeerConfirmed::default();
+        let mut rtc = dtls::with_signal(&confirmed, || config.build(now));
         let candidate = Candidate::host(local, "udp")
             .map_err(|e| MediaError::WebRtc(format!("bad WebRTC address {local}: {e}")))?;
         rtc.add_local_candidate(candidate);
@@ -204,6 +215,7 @@ impl WebRtcSession {
             codec: None,
             next_timeout: None,
             last_seq: None,
+            dtls_confirmed: Some(confirmed),
             connected: false,
             ended: false,
         };
@@ -297,6 +309,9 @@ impl WebRtcSession {
                     }
                 }
                 Ok(Output::Event(Event::RtpPacket(packet))) => {
+                    if let Some(confirmed) = self.dtls_confirmed.take() {
+                        confirmed.confirm();
+                    }
                     if let Some(len) = write_rtp(&packet.header, &packet.payload, rtp) {
                         return Drained::Rtp(len);
                     }
