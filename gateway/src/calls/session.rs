@@ -277,6 +277,18 @@ mod tests {
     }
 
     #[test]
+    fn a_carriers_hold_is_re_offered_to_a_browser_on_its_running_session() {
+        let held = webrtc_reoffer(WEBRTC_ANSWER, Direction::SendOnly);
+        assert!(held.contains("\r\na=sendonly\r\n"), "{held}");
+        assert!(held.contains("o=str0m-1 42 3 IN IP4"), "{held}");
+        // Same ICE credentials and DTLS role: the browser keeps its association.
+        assert!(held.contains("a=ice-ufrag:ours") && held.contains("a=setup:passive"));
+        let resumed = webrtc_reoffer(&held, Direction::SendRecv);
+        assert!(resumed.contains("\r\na=sendrecv\r\n"), "{resumed}");
+        assert!(resumed.contains("o=str0m-1 42 4 IN IP4"), "{resumed}");
+    }
+
+    #[test]
     fn our_offer_takes_the_dtls_role_the_browser_left_us() {
         let offer = "v=0\r\na=setup:actpass\r\n";
         assert_eq!(
