@@ -23,8 +23,10 @@
 //! (ICE, DTLS-SRTP, Opus; see `webrtc.rs`), its SDP offer sent in the same SIP INVITE over UDP,
 //! so the gateway answers with its own WebRTC session on a shard's shared WebRTC port. The
 //! carrier side is unchanged. Latency client → carrier is then from just before the encrypted
-//! datagram's `send_to` (after the client's SRTP), carrier → client to just after the client's
-//! `recv_from` (before its SRTP), so both still cover only loopback and the gateway.
+//! datagram's `send_to` (after the client's SRTP), carrier → client to the kernel's receive
+//! stamp on the client's socket (before its SRTP), so both still cover only loopback and the
+//! gateway. Every received packet is timed by the kernel's stamp (`SO_TIMESTAMPNS`, see
+//! `stamp.rs`), not by when a generator thread got a core to read it.
 //!
 //! Latency matching: the gateway rewrites SSRC, sequence numbers and timestamps, and transcodes,
 //! so nothing of ours survives in the packet. It does keep one 20 ms frame out per 20 ms frame
@@ -55,7 +57,10 @@ use landline_benches::Fixtures;
 use landline_benches::fixtures::{OPUS_PAYLOAD_TYPE, PTIME};
 use landline_sip::auth::{Challenge, Credentials, DigestClient};
 
+mod stamp;
 mod webrtc;
+
+use stamp::Clock;
 
 /// The test user's password (the config is generated, so any will do).
 const PASSWORD: &str = "load-password";
@@ -845,21 +850,21 @@ struct Received {
 }
 
 /// Receives on one generator socket until `stop`, telling calls apart by the gateway port the
-/// packet comes from.
+/// packet comes from; a packet's arrival is the kernel's stamp (see `stamp.rs`).
 fn receive(
     socket: UdpSocket,
     calls_by_port: Vec<u32>,
-    start: Instant,
+    clock: Clock,
     stop: Arc<AtomicBool>,
 ) -> (Vec<Received>, u64) {
     let mut out = Vec::with_capacity(1 << 20);
     let mut strays = 0;
     let mut buf = [0u8; 2048];
     while !stop.load(Ordering::Relaxed) {
-        let Ok((n, from)) = socket.recv_from(&mut buf) else {
+        let Ok((n, from, stamp)) = stamp::recv(&socket, &mut buf) else {
             continue;
         };
-        let at = start.elapsed().as_nanos() as u64;
+        let at = clock.at(stamp);
         let call = calls_by_port[usize::from(from.port())];
         if n < 12 || call == u32::MAX {
             strays += 1;
@@ -1059,6 +1064,7 @@ fn media_socket(ip: [u8; 4]) -> Result<UdpSocket, String> {
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .map_err(|e| e.to_string())?;
+    stamp::enable(&socket).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?;
     Ok(socket)
 }
 
@@ -1210,7 +1216,7 @@ fn run(o: &Options, n: usize) -> Result<String, String> {
     .map(|(socket, ports)| {
         let stop = stop_media.clone();
         let socket = socket.expect("socket clone");
-        thread::spawn(move || receive(socket, ports, start, stop))
+        thread::spawn(move || receive(socket, ports, Clock::new(start), stop))
     });
     let plain_client = (!o.webrtc).then_some(client_media);
     let sender = thread::spawn(move || {

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::stamp::{self, Clock};
 use landline_benches::Fixtures;
 use landline_benches::fixtures::PTIME;
 use mio::net::UdpSocket as MioSocket;
@@ -73,6 +74,7 @@ impl WebClient {
             .map_err(|e| e.to_string())?;
         socket.set_nonblocking(true).map_err(|e| e.to_string())?;
         let socket: UdpSocket = socket.into();
+        stamp::enable(&socket).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?;
         let local = socket.local_addr().map_err(|e| e.to_string())?;
         let now = Instant::now();
         let mut rtc = Rtc::builder()
@@ -205,6 +207,7 @@ pub(crate) fn run(
     let mut received = Vec::with_capacity(n * (length.as_millis() as usize / 20 + 50));
     let mut scratch = Vec::new();
     let origin = Instant::now();
+    let origin_clock = Clock::new(origin);
 
     // ICE and DTLS: everyone at once, as fast as the gateway answers.
     let deadline = origin + connect_for;
@@ -225,7 +228,7 @@ pub(crate) fn run(
             read(
                 &mut clients,
                 event.token().0,
-                origin,
+                origin_clock,
                 &mut buf,
                 &mut scratch,
             );
@@ -244,6 +247,7 @@ pub(crate) fn run(
 
     // Media.
     let start = Instant::now() + Duration::from_millis(100);
+    let clock = Clock::new(start);
     let _ = started.send(start);
     let period = PTIME.as_nanos() as u64;
     let streams = 2 * n as u64;
@@ -280,7 +284,7 @@ pub(crate) fn run(
                 read(
                     &mut clients,
                     event.token().0,
-                    start,
+                    clock,
                     &mut buf,
                     &mut received,
                 );
@@ -323,7 +327,7 @@ pub(crate) fn run(
             read(
                 &mut clients,
                 event.token().0,
-                start,
+                clock,
                 &mut buf,
                 &mut received,
             );
@@ -338,11 +342,12 @@ pub(crate) fn run(
     })
 }
 
-/// Reads every datagram waiting on session `i`'s socket and feeds it to the session.
+/// Reads every datagram waiting on session `i`'s socket and feeds it to the session; a
+/// datagram's arrival is the kernel's stamp (see `stamp.rs`).
 fn read(
     clients: &mut [WebClient],
     i: usize,
-    start: Instant,
+    clock: Clock,
     buf: &mut [u8],
     received: &mut Vec<Received>,
 ) {
@@ -350,12 +355,12 @@ fn read(
         return;
     };
     loop {
-        let (n, source) = match client.socket.recv_from(buf) {
+        let (n, source, stamp) = match stamp::recv(&client.socket, buf) {
             Ok(r) => r,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             Err(_) => continue,
         };
-        let at = start.elapsed().as_nanos() as u64;
+        let at = clock.at(stamp);
         let now = Instant::now();
         let Ok(contents) = buf[..n].try_into() else {
             continue;
@@ -370,7 +375,7 @@ fn read(
             },
         );
         if client.rtc.handle_input(input).is_ok() {
-            client.drain(i as u32, start, received, at);
+            client.drain(i as u32, clock.start, received, at);
         }
     }
 }
