@@ -15,25 +15,33 @@ pub const PASSWORD: &str = "test-password";
 /// A port free for UDP and TCP on 127.0.0.1, 127.0.0.2 and 127.0.0.3, for a listener a test
 /// hands to the gateway or SIPp. Ports come from 10000–19999, outside Linux's ephemeral range
 /// (32768–60999): a port the kernel picked and we released could be handed to any socket's
-/// implicit bind before the gateway binds it (CI saw "Address already in use"). A counter per
-/// process, started at a point set by the process id, keeps parallel tests and test binaries
-/// apart; a port something else holds is skipped.
+/// implicit bind before the gateway binds it (CI saw "Address already in use"). Each call
+/// takes a block of four (the port returned is the first, even one): SIPp's `-mp` port also
+/// binds the next three for RTCP and video. A counter per process, started at a point set by
+/// the process id, keeps parallel tests and test binaries apart; a block something else holds
+/// is skipped.
 pub fn free_port() -> u16 {
     use std::net::TcpListener;
     static NEXT: AtomicU16 = AtomicU16::new(0);
     const BASE: u16 = 10_000;
-    const SPAN: u16 = 10_000;
-    let start = (std::process::id() % 50) as u16 * 200;
-    for _ in 0..SPAN {
-        let port = BASE + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
-        let free = ["127.0.0.1", "127.0.0.2", "127.0.0.3"].iter().all(|host| {
-            UdpSocket::bind((*host, port)).is_ok() && TcpListener::bind((*host, port)).is_ok()
+    const BLOCKS: u16 = 2_500;
+    let start = (std::process::id() % 50) as u16 * 50;
+    for _ in 0..BLOCKS {
+        let block = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % BLOCKS;
+        let port = BASE + block * 4;
+        let free = (port..port + 4).all(|p| {
+            ["127.0.0.1", "127.0.0.2", "127.0.0.3"].iter().all(|host| {
+                UdpSocket::bind((*host, p)).is_ok() && TcpListener::bind((*host, p)).is_ok()
+            })
         });
         if free {
             return port;
         }
     }
-    panic!("no free port in {BASE}..{}", BASE + SPAN);
+    panic!(
+        "no free block of four ports in {BASE}..{}",
+        BASE + BLOCKS * 4
+    );
 }
 
 /// A distinct block of 200 RTP ports per gateway, so parallel tests never share ports. The
