@@ -103,10 +103,17 @@ fn refused_requests_get_an_echoing_error_response_when_possible() {
     };
     assert_eq!(resp.status.code(), 505);
     assert_eq!(resp.headers.call_id(), Some("badvers.39sdfj3w"));
-    // insuf lacks From/To/Call-ID: nothing can be echoed.
+    // insuf lacks From/To/Call-ID; RFC 4475 §3.1.2.18: "Ideally, it will respond with a 400 Bad
+    // Request error". It has a Via to send it to and a CSeq to match it by, which are echoed.
     let bytes = load("insuf");
     let err = Message::parse(&bytes, &Limits::default()).unwrap_err();
-    assert!(reject_response(&bytes, &err).is_none());
+    let reply = reject_response(&bytes, &err).expect("insuf has a Via and a CSeq");
+    let reply = String::from_utf8(reply).expect("ASCII");
+    assert!(
+        reply.starts_with("SIP/2.0 400 Bad Request\r\nVia: "),
+        "{reply}"
+    );
+    assert!(reply.contains("\r\nCSeq: "), "{reply}");
 }
 
 #[test]

@@ -418,7 +418,10 @@ fn validate(msg: &Message) -> Result<(), ParseError> {
 }
 
 /// Builds the stateless error response for a request that failed to parse, echoing its raw Via,
-/// From, To, Call-ID and CSeq lines; `None` when even those are unreadable or it was a response.
+/// From, To, Call-ID and CSeq lines (RFC 3261 §8.2.6.2). Via (where the response goes) and CSeq
+/// (how the sender matches it to its transaction) must be there; a missing From, To or Call-ID
+/// is the very error being reported (400 naming it), so the response goes without it. `None`
+/// when the head is unreadable, Via or CSeq is missing, or it was a response.
 pub fn reject_response(data: &[u8], err: &ParseError) -> Option<Vec<u8>> {
     let (head_end, _) = find_head_end(data)?;
     let head = std::str::from_utf8(&data[..head_end]).ok()?;
@@ -437,7 +440,7 @@ pub fn reject_response(data: &[u8], err: &ParseError) -> Option<Vec<u8>> {
             let _ = write!(out, "{n}: {v}\r\n");
             found = true;
         }
-        if !found {
+        if !found && matches!(name, "Via" | "CSeq") {
             return None;
         }
     }
@@ -470,6 +473,34 @@ mod tests {
         assert_eq!(r.body, b"body");
         assert_eq!(r.headers.call_id(), Some("abc"));
         assert_eq!(r.headers.top_via().unwrap().port, Some(5060));
+    }
+
+    #[test]
+    fn a_request_missing_call_id_gets_400_naming_it() {
+        let no_call_id = INVITE.replace("i: abc\r\n", "");
+        let err = parse_message(no_call_id.as_bytes(), &Limits::default()).unwrap_err();
+        assert_eq!(err, ParseError::Missing("Call-ID"));
+        let reply =
+            String::from_utf8(reject_response(no_call_id.as_bytes(), &err).unwrap()).unwrap();
+        assert!(
+            reply.starts_with("SIP/2.0 400 Bad Request\r\nVia: SIP/2.0/UDP"),
+            "{reply}"
+        );
+        assert!(reply.contains("\r\nCSeq: 1 INVITE\r\n"), "{reply}");
+        assert!(!reply.contains("\r\nCall-ID:"), "{reply}");
+        assert!(
+            reply.contains("Warning: 399 landline \"missing Call-ID header\""),
+            "{reply}"
+        );
+        // Without Via the response has nowhere to go; without CSeq it matches no transaction.
+        for header in [
+            "v: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1\r\n",
+            "CSeq: 1 INVITE\r\n",
+        ] {
+            let broken = no_call_id.replace(header, "");
+            let err = parse_message(broken.as_bytes(), &Limits::default()).unwrap_err();
+            assert_eq!(reject_response(broken.as_bytes(), &err), None, "{broken}");
+        }
     }
 
     #[test]
