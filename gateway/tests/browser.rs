@@ -1059,6 +1059,134 @@ fn an_inbound_call_hung_up_in_the_browser_ends_at_the_carrier() {
     web.gateway.assert_idle();
 }
 
+/// The carrier holds a DID call answered in a browser (`browser_carrier_call_did_hold`: a
+/// re-INVITE with `a=sendonly`, 2 s later one with `a=sendrecv`, each 200 checked by SIPp for
+/// `recvonly` then `sendrecv`), and the gateway re-offers the browser's running session each
+/// time. Checks that `library` (None: our dialer) answers both re-offers with the mirrored
+/// direction on the same peer connection (no ICE restart, one DTLS transport and one handshake
+/// at the gateway, connected throughout), hears its tone echoed by the carrier after the unhold,
+/// and that the call ends cleanly.
+fn a_carrier_hold_and_unhold_keeps_the_browser_session(library: Option<&str>) {
+    let (carrier_addr, trunk) = carrier();
+    let web = WebGateway::start(&[trunk]);
+    let mut extra = vec!["--tone", "440", "--timeout", "40"];
+    if let Some(library) = library {
+        extra.extend(["--library", library]);
+    }
+    let driver = web.spawn(
+        PASSWORD,
+        &extra,
+        &[
+            "register",
+            "answer-incoming",
+            "wait-media",
+            "wait-offers",
+            "3",
+            "record",
+            "3",
+            "wait-ended",
+        ],
+    );
+    wait_registrations(&web.gateway, 1.0);
+    let mut carrier = Sipp::start(
+        "browser_carrier_call_did_hold",
+        carrier_addr,
+        Some(web.gateway.sip),
+        1,
+        &["-s", ALICE_DID, "-rtp_echo"],
+    );
+    let result = driver.finish(&web.gateway);
+    assert_ok(&result, &web.gateway);
+    // The scenario fails on a 200 without the mirrored direction.
+    assert_calls(carrier.finish(), 1, "carrier", &web.gateway, &[&carrier]);
+    let trace = sip_trace(&result);
+    let pcs = result["peerConnections"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        pcs.len(),
+        1,
+        "one peer connection for the call: {pcs:?}\n{trace}"
+    );
+    let pc = &pcs[0];
+    let list = |key: &str| -> Vec<String> {
+        pc[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|v| v.as_str().unwrap_or("null").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The INVITE's offer, the hold, the unhold; the browser's answers mirror them.
+    assert_eq!(
+        list("remoteOffers"),
+        ["sendrecv", "sendonly", "sendrecv"],
+        "{pc}\n{trace}"
+    );
+    assert_eq!(
+        list("localAnswers"),
+        ["sendrecv", "recvonly", "sendrecv"],
+        "{pc}\n{trace}"
+    );
+    assert_eq!(list("localUfrags").len(), 1, "no ICE restart: {pc}");
+    assert_eq!(pc["dtlsTransports"], 1, "one DTLS transport: {pc}");
+    // Once connected, nothing else until the page closes it (close() fires no event).
+    for key in ["connectionStates", "iceStates", "dtlsStates"] {
+        let states = list(key);
+        let first = states.iter().position(|s| s == "connected");
+        let after: Vec<&String> = first.map_or(vec![], |i| states[i..].iter().collect());
+        assert!(
+            first.is_some() && after.iter().all(|s| *s == "connected" || *s == "closed"),
+            "{key} left connected during the call: {states:?}"
+        );
+    }
+    let log = web.gateway.log();
+    let handshakes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("landline::media::dtls: DTLS connected"))
+        .collect();
+    assert_eq!(
+        handshakes.len(),
+        1,
+        "one DTLS handshake at the gateway: {handshakes:#?}"
+    );
+    let call = &result["call"];
+    assert_eq!(
+        states(call),
+        ["incoming", "connecting", "connected", "ended"],
+        "{call}"
+    );
+    assert!(
+        str_of(call, "reason").starts_with("The other side hung up"),
+        "{call}"
+    );
+    let audio = &result["audio"];
+    let ratio = audio["toneRatio"].as_f64().unwrap_or(0.0);
+    eprintln!(
+        "{} hears {MIC_HZ} Hz after the unhold at {ratio:.3} ({audio})",
+        library.unwrap_or("the dialer")
+    );
+    assert!(
+        ratio > 0.5,
+        "after the unhold the browser hears its {MIC_HZ} Hz through the carrier at only \
+         {ratio:.2}: {audio}\n{trace}"
+    );
+    let cdrs = web.gateway.wait_cdrs(1);
+    assert_eq!(
+        cdrs.first().map(|c| &c["outcome"]),
+        Some(&"answered".into())
+    );
+    web.gateway.assert_idle();
+}
+
+#[test]
+fn a_carrier_hold_and_unhold_reaches_the_dialer_and_its_audio_resumes() {
+    a_carrier_hold_and_unhold_keeps_the_browser_session(None);
+}
+
 // --- tests: JsSIP from npm, unmodified, with its defaults -------------------------------------
 
 /// Every SIP message a library page saw on its WebSocket, whole: `>>> ` sent, `<<< ` received.

@@ -45,6 +45,8 @@
 //   answer-incoming          wait for an incoming call, press Answer, wait until connected
 //   decline-incoming         wait for an incoming call, press Decline
 //   wait-incoming            wait for an incoming call (ringing on the page)
+//   wait-offers N            wait until the call's RTCPeerConnection has answered N remote offers
+//                            (an incoming call's INVITE, then re-INVITEs such as a carrier's hold)
 //   sleep SECONDS            wait
 //   advance SECONDS          jump the page's clock (needs --clock 1): timers due by then fire once
 //   screenshot NAME          save a PNG of the page
@@ -106,7 +108,7 @@ function parseArgs(argv) {
 const ARITY = {
   register: 0, 'expect-registered': 0, 'wait-registration': 1, call: 1, 'wait-state': 1, 'wait-media': 0, record: 1, dtmf: 1,
   hangup: 0, 'wait-ended': 0, 'answer-incoming': 0, 'decline-incoming': 0, 'wait-incoming': 0,
-  sleep: 1, advance: 1, screenshot: 1, 'sign-out': 0, click: 1, 'call-echo': -1, 'call-number': 1,
+  sleep: 1, advance: 1, 'wait-offers': 1, screenshot: 1, 'sign-out': 0, click: 1, 'call-echo': -1, 'call-number': 1,
 };
 
 /** Splits the positional words into [name, args] steps, expanding the shorthands. */
@@ -324,6 +326,65 @@ async function main() {
       };
     }, relay.stats.port);
   }
+  // Every RTCPeerConnection a page makes (ours or a library's) is watched from outside the
+  // page's code: its connection, ICE and DTLS transport states in order, how many DTLS
+  // transports it had, the direction of each remote offer and local answer, and its local ICE
+  // ufrags. A re-offer that restarted ICE or DTLS shows there ("peerConnections" in the result).
+  await context.addInitScript(() => {
+    const proto = window.RTCPeerConnection && window.RTCPeerConnection.prototype;
+    if (!proto) return;
+    const log = (window.landlinePcLog = []);
+    const entries = new WeakMap();
+    const direction = (sdp) => ((sdp || '').match(/^a=(sendrecv|sendonly|recvonly|inactive)\s*$/m) || [])[1] || null;
+    const ufrag = (sdp) => ((sdp || '').match(/^a=ice-ufrag:(\S+)/m) || [])[1] || null;
+    const entryOf = (pc) => {
+      let e = entries.get(pc);
+      if (e) return e;
+      e = {
+        connectionStates: [pc.connectionState], iceStates: [pc.iceConnectionState], dtlsStates: [],
+        dtlsTransports: 0, remoteOffers: [], remoteAnswers: [], localAnswers: [], localUfrags: [],
+      };
+      entries.set(pc, e);
+      log.push(e);
+      pc.addEventListener('connectionstatechange', () => e.connectionStates.push(pc.connectionState));
+      pc.addEventListener('iceconnectionstatechange', () => e.iceStates.push(pc.iceConnectionState));
+      e.transports = new Set();
+      Object.defineProperty(e, 'transports', { enumerable: false });
+      return e;
+    };
+    const after = (pc, e) => {
+      const local = pc.localDescription;
+      const u = local && ufrag(local.sdp);
+      if (u && !e.localUfrags.includes(u)) e.localUfrags.push(u);
+      for (const t of pc.getTransceivers()) {
+        const dtls = t.sender && t.sender.transport;
+        if (dtls && !e.transports.has(dtls)) {
+          e.transports.add(dtls);
+          e.dtlsTransports = e.transports.size;
+          e.dtlsStates.push(dtls.state);
+          dtls.addEventListener('statechange', () => e.dtlsStates.push(dtls.state));
+        }
+      }
+    };
+    const setRemote = proto.setRemoteDescription;
+    proto.setRemoteDescription = function (description, ...rest) {
+      const e = entryOf(this);
+      if (description && description.type === 'offer') e.remoteOffers.push(direction(description.sdp));
+      if (description && description.type === 'answer') e.remoteAnswers.push(direction(description.sdp));
+      const done = setRemote.call(this, description, ...rest);
+      return done && done.then ? done.then((v) => { after(this, e); return v; }) : done;
+    };
+    const setLocal = proto.setLocalDescription;
+    proto.setLocalDescription = function (...args) {
+      const e = entryOf(this);
+      const done = setLocal.apply(this, args);
+      return done && done.then ? done.then((v) => {
+        if (this.localDescription && this.localDescription.type === 'answer') e.localAnswers.push(direction(this.localDescription.sdp));
+        after(this, e);
+        return v;
+      }) : done;
+    };
+  });
   const page = context.pages()[0] || (await context.newPage());
   if (opts.clock) await page.clock.install();
   page.on('pageerror', (e) => result.pageErrors.push(String(e)));
@@ -345,12 +406,13 @@ async function main() {
       regAttr: document.body.dataset.regState,
       callAttr: document.body.dataset.callState,
       pcState: window.landline?.pc?.connectionState ?? null,
+      peerConnections: window.landlinePcLog ?? [],
     }));
     Object.assign(result, {
       registration: s.registration, registrationReason: s.registrationReason,
       registrationStates: s.registrationStates, lastError: s.lastError,
       call: s.call, calls: s.calls, formError: s.formError, bodyRegState: s.regAttr, bodyCallState: s.callAttr,
-      pcState: s.pcState,
+      pcState: s.pcState, peerConnections: s.peerConnections,
     });
     return s;
   };
@@ -447,6 +509,17 @@ async function main() {
       await page.waitForSelector('#incoming:not([hidden])', { timeout: timeoutMs });
       await page.click('#decline-button');
       await waitFor('the call to end', () => window.landline.call?.state === 'ended');
+    },
+    // Waits until the call's RTCPeerConnection has answered N remote offers (the INVITE of an
+    // incoming call is the first; re-INVITEs follow) and is stable again.
+    async 'wait-offers'(n) {
+      await waitFor(`${n} remote offers answered`, (k) => {
+        const pc = window.landline.pc;
+        const e = (window.landlinePcLog || []).find((x) => x.localAnswers.length >= k);
+        return (e && pc && pc.signalingState === 'stable') || window.landline.call?.state === 'ended';
+      }, Number(n));
+      const s = await snapshot();
+      if (s.call?.state === 'ended') throw new Error(`the call ended (${s.call.reason}) before ${n} offers`);
     },
     async sleep(seconds) {
       await page.waitForTimeout(Number(seconds) * 1000);
