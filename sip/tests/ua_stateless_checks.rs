@@ -144,3 +144,77 @@ fn a_draining_agent_answers_options_with_503() {
         200
     );
 }
+
+/// The status of the last response `ua` sent for `msg`, received at `now`.
+fn status_at(ua: &mut UserAgent, now: std::time::Instant, msg: &str) -> (u16, Option<String>) {
+    ua.handle_receive(now, addr(ALICE), Transport::Udp, msg.as_bytes());
+    let sent: Vec<_> = std::iter::from_fn(|| ua.poll_transmit()).collect();
+    let Message::Response(r) = parse(&sent.last().expect("a response").data) else {
+        panic!("response expected")
+    };
+    (
+        r.status.code(),
+        r.headers.get("Retry-After").map(str::to_owned),
+    )
+}
+
+#[test]
+fn new_requests_beyond_the_transaction_cap_get_503_until_transactions_end() {
+    let mut config = Config::new(addr(BOB), 3);
+    config.max_server_transactions = 3;
+    let mut ua = UserAgent::new(config);
+    let mut clock = Clock::new();
+    let sip = "sip:bob@127.0.0.1:5070";
+    for branch in ["z9hG4bKc1", "z9hG4bKc2", "z9hG4bKc3"] {
+        assert_eq!(
+            status_at(&mut ua, clock.now, &request("OPTIONS", sip, branch, "")).0,
+            200
+        );
+    }
+    // Each answered OPTIONS keeps its transaction (Timer J) to absorb retransmissions.
+    assert_eq!(
+        status_at(
+            &mut ua,
+            clock.now,
+            &request("OPTIONS", sip, "z9hG4bKc4", "")
+        ),
+        (503, Some("5".to_owned()))
+    );
+    // A retransmission of a held request is still answered by its transaction.
+    assert_eq!(
+        status_at(
+            &mut ua,
+            clock.now,
+            &request("OPTIONS", sip, "z9hG4bKc2", "")
+        )
+        .0,
+        200
+    );
+    // Timer J (64 × T1 over UDP) ends them; new requests are taken again.
+    let later = clock.advance(std::time::Duration::from_secs(40));
+    ua.handle_timeout(later);
+    while ua.poll_transmit().is_some() {}
+    assert_eq!(
+        status_at(&mut ua, later, &request("OPTIONS", sip, "z9hG4bKc5", "")).0,
+        200
+    );
+}
+
+#[test]
+fn a_request_repeated_after_its_transaction_ended_is_not_merged() {
+    let mut ua = ua();
+    let mut clock = Clock::new();
+    let sip = "sip:bob@127.0.0.1:5070";
+    let first = request("OPTIONS", sip, "z9hG4bKr1", "");
+    assert_eq!(status_at(&mut ua, clock.now, &first).0, 200);
+    let again = first
+        .replace("z9hG4bKr1;", "z9hG4bKr2;")
+        .replace("c-z9hG4bKr2", "c-z9hG4bKr1");
+    // While the first transaction lives, the same request by another branch is merged...
+    assert_eq!(status_at(&mut ua, clock.now, &again).0, 482);
+    // ...once it has ended, it is a new request.
+    let later = clock.advance(std::time::Duration::from_secs(40));
+    ua.handle_timeout(later);
+    while ua.poll_transmit().is_some() {}
+    assert_eq!(status_at(&mut ua, later, &again).0, 200);
+}

@@ -66,10 +66,6 @@ impl<K: Clone + Eq + Hash + Ord, V: Timed> Indexed<K, V> {
         self.map.len()
     }
 
-    pub(super) fn values(&self) -> impl Iterator<Item = &V> {
-        self.map.values()
-    }
-
     /// The keys of the entries `f` picks.
     pub(super) fn keys_where(&self, f: impl Fn(&V) -> bool) -> Vec<K> {
         self.map

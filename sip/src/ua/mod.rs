@@ -61,6 +61,10 @@ pub struct Config {
     pub register_backoff: Duration,
     /// Cap on the registration retry delay.
     pub register_backoff_max: Duration,
+    /// Server transactions held at once. A request that would open one more is answered 503
+    /// with Retry-After, statelessly: a flood of new requests (each transaction lives up to
+    /// 64 × T1 after its answer) costs bounded memory, and calls in progress go on.
+    pub max_server_transactions: usize,
 }
 
 impl Config {
@@ -76,6 +80,7 @@ impl Config {
             seed,
             register_backoff: Duration::from_secs(30),
             register_backoff_max: Duration::from_secs(1800),
+            max_server_transactions: 100_000,
         }
     }
 }
@@ -233,6 +238,10 @@ pub struct UserAgent {
     calls: Indexed<CallId, call::Call>,
     /// Calls by Call-ID, so in-dialog requests find theirs without a scan.
     by_call_id: HashMap<String, Vec<CallId>>,
+    /// Out-of-dialog requests' server transactions by Call-ID, From tag, CSeq and method, so a
+    /// merged request (RFC 3261 §8.2.2.2) is found without a scan of every transaction. Entries
+    /// whose transaction ended are dropped lazily (see `route::note_initial`).
+    initial_requests: HashMap<route::MergeKey, TransactionKey>,
     registrations: HashMap<RequestId, register::Registration>,
     registrar: Option<Registrar>,
     authenticator: Option<Authenticator>,
@@ -253,6 +262,7 @@ impl UserAgent {
             servers: Indexed::new(),
             calls: Indexed::new(),
             by_call_id: HashMap::new(),
+            initial_requests: HashMap::new(),
             registrations: HashMap::new(),
             registrar: None,
             authenticator: None,

@@ -103,8 +103,20 @@ fn request(
         return;
     }
     // RFC 3261 §8.2.2.2: the same request arriving by another path is a merged request.
-    if req.headers.to().and_then(|t| t.tag()).is_none() && is_merged(ua, &req, &key) {
+    let initial = req
+        .headers
+        .to()
+        .is_some_and(|t| t.tag().is_none())
+        .then(|| merge_key(&req))
+        .flatten();
+    if initial.as_ref().is_some_and(|k| is_merged(ua, k, &key)) {
         return stateless(ua, source, transport, &req, StatusCode::LOOP_DETECTED);
+    }
+    if ua.servers.len() >= ua.config.max_server_transactions {
+        debug!(%source, held = ua.servers.len(), "server transactions at their cap: 503");
+        let mut resp = response_to(ua, &req, StatusCode::SERVICE_UNAVAILABLE);
+        resp.headers.set("Retry-After", "5");
+        return ua.send(source, transport, resp.to_bytes());
     }
     if req.headers.max_forwards() == Some(0) && req.method != Method::Options {
         return stateless(ua, source, transport, &req, StatusCode::TOO_MANY_HOPS);
@@ -117,6 +129,9 @@ fn request(
         ua.config.timers,
     );
     ua.servers.insert(key.clone(), (t, None));
+    if let Some(initial) = initial {
+        note_initial(ua, initial, &key);
+    }
     if req.uri.as_sip().is_none() {
         return reply(
             ua,
@@ -170,19 +185,37 @@ fn request(
     }
 }
 
-fn is_merged(ua: &UserAgent, req: &Request, key: &TransactionKey) -> bool {
-    let id = |r: &Request| {
-        let h = &r.headers;
-        (
-            h.call_id().map(str::to_owned),
-            h.from().and_then(|f| f.tag()).map(str::to_owned),
-            h.cseq().cloned(),
-        )
-    };
-    let mine = id(req);
-    ua.servers.values().any(|(t, _)| {
-        t.key().branch != key.branch && t.request().method == req.method && id(t.request()) == mine
-    })
+/// What makes two requests the same request for merge detection: Call-ID, From tag, CSeq
+/// number and method.
+pub(super) type MergeKey = (String, String, u32, Method);
+
+fn merge_key(req: &Request) -> Option<MergeKey> {
+    let h = &req.headers;
+    let cseq = h.cseq()?;
+    Some((
+        h.call_id()?.to_owned(),
+        h.from()?.tag()?.to_owned(),
+        cseq.seq,
+        req.method.clone(),
+    ))
+}
+
+/// Whether another live server transaction (another branch) holds this same request.
+fn is_merged(ua: &UserAgent, initial: &MergeKey, key: &TransactionKey) -> bool {
+    ua.initial_requests
+        .get(initial)
+        .is_some_and(|other| other.branch != key.branch && ua.servers.get(other).is_some())
+}
+
+/// Records an out-of-dialog request's transaction for merge detection, first dropping the
+/// entries of ended transactions once they outnumber the live ones: the map stays within
+/// twice the transactions held (plus a constant), at an amortised constant cost per request.
+fn note_initial(ua: &mut UserAgent, initial: MergeKey, key: &TransactionKey) {
+    if ua.initial_requests.len() >= 2 * ua.servers.len() + 1024 {
+        let servers = &ua.servers;
+        ua.initial_requests.retain(|_, k| servers.get(k).is_some());
+    }
+    ua.initial_requests.insert(initial, key.clone());
 }
 
 fn stateless(
