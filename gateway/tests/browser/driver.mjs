@@ -47,6 +47,7 @@
 //   wait-incoming            wait for an incoming call (ringing on the page)
 //   wait-offers N            wait until the call's RTCPeerConnection has answered N remote offers
 //                            (an incoming call's INVITE, then re-INVITEs such as a carrier's hold)
+//   set-skip SECONDS         what later `record` steps skip (as --skip)
 //   sleep SECONDS            wait
 //   advance SECONDS          jump the page's clock (needs --clock 1): timers due by then fire once
 //   screenshot NAME          save a PNG of the page
@@ -108,7 +109,7 @@ function parseArgs(argv) {
 const ARITY = {
   register: 0, 'expect-registered': 0, 'wait-registration': 1, call: 1, 'wait-state': 1, 'wait-media': 0, record: 1, dtmf: 1,
   hangup: 0, 'wait-ended': 0, 'answer-incoming': 0, 'decline-incoming': 0, 'wait-incoming': 0,
-  sleep: 1, advance: 1, 'wait-offers': 1, screenshot: 1, 'sign-out': 0, click: 1, 'call-echo': -1, 'call-number': 1,
+  sleep: 1, advance: 1, 'wait-offers': 1, 'set-skip': 1, screenshot: 1, 'sign-out': 0, click: 1, 'call-echo': -1, 'call-number': 1,
 };
 
 /** Splits the positional words into [name, args] steps, expanding the shorthands. */
@@ -520,6 +521,9 @@ async function main() {
       }, Number(n));
       const s = await snapshot();
       if (s.call?.state === 'ended') throw new Error(`the call ended (${s.call.reason}) before ${n} offers`);
+    },
+    async 'set-skip'(seconds) {
+      opts.skip = Number(seconds);
     },
     async sleep(seconds) {
       await page.waitForTimeout(Number(seconds) * 1000);
