@@ -968,10 +968,15 @@ fn five_percent_loss_on_the_browser_path_still_gives_the_carrier_continuous_audi
     );
     // Random 5 % loss alone leaves no silent frame (seen on a quiet machine); a 2-core machine
     // busy with other builds delays packets past the gateway's jitter hold now and then (seen:
-    // runs of 2–7 silent frames), so a few are tolerated: far fewer than without concealment.
+    // runs of 2–8 silent frames), so a few are tolerated (3 %: far fewer than without
+    // concealment), plus the frames of any stall the relay saw in the browser's own stream (no
+    // packet at all for over 100 ms: the browser or the relay was starved of CPU, nothing was
+    // dropped, and past 100 ms the gateway rightly turns concealment into comfort noise).
+    let stalled_frames = relay["stalledMs"].as_u64().unwrap_or(0) as usize / 20;
     assert!(
-        silent.len() * 100 <= (last - first) * 3,
-        "lost packets became silence at frames {silent:?} (of {first}..{last})"
+        silent.len() * 100 <= (last - first) * 3 + stalled_frames * 100,
+        "lost packets became silence at frames {silent:?} (of {first}..{last}; the browser's \
+         stream stalled for {stalled_frames} frames in all)"
     );
     web.gateway.assert_idle();
 }
