@@ -158,6 +158,7 @@ fn user_agent(config: &Config) -> UserAgent {
     let mut ua_config = UaConfig::new(local, random_seed());
     ua_config.timers = config.sip.timers();
     ua_config.limits = config.sip.limits();
+    ua_config.max_server_transactions = config.sip.max_transactions;
     let mut ua = UserAgent::new(ua_config);
     ua.set_registrar(Registrar::new(60, 3600, 10));
     let secret = random_seed().to_be_bytes();

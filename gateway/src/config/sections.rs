@@ -49,6 +49,9 @@ pub struct SipConfig {
     pub t4: Duration,
     /// The largest SIP message accepted, in bytes.
     pub max_message_size: usize,
+    /// SIP server transactions held at once; a new request beyond them gets 503 with
+    /// Retry-After, so a flood costs bounded memory and calls in progress go on.
+    pub max_transactions: usize,
 }
 
 impl Default for SipConfig {
@@ -66,6 +69,7 @@ impl Default for SipConfig {
             t2: timers.t2,
             t4: timers.t4,
             max_message_size: Limits::default().max_message,
+            max_transactions: 100_000,
         }
     }
 }
@@ -104,6 +108,16 @@ impl SipConfig {
 
     pub(crate) fn validate(&self, layers: &Layers) -> Result<(), ConfigError> {
         cert_pair(layers, "sip", &self.tls_cert, &self.tls_key)?;
+        if self.max_transactions < 100 {
+            return Err(layers.invalid(
+                "sip.max_transactions",
+                format!(
+                    "{} is too few: each request holds one for up to 32 s after its answer",
+                    self.max_transactions
+                ),
+                "keep the default 100000, or at least 100 times the requests per second you expect",
+            ));
+        }
         if self.domain.is_empty() || self.domain.contains(char::is_whitespace) {
             return Err(layers.invalid(
                 "sip.domain",

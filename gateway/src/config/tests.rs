@@ -302,6 +302,15 @@ fn numbers_and_names_are_checked() {
 }
 
 #[test]
+fn sip_transaction_cap_is_checked() {
+    assert_error(
+        "[sip]\nmax_transactions = 10\n",
+        "sip.max_transactions",
+        &["too few", "100000"],
+    );
+}
+
+#[test]
 fn media_settings_are_checked() {
     assert_error(
         "[media]\nrealtime_priority = 120\n",
