@@ -7,7 +7,7 @@ use landline_sip::message::StatusCode;
 use landline_sip::sdp::{LocalMedia, Negotiated, Sdp};
 use landline_sip::ua::CallId as LegId;
 
-use crate::media::{MediaCallId, MediaEvent, WebRtcSession};
+use crate::media::{LegRole, MediaCallId, MediaEvent, WebRtcSession};
 use crate::ops::cdr::EndedBy;
 use crate::ops::metrics::{Direction, Outcome};
 
@@ -145,6 +145,16 @@ pub(crate) fn sip_reason(status: StatusCode) -> String {
 }
 
 impl Call {
+    /// Which side `leg` is on, and its session description: `None` for a trunk leg that has
+    /// none yet (a re-offer cannot reach one before its answer, but the network decides).
+    pub(crate) fn leg_session(&mut self, leg: LegId) -> Option<(LegRole, &mut LegSession)> {
+        if self.trunk == Some(leg) {
+            Some((LegRole::Trunk, self.trunk_session.as_mut()?))
+        } else {
+            Some((LegRole::Client, &mut self.client_session))
+        }
+    }
+
     /// A call just set up, before any leg has answered.
     pub(crate) fn new(
         direction: Direction,

@@ -17,16 +17,7 @@ impl Signalling {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let role = if call.trunk == Some(leg) {
-            LegRole::Trunk
-        } else {
-            LegRole::Client
-        };
-        let session = match role {
-            LegRole::Trunk => call.trunk_session.as_mut(),
-            LegRole::Client => Some(&mut call.client_session),
-        };
-        let Some(session) = session else {
+        let Some((role, session)) = call.leg_session(leg) else {
             return;
         };
         let Ok(offer) = Sdp::parse(body) else {
@@ -105,12 +96,7 @@ impl Signalling {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let session = if call.trunk == Some(leg) {
-            call.trunk_session.as_mut()
-        } else {
-            Some(&mut call.client_session)
-        };
-        let Some(session) = session else {
+        let Some((_, session)) = call.leg_session(leg) else {
             return;
         };
         if let Some(previous) = session.webrtc_answer.as_deref() {
@@ -139,16 +125,7 @@ impl Signalling {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let role = if call.trunk == Some(leg) {
-            LegRole::Trunk
-        } else {
-            LegRole::Client
-        };
-        let session = match role {
-            LegRole::Trunk => call.trunk_session.as_mut(),
-            LegRole::Client => Some(&mut call.client_session),
-        };
-        let Some(session) = session else {
+        let Some((role, session)) = call.leg_session(leg) else {
             return;
         };
         let Some(offer) = session.offer.take() else {
