@@ -6,14 +6,14 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use landline_sip::auth::{Algorithm, DigestServer};
-use landline_sip::ua::{Authenticator, Config as UaConfig, Registrar, UserAgent};
+use landline_sip::ua::{Config as UaConfig, Registrar, UserAgent};
 
 use crate::calls::Signalling;
 use crate::config::Config;
 use crate::edge::{Edge, EdgeConfig, EdgeError, HttpEdgeConfig};
 use crate::media::{MediaError, MediaPlane, PortPool};
 use crate::ops::cdr::{CdrError, CdrWriter};
-use crate::ops::metrics::{self, MetricsError};
+use crate::ops::metrics::{self, Metrics, MetricsError};
 use crate::ops::service;
 
 /// How often the media shards' counters are copied into the metrics.
@@ -51,6 +51,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let metrics = Arc::new(metrics);
     service::install_panic_hook(metrics.clone());
     let (cdr, cdr_thread) = CdrWriter::start(&config.cdr.path, metrics.clone())?;
+    let cdr_reopen = cdr.reopener();
 
     let ports = Arc::new(PortPool::new(
         config.media.rtp_port_min,
@@ -83,25 +84,42 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         random_seed(),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut calls = tokio::spawn(signalling.run(inbound, media_events, stop_rx, DRAIN_LIMIT));
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    let mut calls =
+        tokio::spawn(signalling.run(inbound, media_events, reload_rx, stop_rx, DRAIN_LIMIT));
 
-    let mut signals = service::StopSignals::install().map_err(RunError::Signals)?;
+    let mut signals = service::ServiceSignals::install().map_err(RunError::Signals)?;
     tracing::info!(shards, config = %config.summary(), "landline ready");
     service::notify_ready("ready");
     let watchdog = service::spawn_watchdog();
 
-    tokio::select! {
-        stop = signals.wait() => {
-            tracing::info!(?stop, "stopping: draining calls");
-            service::notify_stopping();
-            let _ = stop_tx.send(true);
-            // A second signal, or the drain limit, ends the wait.
-            tokio::select! {
-                _ = &mut calls => {}
-                _ = signals.wait() => calls.abort(),
+    let mut running = config;
+    loop {
+        tokio::select! {
+            signal = signals.next() => match signal {
+                service::ServiceSignal::Reload => {
+                    cdr_reopen.request();
+                    if let Some(applied) = reload(&running, &reload_tx, &metrics).await {
+                        running = applied;
+                    }
+                }
+                stop => {
+                    tracing::info!(?stop, "stopping: draining calls");
+                    service::notify_stopping();
+                    let _ = stop_tx.send(true);
+                    // A second signal, or the drain limit, ends the wait.
+                    tokio::select! {
+                        _ = &mut calls => {}
+                        _ = signals.next_stop() => calls.abort(),
+                    }
+                    break;
+                }
+            },
+            _ = &mut calls => {
+                tracing::error!("call control stopped unexpectedly");
+                break;
             }
         }
-        _ = &mut calls => tracing::error!("call control stopped unexpectedly"),
     }
     for task in [Some(sampler), watchdog].into_iter().flatten() {
         task.abort();
@@ -110,6 +128,52 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // The writer thread exits once the queue is written out.
     let _ = tokio::task::spawn_blocking(move || cdr_thread.wait()).await;
     Ok(())
+}
+
+/// Reads the configuration again (SIGHUP) and hands call control what may change while
+/// running; the configuration now in force, or `None` when the files were refused and the
+/// running one stays.
+async fn reload(
+    running: &Arc<Config>,
+    call_control: &tokio::sync::mpsc::Sender<Arc<Config>>,
+    metrics: &Metrics,
+) -> Option<Arc<Config>> {
+    service::notify_reloading();
+    let path = running.main_path.clone();
+    let read = tokio::task::spawn_blocking(move || Config::load(&path)).await;
+    let applied = match read {
+        Ok(Ok(read)) => {
+            let (applied, restart_needed) = running.reloaded(read);
+            if !restart_needed.is_empty() {
+                tracing::warn!(
+                    sections = ?restart_needed,
+                    "reload: these sections changed, but their listeners, media plane or files are set up at start: the running values stay until a restart"
+                );
+            }
+            warn_about_laptop_defaults(&applied);
+            let applied = Arc::new(applied);
+            call_control
+                .send(applied.clone())
+                .await
+                .ok()
+                .map(|()| applied)
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "reload refused: the running configuration stays; fix the file and send SIGHUP again");
+            None
+        }
+        Err(error) => {
+            tracing::error!(%error, "reload failed: the running configuration stays");
+            None
+        }
+    };
+    metrics.config_reloaded(applied.is_some());
+    service::notify_ready(if applied.is_some() {
+        "ready"
+    } else {
+        "ready (last reload refused: see the log)"
+    });
+    applied
 }
 
 /// How long SIGTERM waits for active calls to end before hanging them up: under the systemd
@@ -168,26 +232,7 @@ fn user_agent(config: &Config) -> UserAgent {
         &secret,
         Duration::from_secs(300),
     );
-    let users = config
-        .users
-        .iter()
-        .map(|u| (u.username.as_str().to_owned(), u.password.clone()))
-        .collect();
-    let mut authenticator = Authenticator::new(server, users);
-    // Calls from trunks are admitted by their address, not by a password; a trunk with
-    // `challenge_inbound` must also answer a challenge with its own account.
-    for trunk in &config.trunks {
-        for cidr in &trunk.allow {
-            match trunk.auth.as_ref().filter(|a| a.challenge_inbound) {
-                Some(auth) => authenticator.require(
-                    cidr.range(),
-                    auth.username.clone(),
-                    auth.password.clone(),
-                ),
-                None => authenticator.trust(cidr.range()),
-            }
-        }
-    }
+    let authenticator = crate::calls::authenticator(config, server);
     ua.set_authenticator(authenticator);
     ua
 }

@@ -108,3 +108,75 @@ fn register_is_authenticated_and_refreshes_reuse_the_nonce() {
         2
     );
 }
+
+/// A configuration reload swaps the accounts: the new password is the one that works, and a
+/// nonce handed out before the swap is still honoured (no client is bounced mid-refresh).
+#[test]
+fn adopted_accounts_replace_passwords_and_keep_outstanding_nonces() {
+    let mut p = guarded_pair();
+    let now = p.clock.now;
+    let id = p.alice.register(
+        now,
+        RegisterParams {
+            registrar: SipUri::new(None, addr(BOB).ip().into(), Some(5070)),
+            aor: SipUri::new(Some("alice"), addr(BOB).ip().into(), None),
+            destination: addr(BOB),
+            transport: Transport::Udp,
+            expires: 120,
+            credentials: Some(Credentials {
+                username: "alice".into(),
+                password: "s3cret".into(),
+            }),
+        },
+    );
+    p.deliver();
+    assert!(
+        p.alice_events
+            .contains(&Event::Registered { id, expires: 120 })
+    );
+    // The same password, another user added: the refresh reuses the nonce without a 401.
+    let reloaded = |users: &[(&str, &str)]| {
+        let users = users
+            .iter()
+            .map(|(u, pw)| ((*u).to_owned(), (*pw).to_owned()))
+            .collect();
+        let server = DigestServer::new(
+            "landline",
+            Algorithm::Sha256,
+            b"another-secret",
+            Duration::from_secs(300),
+        );
+        Authenticator::new(server, users)
+    };
+    p.bob
+        .authenticator_mut()
+        .expect("authenticator set")
+        .adopt_accounts(reloaded(&[("alice", "s3cret"), ("carol", "x")]));
+    p.run_for(Duration::from_secs(61));
+    assert_eq!(p.count("B>SIP/2.0 401"), 1, "the old nonce still verifies");
+    assert_eq!(
+        p.alice_events
+            .iter()
+            .filter(|e| matches!(e, Event::Registered { .. }))
+            .count(),
+        2
+    );
+    // Alice's password changed: the old one no longer makes a call, the new one does.
+    p.bob
+        .authenticator_mut()
+        .expect("authenticator set")
+        .adopt_accounts(reloaded(&[("alice", "n3w")]));
+    let refused = call_with(&mut p, "s3cret");
+    p.deliver();
+    assert!(p.alice_events.contains(&Event::Failed {
+        call: refused,
+        status: StatusCode::UNAUTHORIZED
+    }));
+    call_with(&mut p, "n3w");
+    p.deliver();
+    assert!(
+        p.bob_events
+            .iter()
+            .any(|e| matches!(e, Event::IncomingCall { user: Some(u), .. } if u == "alice"))
+    );
+}

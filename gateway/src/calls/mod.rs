@@ -11,6 +11,7 @@ mod inbound;
 mod media;
 mod midcall;
 mod outbound;
+mod reload;
 mod session;
 mod trunking;
 
@@ -31,6 +32,7 @@ use crate::ops::metrics::Metrics;
 use crate::trunks::routes::RouteTable;
 use crate::trunks::state::TrunkState;
 use call::{Call, Phase};
+pub(crate) use reload::authenticator;
 
 /// Everything call control needs, owned by its one task.
 pub struct Signalling {
@@ -102,11 +104,13 @@ impl Signalling {
     }
 
     /// Runs call control until `stop` fires; then refuses new calls and returns when the
-    /// active ones have ended (or `drain_limit` passed).
+    /// active ones have ended (or `drain_limit` passed). A configuration from `reloads`
+    /// applies to what starts after it.
     pub async fn run(
         mut self,
         mut inbound: EdgeEvents,
         mut media_events: mpsc::Receiver<MediaEvent>,
+        mut reloads: mpsc::Receiver<Arc<Config>>,
         mut stop: tokio::sync::watch::Receiver<bool>,
         drain_limit: Duration,
     ) {
@@ -134,6 +138,18 @@ impl Signalling {
                     self.transport_failure(Instant::now(), failure);
                 }
                 _ = housekeeping.tick() => self.housekeeping(Instant::now()),
+                Some(config) = reloads.recv() => {
+                    let changes = self.reload(Instant::now(), config);
+                    tracing::info!(
+                        users = self.config.users.len(),
+                        routes = self.config.routes.len(),
+                        trunks_added = changes.added,
+                        trunks_changed = changes.changed,
+                        trunks_retired = changes.retired,
+                        calls = self.calls.len(),
+                        "configuration reloaded; running calls keep their settings"
+                    );
+                }
                 changed = stop.changed(), if !self.draining => {
                     if changed.is_err() || *stop.borrow() {
                         tracing::info!(calls = self.calls.len(), "draining: new calls get 503");
@@ -302,7 +318,7 @@ impl Signalling {
     fn trunk_of_source(&self, ip: IpAddr) -> Option<usize> {
         self.trunks
             .iter()
-            .position(|t| t.config.allow.iter().any(|cidr| cidr.contains(ip)))
+            .position(|t| !t.is_retired() && t.config.allow.iter().any(|cidr| cidr.contains(ip)))
     }
 
     fn new_call_id(&mut self) -> u64 {

@@ -10,10 +10,10 @@ use landline_sip::ua::RequestId;
 use tokio::sync::mpsc;
 
 use super::{Signalling, sip_transport};
-use crate::config::{Config, TrunkKind, TrunkTransport};
+use crate::config::{Config, TrunkConfig, TrunkKind, TrunkTransport};
 use crate::edge::{Edge, TlsPeer, TransportFailure, client_config};
 use crate::ops::metrics::Metrics;
-use crate::trunks::state::{self, TrunkState};
+use crate::trunks::state::{self, TrunkAddress, TrunkState};
 
 /// Every configured trunk with its addresses resolved; TLS trunks' addresses are given to the
 /// edge with their trust roots and server names, so messages to them open TLS connections.
@@ -23,31 +23,36 @@ pub(super) fn start_trunks(config: &Config, edge: &Edge, metrics: &Metrics) -> V
         .trunks
         .iter()
         .map(|trunk| {
-            let addresses = state::resolve(trunk);
-            if trunk.transport == TrunkTransport::Tls {
-                // Validated at load (file readable, certificates in it); a failure here is a
-                // file changed since, and leaves the trunk's TLS addresses unreachable.
-                match client_config(trunk.tls_ca.as_deref()) {
-                    Ok(tls) => {
-                        let tls = Arc::new(tls);
-                        for address in &addresses {
-                            let name = trunk.tls_name_for(&address.host);
-                            match TlsPeer::new(tls.clone(), name) {
-                                Some(peer) => edge.add_tls_peer(address.socket, peer),
-                                None => tracing::error!(trunk = %trunk.name, name, "not a TLS server name"),
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        tracing::error!(trunk = %trunk.name, %error, "no TLS to this trunk");
-                    }
-                }
-            }
-            let state = TrunkState::new(trunk.clone(), addresses, now);
+            let state = TrunkState::new(trunk.clone(), resolve_trunk(trunk, edge), now);
             metrics.set_trunk_up(&trunk.name, state.is_up());
             state
         })
         .collect()
+}
+
+/// Resolves a trunk's addresses and, for TLS, tells the edge how to verify each one.
+pub(super) fn resolve_trunk(trunk: &TrunkConfig, edge: &Edge) -> Vec<TrunkAddress> {
+    let addresses = state::resolve(trunk);
+    if trunk.transport == TrunkTransport::Tls {
+        // Validated at load (file readable, certificates in it); a failure here is a
+        // file changed since, and leaves the trunk's TLS addresses unreachable.
+        match client_config(trunk.tls_ca.as_deref()) {
+            Ok(tls) => {
+                let tls = Arc::new(tls);
+                for address in &addresses {
+                    let name = trunk.tls_name_for(&address.host);
+                    match TlsPeer::new(tls.clone(), name) {
+                        Some(peer) => edge.add_tls_peer(address.socket, peer),
+                        None => tracing::error!(trunk = %trunk.name, name, "not a TLS server name"),
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(trunk = %trunk.name, %error, "no TLS to this trunk");
+            }
+        }
+    }
+    addresses
 }
 
 /// The next transport failure, or never when there is no receiver.
@@ -127,29 +132,54 @@ impl Signalling {
     /// Registers every registration trunk at its first address.
     pub(super) fn start_registrations(&mut self, now: Instant) {
         for index in 0..self.trunks.len() {
-            let trunk = &self.trunks[index];
-            if trunk.config.kind != TrunkKind::Registration {
-                continue;
-            }
-            let (Some(address), Some(auth)) = (trunk.address(0), trunk.config.auth.as_ref()) else {
-                continue;
-            };
-            let Some(host) = Host::parse(&address.host) else {
-                continue;
-            };
-            let params = landline_sip::ua::RegisterParams {
-                registrar: SipUri::new(None, host.clone(), Some(address.socket.port())),
-                aor: SipUri::new(Some(&auth.username), host, None),
-                destination: address.socket,
-                transport: sip_transport(trunk.config.transport),
-                expires: trunk.config.expires.as_secs().min(u64::from(u32::MAX)) as u32,
-                credentials: Some(landline_sip::auth::Credentials {
-                    username: auth.username.clone(),
-                    password: auth.password.clone(),
-                }),
-            };
-            let id = self.ua.register(now, params);
-            self.registrations.insert(id, index);
+            self.register_trunk(now, index);
+        }
+    }
+
+    /// Registers trunk `index` at its first address, if it is a registration trunk.
+    pub(super) fn register_trunk(&mut self, now: Instant, index: usize) {
+        let Some(trunk) = self.trunks.get(index) else {
+            return;
+        };
+        if trunk.config.kind != TrunkKind::Registration || trunk.is_retired() {
+            return;
+        }
+        let (Some(address), Some(auth)) = (trunk.address(0), trunk.config.auth.as_ref()) else {
+            return;
+        };
+        let Some(host) = Host::parse(&address.host) else {
+            return;
+        };
+        let params = landline_sip::ua::RegisterParams {
+            registrar: SipUri::new(None, host.clone(), Some(address.socket.port())),
+            aor: SipUri::new(Some(&auth.username), host, None),
+            destination: address.socket,
+            transport: sip_transport(trunk.config.transport),
+            expires: trunk.config.expires.as_secs().min(u64::from(u32::MAX)) as u32,
+            credentials: Some(landline_sip::auth::Credentials {
+                username: auth.username.clone(),
+                password: auth.password.clone(),
+            }),
+        };
+        let id = self.ua.register(now, params);
+        self.registrations.insert(id, index);
+    }
+
+    /// Stops trunk `index`'s registration (REGISTER with Expires: 0); its answer is ignored.
+    pub(super) fn unregister_trunk(&mut self, now: Instant, index: usize) {
+        let ids: Vec<RequestId> = self
+            .registrations
+            .iter()
+            .filter(|&(_, &i)| i == index)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.registrations.remove(&id);
+            self.ua.unregister(now, id);
+        }
+        if let Some(trunk) = self.trunks.get_mut(index) {
+            trunk.set_registered(false);
+            self.metrics.set_trunk_registered(&trunk.config.name, false);
         }
     }
 

@@ -11,12 +11,13 @@
 mod directory;
 mod error;
 mod layers;
+mod reload;
 mod sections;
 mod types;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -80,6 +81,9 @@ pub struct Config {
     /// The files this configuration was read from, in order (for logs and `check-config`).
     #[serde(skip)]
     pub sources: Vec<String>,
+    /// The main file (`--config`), read again on reload.
+    #[serde(skip)]
+    pub main_path: PathBuf,
 }
 
 impl Config {
@@ -101,6 +105,7 @@ impl Config {
             .try_deserialize()
             .map_err(|e| error::from_deserialize(e, &layers))?;
         config.sources = layers.files();
+        config.main_path = main.to_path_buf();
         config.validate(&layers)?;
         Ok(config)
     }

@@ -676,3 +676,29 @@ fn challenge_inbound_needs_the_addresses_it_challenges() {
         &["challenge_inbound", "list the carrier's signalling IPs"],
     );
 }
+
+#[test]
+fn a_reload_applies_accounts_and_routing_and_names_what_waits_for_a_restart() {
+    let running = load(&format!("[numbers]\necho = \"600\"\n{TRUNK}")).expect("valid");
+    let read = load(&format!(
+        "[sip]\nudp = \"127.0.0.1:5099\"\n[media]\nshards = 3\n[numbers]\necho = \"700\"\n\
+         [[users]]\nusername = \"bob\"\npassword = \"pw\"\ndids = [\"+15551230002\"]\n\
+         country = \"1\"\n{TRUNK}\n[[routes]]\nprefix = \"1\"\ntrunks = [\"carrier\"]\n"
+    ))
+    .expect("valid");
+    let (applied, restart_needed) = running.reloaded(read.clone());
+    assert_eq!(restart_needed, ["sip", "media"]);
+    assert_eq!(applied.sip, running.sip, "listeners stay as bound");
+    assert_eq!(
+        applied.media, running.media,
+        "the media plane stays as built"
+    );
+    assert_eq!(applied.numbers.echo.as_str(), "700");
+    assert_eq!(applied.users, read.users);
+    assert_eq!(applied.routes, read.routes);
+    assert_eq!(applied.trunks, read.trunks);
+    // Reading the same file again changes nothing and needs no restart.
+    let (same, nothing) = running.reloaded(running.clone());
+    assert_eq!(same, running);
+    assert!(nothing.is_empty());
+}

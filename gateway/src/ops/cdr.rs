@@ -8,6 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
@@ -146,6 +147,23 @@ pub enum CdrError {
 pub struct CdrWriter {
     records: mpsc::Sender<CallRecord>,
     metrics: Arc<Metrics>,
+    reopen: CdrReopener,
+}
+
+/// Asks the writer to open its file again by name before the next record (SIGHUP), so a
+/// log rotation that renames the file moves records to a fresh one without a restart.
+#[derive(Debug, Clone, Default)]
+pub struct CdrReopener(Arc<AtomicBool>);
+
+impl CdrReopener {
+    /// The next record goes to the file now at the configured path.
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn requested(&self) -> bool {
+        self.0.swap(false, Ordering::AcqRel)
+    }
 }
 
 /// The writer thread; [`wait`](CdrThread::wait) returns once every [`CdrWriter`] is dropped and
@@ -156,21 +174,32 @@ pub struct CdrThread(JoinHandle<()>);
 impl CdrWriter {
     /// Opens `path` for appending (creating it) and starts the writer thread.
     pub fn start(path: &Path, metrics: Arc<Metrics>) -> Result<(CdrWriter, CdrThread), CdrError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| CdrError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let file = open(path)?;
         let (records, queue) = mpsc::channel(QUEUE);
         let thread_metrics = metrics.clone();
+        let reopen = CdrReopener::default();
+        let output = Output {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+            reopen: reopen.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("cdr-writer".to_string())
-            .spawn(move || write_records(file, queue, &thread_metrics))
+            .spawn(move || write_records(output, queue, &thread_metrics))
             .map_err(CdrError::Spawn)?;
-        Ok((CdrWriter { records, metrics }, CdrThread(thread)))
+        Ok((
+            CdrWriter {
+                records,
+                metrics,
+                reopen,
+            },
+            CdrThread(thread),
+        ))
+    }
+
+    /// A handle that makes the writer reopen its file (see [`CdrReopener`]).
+    pub fn reopener(&self) -> CdrReopener {
+        self.reopen.clone()
     }
 
     /// Queues a record without waiting; when the queue is full the record is dropped and counted.
@@ -194,12 +223,50 @@ impl CdrThread {
     }
 }
 
+fn open(path: &Path) -> Result<File, CdrError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| CdrError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// The writer thread's file.
+struct Output {
+    path: PathBuf,
+    out: BufWriter<File>,
+    reopen: CdrReopener,
+}
+
 /// Writes records as they come; flushes whenever the queue is momentarily empty, so records
 /// reach the file promptly without a syscall per record under load.
-fn write_records(file: File, mut queue: mpsc::Receiver<CallRecord>, metrics: &Metrics) {
-    let mut out = BufWriter::new(file);
+fn write_records(output: Output, mut queue: mpsc::Receiver<CallRecord>, metrics: &Metrics) {
+    let Output {
+        path,
+        mut out,
+        reopen,
+    } = output;
     let mut line = Vec::with_capacity(1024);
     while let Some(first) = queue.blocking_recv() {
+        if reopen.requested() {
+            match open(&path) {
+                Ok(file) => {
+                    if let Err(e) = out.flush() {
+                        metrics.cdr_write_failed();
+                        tracing::error!(error = %e, "call records not flushed");
+                    }
+                    out = BufWriter::new(file);
+                    tracing::info!(path = %path.display(), "call record file reopened");
+                }
+                Err(e) => {
+                    metrics.cdr_write_failed();
+                    tracing::error!(error = %e, "call record file not reopened: still writing to the old one");
+                }
+            }
+        }
         let mut next = Some(first);
         while let Some(record) = next {
             line.clear();
@@ -296,5 +363,40 @@ mod tests {
         let metrics = Arc::new(Metrics::register(&recorder, &[], 1));
         let e = CdrWriter::start(Path::new("/nonexistent/dir/cdr.jsonl"), metrics).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/dir/cdr.jsonl"), "{e}");
+    }
+
+    #[test]
+    fn a_reopen_moves_the_next_records_to_a_fresh_file_after_a_rotation() {
+        let path =
+            std::env::temp_dir().join(format!("landline-cdr-rot-{}.jsonl", std::process::id()));
+        let rotated = path.with_extension("jsonl.1");
+        let _ = std::fs::remove_file(&path);
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let metrics = Arc::new(Metrics::register(&recorder, &[], 1));
+        let (writer, thread) = CdrWriter::start(&path, metrics).expect("opens");
+        writer.record(record(0));
+        // Written out before the rename (the writer flushes when its queue is empty).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "first record never written"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::fs::rename(&path, &rotated).expect("rotate");
+        writer.reopener().request();
+        writer.record(record(1));
+        drop(writer);
+        thread.wait();
+        let old = std::fs::read_to_string(&rotated).expect("rotated file");
+        let new = std::fs::read_to_string(&path).expect("a fresh file");
+        assert!(old.contains("call-0") && !old.contains("call-1"), "{old}");
+        assert!(new.contains("call-1") && !new.contains("call-0"), "{new}");
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&rotated);
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::RwLock;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -106,6 +107,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "landline_cdr_write_errors_total",
     "landline_websocket_connections",
     "landline_http_requests_total",
+    "landline_config_reloads_total",
 ];
 
 /// HTTP status classes, the label of `landline_http_requests_total`.
@@ -116,8 +118,9 @@ const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 pub struct Metrics {
     calls_active: [Gauge; 2],
     calls_finished: [[Counter; 5]; 2],
-    trunk_up: BTreeMap<TrunkName, Gauge>,
-    trunk_registered: BTreeMap<TrunkName, Gauge>,
+    /// Per-trunk gauges; behind a lock only because a reload may add trunks (control plane
+    /// only, a handful of writes a minute).
+    trunks: RwLock<BTreeMap<TrunkName, TrunkGauges>>,
     registrations: Gauge,
     shards: Vec<ShardMetrics>,
     rtp_ports: Gauge,
@@ -127,6 +130,24 @@ pub struct Metrics {
     cdr_write_errors: Counter,
     websocket_connections: Gauge,
     http_requests: [Counter; 5],
+    config_reloads: [Counter; 2],
+}
+
+/// A trunk's gauges.
+#[derive(Debug)]
+struct TrunkGauges {
+    up: Gauge,
+    registered: Gauge,
+}
+
+impl TrunkGauges {
+    fn register(trunk: &TrunkName) -> TrunkGauges {
+        let label = trunk.as_str().to_string();
+        TrunkGauges {
+            up: gauge!("landline_trunk_up", "trunk" => label.clone()),
+            registered: gauge!("landline_trunk_registered", "trunk" => label),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -157,17 +178,15 @@ impl Metrics {
                         "direction" => d.as_str(), "outcome" => o.as_str())
                 })
             };
-            let per_trunk = |name: &'static str| -> BTreeMap<TrunkName, Gauge> {
-                trunks
-                    .iter()
-                    .map(|t| (t.clone(), gauge!(name, "trunk" => t.as_str().to_string())))
-                    .collect()
-            };
             Metrics {
                 calls_active: Direction::ALL.map(by_direction),
                 calls_finished: Direction::ALL.map(finished),
-                trunk_up: per_trunk("landline_trunk_up"),
-                trunk_registered: per_trunk("landline_trunk_registered"),
+                trunks: RwLock::new(
+                    trunks
+                        .iter()
+                        .map(|t| (t.clone(), TrunkGauges::register(t)))
+                        .collect(),
+                ),
                 registrations: gauge!("landline_registrations"),
                 shards: (0..shards).map(ShardMetrics::register).collect(),
                 rtp_ports: gauge!("landline_rtp_ports"),
@@ -178,6 +197,8 @@ impl Metrics {
                 websocket_connections: gauge!("landline_websocket_connections"),
                 http_requests: STATUS_CLASSES
                     .map(|class| counter!("landline_http_requests_total", "status" => class)),
+                config_reloads: ["applied", "refused"]
+                    .map(|result| counter!("landline_config_reloads_total", "result" => result)),
             }
         })
     }
@@ -195,15 +216,35 @@ impl Metrics {
 
     /// A trunk's probe state changed (unknown names are ignored: the label set is the config's).
     pub fn set_trunk_up(&self, trunk: &TrunkName, up: bool) {
-        if let Some(gauge) = self.trunk_up.get(trunk) {
-            gauge.set(if up { 1.0 } else { 0.0 });
-        }
+        self.with_trunk(trunk, |g| g.up.set(if up { 1.0 } else { 0.0 }));
     }
 
     /// A registration trunk's registration succeeded or lapsed.
     pub fn set_trunk_registered(&self, trunk: &TrunkName, registered: bool) {
-        if let Some(gauge) = self.trunk_registered.get(trunk) {
-            gauge.set(if registered { 1.0 } else { 0.0 });
+        self.with_trunk(trunk, |g| {
+            g.registered.set(if registered { 1.0 } else { 0.0 })
+        });
+    }
+
+    /// A trunk added by a configuration reload gets its gauges (through the process-wide
+    /// recorder, which [`start`] installed); a known name keeps its own.
+    pub fn add_trunk(&self, trunk: &TrunkName) {
+        let mut trunks = self.trunks.write().unwrap_or_else(|e| e.into_inner());
+        trunks
+            .entry(trunk.clone())
+            .or_insert_with(|| TrunkGauges::register(trunk));
+    }
+
+    /// A configuration reload was applied (`true`) or refused as invalid (`false`).
+    pub fn config_reloaded(&self, applied: bool) {
+        self.config_reloads[usize::from(!applied)].increment(1);
+    }
+
+    fn with_trunk(&self, trunk: &TrunkName, f: impl FnOnce(&TrunkGauges)) {
+        // A poisoned lock still holds valid gauges: a panic elsewhere must not silence them.
+        let trunks = self.trunks.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(gauges) = trunks.get(trunk) {
+            f(gauges);
         }
     }
 
@@ -312,6 +353,11 @@ fn describe() {
     describe_gauge!(
         "landline_trunk_registered",
         "1 while a registration trunk is registered."
+    );
+    describe_counter!(
+        "landline_config_reloads_total",
+        Unit::Count,
+        "SIGHUP reloads of the configuration, applied or refused (invalid: the running one stays)."
     );
     describe_gauge!(
         "landline_registrations",

@@ -41,48 +41,60 @@ pub fn spawn_watchdog() -> Option<JoinHandle<()>> {
     }))
 }
 
-/// Why the gateway is stopping.
+/// What a signal asks of the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// SIGTERM (systemd stop).
+pub enum ServiceSignal {
+    /// SIGTERM (systemd stop): drain and exit.
     Terminate,
-    /// SIGINT (Ctrl-C).
+    /// SIGINT (Ctrl-C): drain and exit.
     Interrupt,
+    /// SIGHUP (`systemctl reload`): read the configuration again.
+    Reload,
 }
 
-/// The signals that stop (or would reload) the gateway, installed up front so none is missed
-/// between start-up and the first wait.
+/// The signals the gateway acts on, installed up front so none is missed between start-up and
+/// the first wait.
 #[derive(Debug)]
-pub struct StopSignals {
+pub struct ServiceSignals {
     term: Signal,
     int: Signal,
     hup: Signal,
 }
 
-impl StopSignals {
+impl ServiceSignals {
     /// Installs the handlers (SIGTERM, SIGINT, SIGHUP).
-    pub fn install() -> std::io::Result<StopSignals> {
-        Ok(StopSignals {
+    pub fn install() -> std::io::Result<ServiceSignals> {
+        Ok(ServiceSignals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
         })
     }
 
-    /// Waits for SIGTERM or SIGINT. SIGHUP (reload) is logged and ignored until reload exists.
-    pub async fn wait(&mut self) -> Stop {
+    /// Waits for the next signal.
+    pub async fn next(&mut self) -> ServiceSignal {
+        tokio::select! {
+            _ = self.term.recv() => ServiceSignal::Terminate,
+            _ = self.int.recv() => ServiceSignal::Interrupt,
+            _ = self.hup.recv() => ServiceSignal::Reload,
+        }
+    }
+
+    /// Waits for SIGTERM or SIGINT; a SIGHUP meanwhile is logged and ignored (while
+    /// draining there is nothing left to reload for).
+    pub async fn next_stop(&mut self) -> ServiceSignal {
         loop {
-            tokio::select! {
-                _ = self.term.recv() => return Stop::Terminate,
-                _ = self.int.recv() => return Stop::Interrupt,
-                _ = self.hup.recv() => {
-                    tracing::warn!(
-                        "SIGHUP: configuration reload is not implemented yet; restart to apply changes"
-                    );
-                }
+            match self.next().await {
+                ServiceSignal::Reload => tracing::info!("SIGHUP while stopping: ignored"),
+                stop => return stop,
             }
         }
     }
+}
+
+/// Tells systemd a reload started (`RELOADING=1`); [`notify_ready`] ends it.
+pub fn notify_reloading() {
+    let _ = sd_notify::notify(&[NotifyState::Reloading]);
 }
 
 /// Counts every panic in `metrics` and logs it through `tracing`, then runs the previous hook

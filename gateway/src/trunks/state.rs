@@ -59,6 +59,9 @@ pub struct TrunkState {
     active_calls: u32,
     next_probe: Option<Instant>,
     registered: bool,
+    /// Removed from the configuration by a reload: takes no new calls and is not probed, but
+    /// its calls run on and still count here.
+    retired: bool,
 }
 
 /// One address's probe state.
@@ -91,7 +94,39 @@ impl TrunkState {
             active_calls: 0,
             next_probe,
             registered: false,
+            retired: false,
         }
+    }
+
+    /// Takes `config` (a reload) where only per-call settings changed (the addresses and
+    /// transport are the same): probe states and call counts go on; probing follows the new
+    /// interval.
+    pub fn reconfigure(&mut self, config: TrunkConfig, now: Instant) {
+        if config.probe_interval != self.config.probe_interval {
+            self.next_probe = (!config.probe_interval.is_zero()).then_some(now);
+        }
+        self.config = config;
+    }
+
+    /// A fresh state for a trunk whose addresses or transport a reload changed, counting the
+    /// calls this one still carries.
+    pub fn succeed(&self, config: TrunkConfig, addresses: Vec<TrunkAddress>, now: Instant) -> Self {
+        let mut next = TrunkState::new(config, addresses, now);
+        next.active_calls = self.active_calls;
+        next
+    }
+
+    /// The trunk left the configuration: no new calls, probes or registration from now on.
+    pub fn retire(&mut self) {
+        self.retired = true;
+        self.up = false;
+        self.next_probe = None;
+        self.registered = false;
+    }
+
+    /// Whether a reload removed the trunk.
+    pub fn is_retired(&self) -> bool {
+        self.retired
     }
 
     /// Whether new calls may be routed here: up, and under its call limit.
@@ -275,6 +310,39 @@ mod tests {
         state.call_ended();
         assert!(state.can_take_call());
         assert_eq!(state.active_calls(), 1);
+    }
+
+    #[test]
+    fn a_reload_keeps_calls_counted_and_a_retired_trunk_takes_none() {
+        let now = Instant::now();
+        let mut state = TrunkState::new(trunk(), addresses(1), now);
+        state.call_started();
+        assert!(state.probe_due(now));
+        // Only per-call settings: probe state goes on; a new interval restarts probing.
+        let mut limited = trunk();
+        limited.max_calls = Some(1);
+        state.reconfigure(limited.clone(), now);
+        assert!(
+            !state.can_take_call(),
+            "the new limit counts the running call"
+        );
+        assert!(
+            !state.probe_due(now),
+            "the same interval keeps the schedule"
+        );
+        limited.probe_interval = Duration::from_secs(5);
+        state.reconfigure(limited.clone(), now);
+        assert!(state.probe_due(now));
+        // New addresses: a fresh state still counting the call.
+        let moved = state.succeed(limited, addresses(2), now);
+        assert_eq!(moved.active_calls(), 1);
+        assert_eq!(moved.addresses().count(), 2);
+        // Removed: no calls, no probes; its running call still ends here.
+        let mut removed = moved;
+        removed.retire();
+        assert!(removed.is_retired() && !removed.can_take_call() && !removed.probe_due(now));
+        removed.call_ended();
+        assert_eq!(removed.active_calls(), 0);
     }
 
     #[test]

@@ -48,6 +48,15 @@ impl Authenticator {
     pub fn trust(&mut self, range: IpRange) {
         self.trusted.push(range);
     }
+
+    /// Takes `other`'s users, trusted and required ranges in place of ours (a configuration
+    /// reload), keeping our digest server: nonces already handed out stay valid, so clients in
+    /// the middle of a challenge are not bounced.
+    pub fn adopt_accounts(&mut self, other: Authenticator) {
+        self.users = other.users;
+        self.trusted = other.trusted;
+        self.required = other.required;
+    }
 }
 
 /// An IP address range (CIDR): `network` with its first `prefix` bits significant.

@@ -288,6 +288,11 @@ impl UserAgent {
         self.authenticator = Some(authenticator);
     }
 
+    /// The authenticator, to change its accounts while running (a configuration reload).
+    pub fn authenticator_mut(&mut self) -> Option<&mut Authenticator> {
+        self.authenticator.as_mut()
+    }
+
     /// The registrar, to look bindings up.
     pub fn registrar(&self) -> Option<&Registrar> {
         self.registrar.as_ref()
