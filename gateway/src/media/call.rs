@@ -56,6 +56,12 @@ pub(crate) struct Arrival<'a> {
     pub(crate) datagram: &'a [u8],
 }
 
+/// The id of a call whose next tick panics: the shard's unit tests set it to prove a panic
+/// ends that call only. Not compiled outside them.
+#[cfg(test)]
+pub(crate) static PANIC_ON_TICK: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
 /// A call's media, owned by one shard.
 pub(crate) struct CallMedia {
     pub(crate) id: MediaCallId,
@@ -373,6 +379,10 @@ impl CallMedia {
         io: &mut ShardIo<'_>,
         events: &mut impl FnMut(MediaEvent),
     ) {
+        #[cfg(test)]
+        if PANIC_ON_TICK.load(std::sync::atomic::Ordering::Relaxed) == self.id.0 {
+            panic!("a fault injected by a test into call {}", self.id.0);
+        }
         let CallMedia {
             id,
             client,

@@ -542,6 +542,89 @@ mod tests {
         message
     }
 
+    /// Two tone calls on one shard; one's step panics: only that call ends (reported as
+    /// failed, counted), its ports come back, and the other call's tone keeps flowing.
+    #[test]
+    fn a_panic_in_one_calls_step_ends_that_call_only() {
+        use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+
+        use landline_codecs::{G711Law, OpusSettings, OutputStream, Timing};
+
+        use crate::media::{CallKind, CallSpec, LatchPolicy, LegCodec, LegSpec, LegTransport};
+        use crate::media::{MediaPlane, call::PANIC_ON_TICK};
+
+        const DOOMED: u64 = 0xFA17;
+        const HEALTHY: u64 = 0xFA18;
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let pool = Arc::new(PortPool::new(43_400, 43_409));
+        let (plane, mut events) = MediaPlane::start(1, pool.clone(), None, 0).expect("plane");
+        let listener = || {
+            let socket = UdpSocket::bind((loopback, 0)).expect("bind");
+            socket.set_nonblocking(true).expect("nonblocking");
+            socket
+        };
+        let count = |socket: &UdpSocket| {
+            let mut buffer = [0u8; 1500];
+            std::iter::from_fn(|| socket.recv_from(&mut buffer).ok()).count()
+        };
+        let tone_call = |id: u64, listener: &UdpSocket| CallSpec {
+            id: MediaCallId(id),
+            kind: CallKind::Tone {
+                client: LegSpec {
+                    transport: LegTransport::Rtp(pool.bind(loopback).expect("port")),
+                    remote: listener.local_addr().ok(),
+                    latch: LatchPolicy::Learn,
+                    codec: LegCodec::G711 {
+                        law: G711Law::Mu,
+                        event_payload_type: None,
+                        comfort_noise_payload_type: None,
+                    },
+                    output: OutputStream {
+                        ssrc: id as u32,
+                        first_sequence: 1,
+                        first_timestamp: 0,
+                    },
+                },
+                hz: 1000,
+            },
+            opus: OpusSettings::default(),
+            timing: Timing::default(),
+            rtp_timeout: Duration::from_secs(30),
+        };
+        let (doomed, healthy) = (listener(), listener());
+        plane.add_call(tone_call(DOOMED, &doomed)).expect("add");
+        plane.add_call(tone_call(HEALTHY, &healthy)).expect("add");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(count(&doomed) > 0 && count(&healthy) > 0, "both tones flow");
+
+        PANIC_ON_TICK.store(DOOMED, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let failed = loop {
+            match events.try_recv() {
+                Ok(MediaEvent::Failed(id, _)) => break id,
+                Ok(_) => {}
+                Err(_) => {
+                    assert!(Instant::now() < deadline, "no call reported failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
+        assert_eq!(failed, MediaCallId(DOOMED));
+        count(&doomed);
+        count(&healthy);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(count(&doomed), 0, "the failed call sends nothing more");
+        assert!(count(&healthy) >= 10, "the other call's tone goes on");
+        let counters: Vec<_> = plane.counters().collect();
+        assert_eq!(counters[0].panics.load(Ordering::Relaxed), 1);
+        assert_eq!(counters[0].calls.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            pool.available(),
+            pool.capacity() - 1,
+            "the failed call's port is back"
+        );
+    }
+
     #[test]
     fn a_binding_request_names_our_ufrag() {
         assert_eq!(stun_local_ufrag(&stun(b"abcd:efgh")), Some("abcd"));
