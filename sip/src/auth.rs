@@ -204,64 +204,66 @@ impl DigestClient {
     }
 }
 
+/// What we remember of a nonce that has authenticated someone: its nonce count, for replay.
 #[derive(Debug, Clone, Copy)]
-struct NonceState {
+struct UsedNonce {
     issued: Instant,
     last_nc: u32,
 }
 
 /// Server-side Digest: issues nonces, verifies answers, refuses expired nonces (stale) and
-/// replayed nonce counts. Memory is bounded by `max_nonces`.
+/// replayed nonce counts.
+///
+/// Nonces carry their own proof: the time they were issued and a counter, sealed with an
+/// HMAC under the process's secret. So a challenge stores nothing, and a flood of
+/// unauthenticated requests costs a hash each and no memory; only nonces that verified (a
+/// client that knows its password) are remembered, for their nonce counts, up to
+/// `max_used` (expired ones swept at most once a second).
 #[derive(Debug)]
 pub struct DigestServer {
     realm: String,
     algorithm: Algorithm,
     secret: Vec<u8>,
     lifetime: Duration,
-    max_nonces: usize,
+    max_used: usize,
     counter: u64,
-    nonces: HashMap<String, NonceState>,
+    /// The instant nonce times count from (the first challenge's).
+    epoch: Option<Instant>,
+    used: HashMap<String, UsedNonce>,
+    next_sweep: Option<Instant>,
 }
 
+/// Bytes of a nonce's sealed body (issue time in ms, counter) and of its truncated HMAC.
+const NONCE_BODY: usize = 16;
+const NONCE_TAG: usize = 16;
+
 impl DigestServer {
-    /// A verifier for `realm`; `secret` must be random per process (nonces are derived from it).
+    /// A verifier for `realm`; `secret` must be random per process (nonces are sealed with it).
     pub fn new(realm: &str, algorithm: Algorithm, secret: &[u8], lifetime: Duration) -> Self {
         Self {
             realm: realm.to_owned(),
             algorithm,
             secret: secret.to_vec(),
             lifetime,
-            max_nonces: 10_000,
+            max_used: 100_000,
             counter: 0,
-            nonces: HashMap::new(),
+            epoch: None,
+            used: HashMap::new(),
+            next_sweep: None,
         }
     }
 
     /// A fresh challenge; `stale` after [`AuthError::Stale`].
     pub fn challenge(&mut self, now: Instant, stale: bool) -> Challenge {
-        self.expire(now);
-        if self.nonces.len() >= self.max_nonces {
-            if let Some(oldest) = self
-                .nonces
-                .iter()
-                .min_by_key(|(_, s)| s.issued)
-                .map(|(k, _)| k.clone())
-            {
-                self.nonces.remove(&oldest);
-            }
-        }
+        let epoch = *self.epoch.get_or_insert(now);
+        let issued_ms =
+            u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX);
         self.counter += 1;
-        let mut h = Sha256::new();
-        h.update(&self.secret);
-        h.update(self.counter.to_be_bytes());
-        let nonce = hex(&h.finalize()[..16]);
-        self.nonces.insert(
-            nonce.clone(),
-            NonceState {
-                issued: now,
-                last_nc: 0,
-            },
-        );
+        let mut body = [0u8; NONCE_BODY];
+        body[..8].copy_from_slice(&issued_ms.to_be_bytes());
+        body[8..].copy_from_slice(&self.counter.to_be_bytes());
+        let tag = hmac_sha256(&self.secret, &body);
+        let nonce = hex(&body) + &hex(&tag[..NONCE_TAG]);
         Challenge {
             realm: self.realm.clone(),
             nonce,
@@ -270,6 +272,23 @@ impl DigestServer {
             qop_auth: true,
             stale,
         }
+    }
+
+    /// When `nonce` was issued, if we issued it (its seal checks out).
+    fn issued(&self, nonce: &str) -> Option<Instant> {
+        let bytes = unhex(nonce)?;
+        if bytes.len() != NONCE_BODY + NONCE_TAG {
+            return None;
+        }
+        let (body, tag) = bytes.split_at(NONCE_BODY);
+        let expected = hmac_sha256(&self.secret, body);
+        if !constant_time_eq(&expected[..NONCE_TAG], tag) {
+            return None;
+        }
+        let mut ms = [0u8; 8];
+        ms.copy_from_slice(&body[..8]);
+        self.epoch?
+            .checked_add(Duration::from_millis(u64::from_be_bytes(ms)))
     }
 
     /// Verifies an `Authorization` value for `method`; `password` looks a user's password up.
@@ -295,11 +314,13 @@ impl DigestServer {
         if get("realm") != Some(self.realm.as_str()) || alg != self.algorithm {
             return Err(AuthError::Denied);
         }
-        let state = *self.nonces.get(nonce).ok_or(AuthError::Stale)?;
-        if now.saturating_duration_since(state.issued) > self.lifetime {
-            self.nonces.remove(nonce);
+        // Not ours (another process's, say) or too old: the client retries with a fresh one.
+        let issued = self.issued(nonce).ok_or(AuthError::Stale)?;
+        if now.saturating_duration_since(issued) > self.lifetime {
+            self.used.remove(nonce);
             return Err(AuthError::Stale);
         }
+        let last_nc = self.used.get(nonce).map_or(0, |u| u.last_nc);
         let secret = password(user).ok_or(AuthError::Denied)?;
         let ha1 = alg.hash(&format!("{user}:{}:{secret}", self.realm));
         let ha2 = alg.hash(&format!("{method}:{uri}"));
@@ -315,7 +336,7 @@ impl DigestServer {
             }
             Some(_) => return Err(AuthError::Malformed("qop")),
             // Without qop there is no nonce count: allow one use only.
-            None => (alg.hash(&format!("{ha1}:{nonce}:{ha2}")), state.last_nc + 1),
+            None => (alg.hash(&format!("{ha1}:{nonce}:{ha2}")), last_nc + 1),
         };
         if !constant_time_eq(
             expected.as_bytes(),
@@ -323,20 +344,68 @@ impl DigestServer {
         ) {
             return Err(AuthError::Denied);
         }
-        if nc <= state.last_nc {
+        if nc <= last_nc {
             return Err(AuthError::Replay);
         }
-        if let Some(s) = self.nonces.get_mut(nonce) {
-            s.last_nc = nc;
-        }
+        self.remember(now, nonce, issued, nc);
         Ok(user.to_owned())
     }
 
-    fn expire(&mut self, now: Instant) {
-        let life = self.lifetime;
-        self.nonces
-            .retain(|_, s| now.saturating_duration_since(s.issued) <= life);
+    /// Records a verified nonce's count, keeping the table within `max_used`.
+    fn remember(&mut self, now: Instant, nonce: &str, issued: Instant, nc: u32) {
+        if let Some(used) = self.used.get_mut(nonce) {
+            used.last_nc = nc;
+            return;
+        }
+        if self.used.len() >= self.max_used && self.next_sweep.is_none_or(|at| at <= now) {
+            let life = self.lifetime;
+            self.used
+                .retain(|_, u| now.saturating_duration_since(u.issued) <= life);
+            self.next_sweep = Some(now + Duration::from_secs(1));
+        }
+        if self.used.len() >= self.max_used {
+            // Full of live nonces of clients that did authenticate: forget one (a replay of
+            // its old counts would then pass until it expires; that takes its sniffed request).
+            if let Some(any) = self.used.keys().next().cloned() {
+                self.used.remove(&any);
+            }
+        }
+        self.used.insert(
+            nonce.to_owned(),
+            UsedNonce {
+                issued,
+                last_nc: nc,
+            },
+        );
     }
+}
+
+/// HMAC-SHA-256 (RFC 2104).
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut padded = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        padded[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        padded[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(padded.map(|b| b ^ 0x36));
+    inner.update(message);
+    let mut outer = Sha256::new();
+    outer.update(padded.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
 }
 
 fn digest_params(value: &str) -> Result<Vec<(String, String)>, AuthError> {
@@ -391,5 +460,85 @@ mod tests {
             "{ha1}:dcd98b7102dd2f0e8b11d0f600bfb0c093:00000001:0a4f113b:auth:{ha2}"
         ));
         assert_eq!(resp, "6629fae49393a05397450978507c4ef1");
+    }
+
+    /// RFC 4231 test cases 2 (short key) and 6 (key longer than a block).
+    #[test]
+    fn hmac_sha256_vectors() {
+        assert_eq!(
+            hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            hex(&hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    /// Only nonces that authenticated someone are remembered, and never more than `max_used`.
+    #[test]
+    fn remembered_nonces_are_bounded() {
+        let now = Instant::now();
+        let mut server = DigestServer::new("r", Algorithm::Md5, b"secret", Duration::from_secs(60));
+        server.max_used = 3;
+        let creds = Credentials {
+            username: "alice".into(),
+            password: "pw".into(),
+        };
+        let password = |u: &str| (u == "alice").then(|| "pw".to_owned());
+        for round in 0..10u64 {
+            let challenge = server.challenge(now, false);
+            let mut client = DigestClient::new(challenge, round);
+            let authorization = client.authorize(&creds, "REGISTER", "sip:r");
+            assert_eq!(
+                server.verify(now, "REGISTER", &authorization, password),
+                Ok("alice".to_owned())
+            );
+            assert_eq!(
+                server.verify(now, "REGISTER", &authorization, password),
+                Err(AuthError::Replay),
+                "the count just used is remembered"
+            );
+            assert!(server.used.len() <= 3);
+        }
+    }
+
+    /// Challenges store nothing; a nonce with a broken seal or from another secret is stale,
+    /// never an error or a panic.
+    #[test]
+    fn challenges_are_stateless_and_forged_nonces_are_stale() {
+        let now = Instant::now();
+        let mut server = DigestServer::new("r", Algorithm::Md5, b"secret", Duration::from_secs(60));
+        for _ in 0..10_000 {
+            server.challenge(now, false);
+        }
+        assert!(
+            server.used.is_empty(),
+            "unauthenticated challenges keep no state"
+        );
+        let nonce = server.challenge(now, false).nonce;
+        assert!(server.issued(&nonce).is_some());
+        let mut other = DigestServer::new("r", Algorithm::Md5, b"another", Duration::from_secs(60));
+        other.challenge(now, false);
+        assert!(
+            other.issued(&nonce).is_none(),
+            "another secret's nonce is not ours"
+        );
+        let mut forged = nonce.clone().into_bytes();
+        forged[3] = if forged[3] == b'0' { b'1' } else { b'0' };
+        let forged = String::from_utf8(forged).unwrap_or_default();
+        for bad in [
+            forged.as_str(),
+            "",
+            "zz",
+            "é1",
+            &nonce[..10],
+            &format!("{nonce}00"),
+        ] {
+            assert!(server.issued(bad).is_none(), "{bad}");
+        }
     }
 }
