@@ -45,6 +45,7 @@ pub enum RunError {
 /// told the service is ready.
 pub async fn run(config: Config) -> Result<(), RunError> {
     warn_about_laptop_defaults(&config);
+    check_open_files_limit(&config);
     let shards = config.media.shard_count();
     let trunks: Vec<_> = config.trunks.iter().map(|t| t.name.clone()).collect();
     let (metrics, _exporter) = metrics::start(&config.metrics, &trunks, shards).await?;
@@ -195,7 +196,8 @@ fn edge_config(config: &Config) -> EdgeConfig {
             )
         }),
         limits: config.sip.limits(),
-        max_connections: 10_000,
+        max_connections: config.sip.max_connections,
+        max_connections_per_source: config.sip.max_connections_per_source,
         idle_timeout: Duration::from_secs(600),
         http: Some(HttpEdgeConfig {
             listen: config.http.listen,
@@ -251,6 +253,24 @@ fn random_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Raises the open-files limit and warns when it is below what the configuration can use:
+/// one descriptor per RTP port and per connection, plus the listeners and the runtime's own.
+fn check_open_files_limit(config: &Config) {
+    let rtp_sockets = usize::from(config.media.rtp_port_max - config.media.rtp_port_min) / 2 + 1;
+    let needed = (config.sip.max_connections + rtp_sockets + 256) as u64;
+    match service::raise_open_files_limit() {
+        Ok(limit) if limit < needed => tracing::warn!(
+            limit,
+            needed,
+            "the open-files limit is below what sip.max_connections and the RTP range can use: \
+             calls or connections would fail once it is reached; raise it (LimitNOFILE= in the \
+             systemd unit, `ulimit -n` in a shell) or lower sip.max_connections"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-files limit"),
+        Err(error) => tracing::warn!(%error, "cannot read the open-files limit"),
+    }
 }
 
 /// The shipped demo user's password: fine on loopback, dangerous anywhere else.

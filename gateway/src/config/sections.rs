@@ -52,6 +52,12 @@ pub struct SipConfig {
     /// SIP server transactions held at once; a new request beyond them gets 503 with
     /// Retry-After, so a flood costs bounded memory and calls in progress go on.
     pub max_transactions: usize,
+    /// TCP connections held at once, SIP TCP/TLS and HTTP/WebSocket together (each is a file
+    /// descriptor): beyond it new ones are closed at once and running ones go on.
+    pub max_connections: usize,
+    /// Connections one source address may hold at once, so one host cannot take the slots
+    /// every other client needs (clients behind one NAT share an address).
+    pub max_connections_per_source: usize,
 }
 
 impl Default for SipConfig {
@@ -70,6 +76,8 @@ impl Default for SipConfig {
             t4: timers.t4,
             max_message_size: Limits::default().max_message,
             max_transactions: 100_000,
+            max_connections: 10_000,
+            max_connections_per_source: 200,
         }
     }
 }
@@ -116,6 +124,23 @@ impl SipConfig {
                     self.max_transactions
                 ),
                 "keep the default 100000, or at least 100 times the requests per second you expect",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(layers.invalid(
+                "sip.max_connections",
+                "0 would refuse every TCP, TLS and WebSocket client",
+                "keep the default 10000 (the process needs as many file descriptors, and more)",
+            ));
+        }
+        if !(1..=self.max_connections).contains(&self.max_connections_per_source) {
+            return Err(layers.invalid(
+                "sip.max_connections_per_source",
+                format!(
+                    "{} is outside 1–{} (sip.max_connections)",
+                    self.max_connections_per_source, self.max_connections
+                ),
+                "keep the default 200, or raise it to the clients you expect behind one NAT address",
             ));
         }
         if self.domain.is_empty() || self.domain.contains(char::is_whitespace) {

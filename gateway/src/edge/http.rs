@@ -10,7 +10,6 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -18,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use super::gate::ConnectionGate;
 use super::{EdgeError, assets, ws};
 use crate::ops::metrics::Metrics;
 
@@ -39,9 +39,8 @@ pub(super) struct HttpServer {
     allowed_origins: Vec<String>,
     websockets: Arc<ws::WebSockets>,
     metrics: Arc<Metrics>,
-    /// Open connections, shared with the SIP TCP/TLS listeners (one cap for all).
-    open: Arc<AtomicUsize>,
-    max_connections: usize,
+    /// Connection caps, shared with the SIP TCP/TLS listeners.
+    gate: Arc<ConnectionGate>,
 }
 
 impl HttpServer {
@@ -50,8 +49,7 @@ impl HttpServer {
         allowed_origins: Vec<String>,
         websockets: Arc<ws::WebSockets>,
         metrics: Arc<Metrics>,
-        max_connections: usize,
-        open: Arc<AtomicUsize>,
+        gate: Arc<ConnectionGate>,
     ) -> Self {
         HttpServer {
             page: page_with_ws_path(&ws_path),
@@ -59,18 +57,8 @@ impl HttpServer {
             allowed_origins,
             websockets,
             metrics,
-            open,
-            max_connections,
+            gate,
         }
-    }
-
-    /// A connection slot under the cap, given back when dropped.
-    fn slot(self: &Arc<Self>) -> Option<Slot> {
-        if self.open.fetch_add(1, Ordering::Relaxed) >= self.max_connections {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(Slot(self.clone()))
     }
 
     /// Answers one request on a new connection (or hands the connection to the WebSocket side).
@@ -195,9 +183,12 @@ pub(super) async fn listen(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            let Some(slot) = server.slot() else {
-                tracing::warn!(%peer, "HTTP connection refused: connection limit reached");
-                continue;
+            let slot = match server.gate.admit(Some(peer.ip())) {
+                Ok(admission) => admission,
+                Err(why) => {
+                    server.gate.log_refusal(peer, "HTTP", why);
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             let server = server.clone();
@@ -217,15 +208,6 @@ pub(super) async fn listen(
         }
     });
     Ok(local)
-}
-
-/// One connection's place under the cap.
-struct Slot(Arc<HttpServer>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 #[derive(Debug)]
@@ -570,40 +552,6 @@ mod tests {
         assert!(text.ends_with("\r\n\r\n<p>"));
         assert_eq!(host_source("evil; script-src *"), None);
         assert_eq!(host_source(""), None);
-    }
-
-    #[test]
-    fn the_connection_cap_is_shared_with_the_sip_streams() {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let metrics = Arc::new(Metrics::register(&recorder, &[], 1));
-        let (inbound, _inbound) = tokio::sync::mpsc::channel(1);
-        let (closed, _closed) = tokio::sync::mpsc::channel(1);
-        let second = Duration::from_secs(1);
-        let sockets = Arc::new(ws::WebSockets::new(
-            landline_sip::message::Limits::default(),
-            second,
-            second * 2,
-            inbound,
-            closed,
-            metrics.clone(),
-        ));
-        let open = Arc::new(AtomicUsize::new(0));
-        let server = Arc::new(HttpServer::new(
-            "/ws".into(),
-            Vec::new(),
-            sockets,
-            metrics,
-            2,
-            open.clone(),
-        ));
-        open.store(2, Ordering::Relaxed); // two SIP TCP connections
-        assert!(server.slot().is_none(), "the cap counts them");
-        open.store(1, Ordering::Relaxed);
-        let slot = server.slot().expect("one place left");
-        assert_eq!(open.load(Ordering::Relaxed), 2);
-        assert!(server.slot().is_none());
-        drop(slot);
-        assert_eq!(open.load(Ordering::Relaxed), 1, "given back");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! connection the client opened (nobody can connect to a browser).
 
 mod assets;
+mod gate;
 mod http;
 mod stream;
 mod udp;
@@ -19,7 +20,6 @@ mod ws;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -62,6 +62,8 @@ pub struct EdgeConfig {
     /// Most simultaneous connections over SIP TCP/TLS and HTTP/WebSocket together; more are
     /// refused.
     pub max_connections: usize,
+    /// Most of them from one source address.
+    pub max_connections_per_source: usize,
     /// A stream connection idle this long is closed.
     pub idle_timeout: Duration,
     /// The HTTP/WebSocket listeners, if enabled.
@@ -196,14 +198,15 @@ impl Edge {
             None => None,
         };
         // One count of open connections for SIP TCP/TLS and HTTP/WebSocket alike, under one
-        // cap: a flood on one port cannot take the descriptors the others need.
-        let open = Arc::new(AtomicUsize::new(0));
+        // cap and one per source address: a flood on one port, or from one host, cannot take
+        // the descriptors the others need.
+        let gate =
+            gate::ConnectionGate::new(config.max_connections, config.max_connections_per_source);
         let streams = Arc::new(stream::Streams::new(
             config.limits,
-            config.max_connections,
             config.idle_timeout,
             inbound_tx,
-            open.clone(),
+            gate.clone(),
         ));
         if let Some(address) = config.tcp {
             stream::listen_tcp(streams.clone(), address).await?;
@@ -218,8 +221,7 @@ impl Edge {
                 http.allowed_origins,
                 websockets.clone(),
                 metrics,
-                config.max_connections,
-                open,
+                gate,
             ));
             http_addr = Some(http::listen(server.clone(), http.listen, None).await?);
             if let Some((address, files)) = http.secure {

@@ -8,7 +8,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName}
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use super::gate::{Admission, ConnectionGate};
 use super::{EdgeError, Inbound, Registry};
 
 /// Messages queued to one connection's writer before new ones are dropped.
@@ -74,11 +74,10 @@ pub struct TlsFiles {
 pub(super) struct Streams {
     registry: Registry,
     limits: Limits,
-    max_connections: usize,
     idle_timeout: Duration,
     inbound: mpsc::Sender<Inbound>,
     /// Shared with the HTTP/WebSocket listeners: one cap over every connection.
-    open: Arc<AtomicUsize>,
+    gate: Arc<ConnectionGate>,
     tcp_addr: OnceLock<SocketAddr>,
     tls_peers: DashMap<SocketAddr, TlsPeer>,
     failures: mpsc::Sender<TransportFailure>,
@@ -88,19 +87,17 @@ pub(super) struct Streams {
 impl Streams {
     pub(super) fn new(
         limits: Limits,
-        max_connections: usize,
         idle_timeout: Duration,
         inbound: mpsc::Sender<Inbound>,
-        open: Arc<AtomicUsize>,
+        gate: Arc<ConnectionGate>,
     ) -> Self {
         let (failures, failures_rx) = mpsc::channel(FAILURE_QUEUE);
         Streams {
             registry: Registry::new(),
             limits,
-            max_connections,
             idle_timeout,
             inbound,
-            open,
+            gate,
             tcp_addr: OnceLock::new(),
             tls_peers: DashMap::new(),
             failures,
@@ -136,7 +133,7 @@ impl Streams {
     }
 
     pub(super) fn count(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+        self.gate.count()
     }
 
     /// Queues a message on the connection to its destination, opening one if needed (TLS only
@@ -163,11 +160,11 @@ impl Streams {
         } else {
             None
         };
-        if !self.reserve() {
-            tracing::warn!(to = %destination, "SIP connection not opened: connection limit reached");
+        let Ok(admission) = self.gate.admit(None) else {
+            tracing::warn!(to = %destination, "SIP connection not opened: connection limit reached (sip.max_connections)");
             self.report_failure(destination, tls);
             return;
-        }
+        };
         // Registered now, so what is sent while it connects queues behind this message.
         let (sender, outgoing) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
         let _ = sender.try_send(transmit.data);
@@ -178,11 +175,11 @@ impl Streams {
             match streams.connect(destination, peer).await {
                 Ok(Connection::Tcp(stream)) => {
                     tracing::info!(to = %destination, transport, "SIP connection opened");
-                    streams.run(stream, destination, false, outgoing);
+                    streams.run(stream, destination, false, outgoing, admission);
                 }
                 Ok(Connection::Tls(stream)) => {
                     tracing::info!(to = %destination, transport, "SIP connection opened");
-                    streams.run(*stream, destination, true, outgoing);
+                    streams.run(*stream, destination, true, outgoing, admission);
                 }
                 Err(error) => {
                     tracing::warn!(to = %destination, %error, "cannot connect over {transport}; requests there fail");
@@ -190,7 +187,7 @@ impl Streams {
                     streams
                         .registry
                         .remove_if(&key, |_, s| s.same_channel(&sender));
-                    streams.open.fetch_sub(1, Ordering::Relaxed);
+                    drop(admission);
                     streams.report_failure(destination, tls);
                 }
             }
@@ -224,34 +221,14 @@ impl Streams {
             })
     }
 
-    /// Counts a connection about to be opened; false when at the limit.
-    fn reserve(&self) -> bool {
-        if self.open.fetch_add(1, Ordering::Relaxed) >= self.max_connections {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            return false;
-        }
-        true
-    }
-
-    /// Registers a connection the peer opened and starts its tasks; `None` when over the
-    /// connection limit.
-    fn adopt<S>(
-        self: &Arc<Self>,
-        io: S,
-        peer: SocketAddr,
-        tls: bool,
-    ) -> Option<mpsc::Sender<Vec<u8>>>
+    /// Registers a connection the peer opened (admitted under the caps) and starts its tasks.
+    fn adopt<S>(self: &Arc<Self>, io: S, peer: SocketAddr, tls: bool, admission: Admission)
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        if !self.reserve() {
-            tracing::warn!(%peer, "SIP connection refused: connection limit reached");
-            return None;
-        }
         let (sender, outgoing) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-        self.registry.insert((tls, peer), sender.clone());
-        self.run(io, peer, tls, outgoing);
-        Some(sender)
+        self.registry.insert((tls, peer), sender);
+        self.run(io, peer, tls, outgoing, admission);
     }
 
     /// Starts a registered connection's writer and reader; the reader unregisters it when it
@@ -262,6 +239,7 @@ impl Streams {
         peer: SocketAddr,
         tls: bool,
         mut outgoing: mpsc::Receiver<Vec<u8>>,
+        admission: Admission,
     ) where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
@@ -317,7 +295,7 @@ impl Streams {
                 }
             }
             streams.registry.remove(&(tls, peer));
-            streams.open.fetch_sub(1, Ordering::Relaxed);
+            drop(admission);
             writer_task.abort();
         });
     }
@@ -344,8 +322,13 @@ pub(super) async fn listen_tcp(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
-            let _ = stream.set_nodelay(true);
-            streams.adopt(stream, peer, false);
+            match streams.gate.admit(Some(peer.ip())) {
+                Ok(admission) => {
+                    let _ = stream.set_nodelay(true);
+                    streams.adopt(stream, peer, false, admission);
+                }
+                Err(why) => streams.gate.log_refusal(peer, "TCP", why),
+            }
         }
     });
     Ok(())
@@ -370,13 +353,19 @@ pub(super) async fn listen_tls(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
+            // Counted from the accept: a handshake in progress holds a descriptor too.
+            let admission = match streams.gate.admit(Some(peer.ip())) {
+                Ok(admission) => admission,
+                Err(why) => {
+                    streams.gate.log_refusal(peer, "TLS", why);
+                    continue;
+                }
+            };
             let acceptor = acceptor.clone();
             let streams = streams.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        streams.adopt(tls, peer, true);
-                    }
+                    Ok(Ok(tls)) => streams.adopt(tls, peer, true, admission),
                     _ => tracing::info!(%peer, "TLS handshake failed"),
                 }
             });

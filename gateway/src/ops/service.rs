@@ -123,3 +123,28 @@ fn panic_message<'a>(info: &'a std::panic::PanicHookInfo<'_>) -> &'a str {
         "(non-string payload)"
     }
 }
+
+/// Raises the soft limit on open files to the hard one, as servers do: a shell's default soft
+/// limit (often 1024) would run out at a few hundred calls and connections, while the hard
+/// limit (or systemd's `LimitNOFILE=`) is what the operator allows. Returns the limit in force.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass, which lives for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass, which lives for the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok(raised.rlim_cur);
+        }
+    }
+    Ok(limit.rlim_cur)
+}
