@@ -101,6 +101,24 @@ fn client_stats_marker(client: &Sipp) -> String {
         .to_owned()
 }
 
+/// A softphone with "SRTP mandatory" offers audio only as RTP/SAVP with SDES keys: the
+/// gateway cannot answer that in plain RTP, so it refuses with 488 and nothing reaches a trunk.
+#[test]
+fn an_srtp_only_offer_is_refused_with_488() {
+    let (carrier, gateway) = one_carrier();
+    let mut trunk = Sipp::start("carrier_answer", carrier, None, 1, &[]);
+    let mut client = client_dials(&gateway, "client_call_srtp_only", "+15557654321");
+    let stats = client.finish();
+    assert_calls(stats, 1, "client (488 expected)", &gateway, &[&client]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !trunk.messages().contains("INVITE"),
+        "an offer we cannot answer reached the carrier"
+    );
+    trunk.stop();
+    gateway.assert_idle();
+}
+
 #[test]
 fn a_wrong_password_never_reaches_a_trunk() {
     let (carrier, gateway) = one_carrier();

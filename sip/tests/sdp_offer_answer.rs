@@ -30,6 +30,14 @@ a=sendrecv\r\n\
 m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
 a=rtpmap:96 VP8/90000\r\n";
 
+/// The browser's offer as a softphone would send it: the same codecs over plain RTP.
+fn plain_offer() -> Sdp {
+    BROWSER_OFFER
+        .replace("UDP/TLS/RTP/SAVPF 111", "RTP/AVP 111")
+        .parse()
+        .expect("offer")
+}
+
 fn local(codecs: Vec<Codec>, direction: Direction) -> LocalMedia {
     LocalMedia {
         addr: IpAddr::from([127, 0, 0, 1]),
@@ -61,7 +69,7 @@ fn parses_and_reserialises_losslessly() {
 
 #[test]
 fn policy_picks_g711_over_opus_and_matching_telephone_event() {
-    let offer: Sdp = BROWSER_OFFER.parse().expect("offer");
+    let offer = plain_offer();
     let l = local(vec![Codec::Pcmu, Codec::Opus], Direction::SendRecv);
     let (ans, neg) =
         answer(&offer, &l, &PreferenceOrder(vec![Codec::Pcmu, Codec::Opus])).expect("answer");
@@ -77,9 +85,43 @@ fn policy_picks_g711_over_opus_and_matching_telephone_event() {
     assert_eq!(ans.media[1].port, 0, "video refused, m-line kept");
 }
 
+/// SRTP cannot be answered in plain RTP: an SDES-only or DTLS-only offer is refused, a
+/// best-effort offer (SRTP line first, plain RTP after) gets its plain line answered, and an
+/// AVPF line is answered in AVPF.
+#[test]
+fn only_plain_rtp_audio_is_answered() {
+    let l = local(vec![Codec::Pcmu], Direction::SendRecv);
+    let policy = PreferenceOrder(vec![Codec::Pcmu]);
+    let sdes = "v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+        m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 \
+        inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
+    let offer: Sdp = sdes.parse().expect("offer");
+    assert_eq!(
+        answer(&offer, &l, &policy).err(),
+        Some(NegotiationError::NoAudio)
+    );
+    let offer: Sdp = BROWSER_OFFER.parse().expect("offer");
+    assert_eq!(
+        answer(&offer, &l, &policy).err(),
+        Some(NegotiationError::NoAudio)
+    );
+
+    let best_effort: Sdp = format!("{sdes}m=audio 4002 RTP/AVP 0\r\n")
+        .parse()
+        .expect("offer");
+    let (ans, neg) = answer(&best_effort, &l, &policy).expect("the plain line is answered");
+    assert_eq!(ans.media[0].port, 0, "the SRTP line refused, kept in place");
+    assert_eq!(ans.media[1].proto, "RTP/AVP");
+    assert_eq!(neg.remote.port(), 4002);
+
+    let avpf: Sdp = sdes.replace("RTP/SAVP", "RTP/AVPF").parse().expect("offer");
+    let (ans, _) = answer(&avpf, &l, &policy).expect("AVPF is plain RTP");
+    assert_eq!(ans.media[0].proto, "RTP/AVPF");
+}
+
 #[test]
 fn opus_keeps_fmtp_and_48k_telephone_event() {
-    let offer: Sdp = BROWSER_OFFER.parse().expect("offer");
+    let offer = plain_offer();
     let l = local(vec![Codec::Opus, Codec::Pcmu], Direction::SendRecv);
     let (ans, neg) = answer(&offer, &l, &PreferenceOrder(vec![Codec::Opus])).expect("answer");
     assert_eq!(

@@ -101,6 +101,23 @@ pub(super) fn start(
             }
         }
     } else {
+        // Refused now, before any trunk rings, when no answer could ever be made: no audio in
+        // plain RTP (an SRTP-only softphone) or none of our codecs.
+        let policy = sdp::PreferenceOrder(vec![Codec::Opus, Codec::Pcmu, Codec::Pcma]);
+        let refusal = s
+            .calls
+            .get(&id)
+            .and_then(|c| sdp::answer(&offer, &c.client_session.local, &policy).err());
+        if let Some(error) = refusal {
+            tracing::info!(call = id, %error, "client offer refused");
+            return fail(
+                s,
+                now,
+                id,
+                StatusCode::NOT_ACCEPTABLE_HERE,
+                "client_offer_refused",
+            );
+        }
         let Some(socket) = s.bind_rtp() else {
             return fail(
                 s,

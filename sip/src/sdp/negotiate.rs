@@ -138,8 +138,8 @@ pub struct Negotiated {
 /// Why negotiation failed: a UA answers 488 (Not Acceptable Here).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NegotiationError {
-    /// No audio stream, or it has no address.
-    #[error("no usable audio stream")]
+    /// No audio stream in plain RTP, or it has no address.
+    #[error("no usable audio stream (plain RTP/AVP)")]
     NoAudio,
     /// No codec in common under the policy.
     #[error("no acceptable codec")]
@@ -191,10 +191,13 @@ pub fn answer(
     local: &LocalMedia,
     policy: &dyn CodecPolicy,
 ) -> Result<(Sdp, Negotiated), NegotiationError> {
+    // An SRTP stream (SDES `RTP/SAVP`, DTLS `UDP/TLS/RTP/SAVPF`) cannot be answered in plain
+    // RTP: its packets would be played as noise. Another audio line in plain RTP (best-effort
+    // SRTP offers carry both) is answered instead; with none, the offer is refused.
     let audio = offer
         .media
         .iter()
-        .position(|m| m.kind == "audio" && m.port != 0)
+        .position(|m| m.kind == "audio" && m.port != 0 && is_plain_rtp(&m.proto))
         .ok_or(NegotiationError::NoAudio)?;
     let om = &offer.media[audio];
     // Only what we can handle goes to the policy, so it never picks a codec we lack.
@@ -224,6 +227,8 @@ pub fn answer(
             continue;
         }
         let mut a = media_skeleton(local);
+        // The answer keeps the offer's profile (AVPF is AVP with feedback we need not send).
+        a.proto = om.proto.clone();
         a.formats.push(chosen.pt.to_string());
         a.rtpmaps.push(chosen.codec.rtpmap(chosen.pt));
         if chosen.codec == Codec::Opus {
@@ -261,6 +266,11 @@ pub fn answer(
         direction,
     };
     Ok((session(local, media), negotiated))
+}
+
+/// Whether a media line's transport is plain RTP (`RTP/AVP`, or `RTP/AVPF`).
+fn is_plain_rtp(proto: &str) -> bool {
+    proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF")
 }
 
 /// Reads the peer's answer to our offer.
