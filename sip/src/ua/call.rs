@@ -49,7 +49,7 @@ pub enum Reason {
 pub(super) const MAX_EARLY_DIALOGS: usize = 16;
 
 /// Floor on any session interval we act on, in seconds.
-const MIN_SESSION_INTERVAL: u32 = 2;
+pub(super) const MIN_SESSION_INTERVAL: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
@@ -126,8 +126,9 @@ impl Call {
         .min()
     }
 
-    /// Arms RFC 4028 timers: the refresher refreshes at half the interval, the other side gives
-    /// up at the interval minus min(32 s, interval/3).
+    /// Arms RFC 4028 timers: the refresher refreshes at half the interval and, should its
+    /// refreshes all fail, ends the session when the interval runs out (§10); the other side
+    /// gives up at the interval minus min(32 s, interval/3).
     pub(super) fn arm_session(&mut self, now: Instant, se: u32, we_refresh: bool) {
         // RFC 4028 forbids intervals under 90 s; tolerate short ones (tests use a few seconds)
         // but never 0 or 1, which would make refreshes a storm.
@@ -137,7 +138,7 @@ impl Call {
         let se_d = Duration::from_secs(u64::from(se));
         if we_refresh {
             self.refresh_at = Some(now + se_d / 2);
-            self.expire_at = None;
+            self.expire_at = Some(now + se_d);
         } else {
             self.refresh_at = None;
             self.expire_at = Some(now + se_d - Duration::from_secs(32).min(se_d / 3));
