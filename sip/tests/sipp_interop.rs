@@ -368,6 +368,7 @@ fn we_call_sipp(
         _ => {
             let params = CallParams {
                 target,
+                to: None,
                 from: None,
                 destination: sipp_addr,
                 transport: transport.clone(),

@@ -324,6 +324,7 @@ fn a_422_to_our_refresh_is_retried_once_at_the_peers_min_se() {
         clock.now,
         CallParams {
             target: SipUri::new(Some("bob"), addr(BOB).ip().into(), Some(5070)),
+            to: None,
             from: None,
             destination: addr(BOB),
             transport: Transport::Udp,

@@ -14,8 +14,11 @@ use crate::transaction::TransactionKey;
 /// What a caller passes to [`UserAgent::call`].
 #[derive(Debug, Clone)]
 pub struct CallParams {
-    /// Request-URI and To.
+    /// Request-URI (and To, unless `to` is given).
     pub target: SipUri,
+    /// To: the callee's address-of-record when the Request-URI is one of its registered
+    /// contacts (RFC 3261 §8.1.1.2: To names the user, the Request-URI where to reach it).
+    pub to: Option<NameAddr>,
     /// From (a tag is added); `None` for `sip:landline@<local ip>`.
     pub from: Option<NameAddr>,
     /// Where to send the INVITE (the shell resolved it).
@@ -178,7 +181,10 @@ impl UserAgent {
                 None,
             ))
         });
-        let to = NameAddr::new(params.target.clone());
+        let to = params
+            .to
+            .clone()
+            .unwrap_or_else(|| NameAddr::new(params.target.clone()));
         let mut req = route::out_of_dialog_from(
             self,
             Method::Invite,
