@@ -6,6 +6,7 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use landline_sip::auth::{Algorithm, DigestServer};
+use landline_sip::message::Transport;
 use landline_sip::ua::{Config as UaConfig, Registrar, UserAgent};
 
 use crate::calls::Signalling;
@@ -225,6 +226,19 @@ fn user_agent(config: &Config) -> UserAgent {
     ua_config.timers = config.sip.timers();
     ua_config.limits = config.sip.limits();
     ua_config.max_server_transactions = config.sip.max_transactions;
+    // Browsers reach us on the HTTP listeners, not the SIP UDP port (RFC 7118 §5).
+    let public = config.media.public_address;
+    ua_config.contact_addrs = std::iter::once((
+        Transport::Ws,
+        SocketAddr::new(public, config.http.listen.port()),
+    ))
+    .chain(
+        config
+            .http
+            .secure_listener()
+            .map(|t| (Transport::Wss, SocketAddr::new(public, t.listen.port()))),
+    )
+    .collect();
     let mut ua = UserAgent::new(ua_config);
     ua.set_registrar(Registrar::new(60, 3600, 10));
     let secret = random_seed().to_be_bytes();

@@ -132,3 +132,41 @@ fn a_bye_without_a_reason_is_passed_on_without_one() {
     assert!(!byes[0].contains("Reason:"), "{}", byes[0]);
     gateway.assert_idle();
 }
+
+/// The gateway ends a call itself when no RTP comes (neither SIPp side sends any): both BYEs
+/// carry its own `Reason` (Q.850 41, "Media timeout"), checked by each SIPp scenario, which
+/// fails the call without it; the record keeps it.
+#[test]
+fn a_media_timeout_hang_up_says_why_to_both_legs_and_in_the_record() {
+    let carrier = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let gateway = Gateway::start_with_env(
+        &[TestTrunk {
+            name: "carrier",
+            addr: carrier,
+            probe: false,
+        }],
+        &[("LANDLINE__MEDIA__RTP_TIMEOUT", "2s")],
+    );
+    let mut trunk = Sipp::start("carrier_answer_media_timeout", carrier, None, 1, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut client = client_dials(&gateway, "client_call_media_timeout");
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    for (side, who) in [(&client, "client"), (&trunk, "carrier")] {
+        let byes = received(side, "BYE");
+        assert_eq!(byes.len(), 1, "{who}: {}", side.messages());
+        assert!(
+            byes[0].contains("Reason: Q.850;cause=41;text=\"Media timeout\""),
+            "{who}:\n{}",
+            byes[0]
+        );
+    }
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(cdrs[0]["ended_by"], "gateway", "{cdrs:?}");
+    assert_eq!(cdrs[0]["hangup_cause"], "media_timeout");
+    assert_eq!(
+        cdrs[0]["hangup_reason"],
+        "Q.850;cause=41;text=\"Media timeout\""
+    );
+    gateway.assert_idle();
+}

@@ -278,6 +278,7 @@ impl SipClient {
         );
         let params = CallParams {
             target,
+            to: None,
             from: None,
             destination: gateway.sip,
             transport: Transport::Udp,

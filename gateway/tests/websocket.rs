@@ -580,6 +580,16 @@ fn a_did_call_rings_the_websocket_registration_and_its_close_unregisters_it() {
         header(&invite, "Via").is_some_and(|v| v.starts_with("SIP/2.0/WS ")),
         "{invite}"
     );
+    assert_eq!(
+        header(&invite, "To"),
+        Some("<sip:alice@landline.test>"),
+        "To names the user's address-of-record, not the contact (RFC 3261 §8.1.1.2)"
+    );
+    assert_eq!(
+        header(&invite, "Contact"),
+        Some(format!("<sip:landline@{};transport=ws>", gateway.http).as_str()),
+        "our Contact names the WebSocket listener the client reaches us on (RFC 7118 §5)"
+    );
     client.respond(&invite, "486 Busy Here");
     client.expect("ACK ", &gateway);
     assert_calls(trunk.finish(), 1, "carrier hears busy", &gateway, &[&trunk]);
@@ -788,6 +798,12 @@ fn wss_carries_registration_and_a_did_call_down_the_tls_connection() {
     assert!(
         header(&invite, "Via").is_some_and(|v| v.starts_with("SIP/2.0/WSS ")),
         "{invite}"
+    );
+    assert_eq!(header(&invite, "To"), Some("<sip:alice@landline.test>"));
+    assert_eq!(
+        header(&invite, "Contact"),
+        Some(format!("<sip:landline@{https};transport=wss>").as_str()),
+        "our Contact names the WSS listener"
     );
     client.respond(&invite, "486 Busy Here");
     client.expect("ACK ", &gateway);

@@ -23,6 +23,7 @@ fn main() {
         let sdp = Some(b"v=0\r\n".to_vec());
         let params = CallParams {
             target,
+            to: None,
             from: None,
             destination: b_addr,
             transport: Transport::Tcp,

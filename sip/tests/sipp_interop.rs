@@ -368,6 +368,7 @@ fn we_call_sipp(
         _ => {
             let params = CallParams {
                 target,
+                to: None,
                 from: None,
                 destination: sipp_addr,
                 transport: transport.clone(),
@@ -544,6 +545,23 @@ fn session_timer_refresh() {
     both(|t| {
         let (_, ev) = we_call_sipp("uas_timer", t, Caller::WaitForRefresh, None);
         assert!(has(&ev, |e| matches!(e, Event::OfferAnswered { .. })));
+    });
+}
+
+/// SIPp asks a 30 s session: refused 422 with our Min-SE (90 s by default), its retry at 90 s
+/// answered. SIPp fails the call if the 422 or its Min-SE is missing.
+#[test]
+fn too_small_session_interval_refused_with_422() {
+    both(|t| {
+        let (_, ev) = sipp_calls_us("uac_timer_too_small", t, Callee::Answer, None, 1);
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e, Event::IncomingCall { .. }))
+                .count(),
+            1,
+            "the refused INVITE never became a call"
+        );
+        assert!(has(&ev, |e| matches!(e, Event::Confirmed { .. })));
     });
 }
 

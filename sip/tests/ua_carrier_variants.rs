@@ -325,6 +325,7 @@ impl Alice {
         let clock = Clock::new();
         let params = CallParams {
             target: SipUri::new(Some("bob"), addr(BOB).ip().into(), Some(addr(BOB).port())),
+            to: None,
             from: None,
             destination: addr(BOB),
             transport: Transport::Udp,

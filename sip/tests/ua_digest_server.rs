@@ -31,6 +31,7 @@ fn call_with(p: &mut Pair, password: &str) -> landline_sip::ua::CallId {
         now,
         CallParams {
             target: SipUri::new(Some("bob"), addr(BOB).ip().into(), Some(5070)),
+            to: None,
             from: None,
             destination: addr(BOB),
             transport: Transport::Udp,

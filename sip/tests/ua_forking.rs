@@ -33,6 +33,7 @@ fn second_2xx_is_acked_and_released() {
         clock.now,
         CallParams {
             target: SipUri::new(Some("bob"), addr(BOB).ip().into(), Some(5070)),
+            to: None,
             from: None,
             destination: addr(BOB),
             transport: Transport::Udp,

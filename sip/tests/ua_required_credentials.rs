@@ -39,6 +39,7 @@ fn call_as(p: &mut Pair, credentials: Option<(&str, &str)>) -> landline_sip::ua:
         now,
         CallParams {
             target: SipUri::new(Some("+15551230001"), addr(BOB).ip().into(), Some(5070)),
+            to: None,
             from: None,
             destination: addr(BOB),
             transport: Transport::Udp,

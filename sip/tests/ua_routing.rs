@@ -26,6 +26,7 @@ fn uac_reverses_record_route_and_sends_to_the_nearest_proxy() {
         clock.now,
         CallParams {
             target: SipUri::new(Some("bob"), addr(BOB).ip().into(), Some(5070)),
+            to: None,
             from: None,
             destination: "10.0.0.1:5060".parse().expect("addr"),
             transport: Transport::Udp,

@@ -102,7 +102,8 @@ pub(crate) struct Call {
     /// The far side's failure as an RFC 3326 `Reason` value, passed on when the call is
     /// refused on the other leg.
     pub(crate) reason: Option<String>,
-    /// The `Reason` of the BYE or CANCEL that ended one leg, passed on with the other leg's.
+    /// The `Reason` of the BYE or CANCEL that ended one leg, passed on with the other leg's,
+    /// or the gateway's own ([`OwnHangup`]) when it ended the call; in the record too.
     pub(crate) hangup_reason: Option<String>,
     /// The client leg's SIP Call-ID (the answering registration's, inbound), for the record.
     pub(crate) client_call_id: Option<String>,
@@ -136,6 +137,41 @@ impl LegSession {
             (None, Some(sdp)) => Some(sdp.to_string().into_bytes()),
             (None, None) => None,
         }
+    }
+}
+
+/// Why the gateway itself ends a call. Its BYEs (or CANCELs) to both legs carry it as an
+/// RFC 3326 `Reason` with an ITU-T Q.850 cause, so a carrier or a client logs our cause rather
+/// than a silent hang-up it would read as normal clearing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OwnHangup {
+    /// No RTP within `media.rtp_timeout` (or a browser's session failed).
+    MediaTimeout,
+    /// The media plane could not run the call (setup, sockets, an internal error).
+    MediaFailure,
+    /// The drain time after SIGTERM ran out with the call still up.
+    Shutdown,
+    /// A leg's in-dialog refresh failed (408, 481, no answer: its transport or peer is gone).
+    RefreshFailed,
+    /// A leg's session timer ran out, or our 2xx to it was never ACKed.
+    TimerExpired,
+}
+
+impl OwnHangup {
+    /// The `Reason` header value. Q.850 41 "temporary failure" says the network failed for
+    /// a while and an immediate new attempt may work (RFC 3398 maps it to 503): a lost media
+    /// path, a node going away behind a balancer, a peer gone from under a dialog. 47
+    /// "resource unavailable" is our own media plane failing; 102 "recovery on timer expiry"
+    /// is a protocol timer (session expiry, ACK wait) ending the call.
+    pub(crate) fn reason(self) -> String {
+        let (cause, text) = match self {
+            OwnHangup::MediaTimeout => (41, "Media timeout"),
+            OwnHangup::MediaFailure => (47, "Media failure"),
+            OwnHangup::Shutdown => (41, "Gateway shutdown"),
+            OwnHangup::RefreshFailed => (41, "Session refresh failed"),
+            OwnHangup::TimerExpired => (102, "Recovery on timer expiry"),
+        };
+        format!("Q.850;cause={cause};text=\"{text}\"")
     }
 }
 
@@ -220,5 +256,31 @@ pub(crate) fn media_call_of(event: &MediaEvent) -> MediaCallId {
         | MediaEvent::MediaTimeout(id, _)
         | MediaEvent::Failed(id, _)
         | MediaEvent::Removed(id, _) => *id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OwnHangup;
+
+    /// What carriers and clients read on our BYEs: RFC 3326 syntax, Q.850 causes.
+    #[test]
+    fn own_hang_ups_name_a_q850_cause() {
+        assert_eq!(
+            OwnHangup::MediaTimeout.reason(),
+            "Q.850;cause=41;text=\"Media timeout\""
+        );
+        assert_eq!(
+            OwnHangup::Shutdown.reason(),
+            "Q.850;cause=41;text=\"Gateway shutdown\""
+        );
+        assert_eq!(
+            OwnHangup::MediaFailure.reason(),
+            "Q.850;cause=47;text=\"Media failure\""
+        );
+        assert_eq!(
+            OwnHangup::TimerExpired.reason(),
+            "Q.850;cause=102;text=\"Recovery on timer expiry\""
+        );
     }
 }

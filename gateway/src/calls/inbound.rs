@@ -3,7 +3,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use landline_sip::message::{NameAddr, SipUri, StatusCode, Transport, Uri};
+use landline_sip::message::{Host, NameAddr, SipUri, StatusCode, Transport, Uri};
 use landline_sip::sdp::{self, Codec, Sdp};
 use landline_sip::ua::{CallId as LegId, CallParams};
 
@@ -173,6 +173,10 @@ pub(super) fn start(
         s.ua.config().local_addr.ip().into(),
         None,
     );
+    // To names the user's address-of-record; each registration's contact is only where the
+    // INVITE goes (its Request-URI), which JsSIP and SIP.js do not take for the user.
+    let aor = Host::parse(&s.config.sip.domain)
+        .map(|domain| NameAddr::new(SipUri::new(Some(user.username.as_str()), domain, None)));
     for (contact, source, transport) in bindings {
         let target = contact
             .trim_matches(|c| c == '<' || c == '>')
@@ -208,6 +212,7 @@ pub(super) fn start(
         };
         let params = CallParams {
             target,
+            to: aor.clone(),
             from: Some(NameAddr::new(from_uri.clone())),
             // Where the registration came from, so calls reach clients behind NAT.
             destination: source,

@@ -4,12 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::call::{self, Service};
+use super::call::{self, OwnHangup, Service};
 use super::{Signalling, session};
 use crate::media::{
     CallKind, CallSpec, LatchPolicy, LegSpec, LegTransport, MediaCallId, MediaEvent, WebRtcSession,
 };
-use crate::ops::cdr::EndedBy;
 
 impl Signalling {
     /// Prepares a browser's session for a new call: on the least loaded shard's WebRTC port,
@@ -132,11 +131,11 @@ impl Signalling {
             }
             MediaEvent::MediaTimeout(_, role) => {
                 tracing::info!(call = id, ?role, "no media: ending the call");
-                self.end_call(now, id, EndedBy::Gateway, "media_timeout", None);
+                self.end_call_ourselves(now, id, "media_timeout", OwnHangup::MediaTimeout);
             }
             MediaEvent::Failed(_, reason) => {
                 tracing::warn!(call = id, reason, "media failed: ending the call");
-                self.end_call(now, id, EndedBy::Gateway, reason, None);
+                self.end_call_ourselves(now, id, reason, OwnHangup::MediaFailure);
             }
             MediaEvent::Removed(media_id, stats) => {
                 self.media_calls.remove(&media_id);

@@ -31,7 +31,7 @@ use crate::ops::cdr::{CallRecord, CdrWriter, EndedBy, MediaRecord};
 use crate::ops::metrics::Metrics;
 use crate::trunks::routes::RouteTable;
 use crate::trunks::state::TrunkState;
-use call::{Call, Phase};
+use call::{Call, OwnHangup, Phase};
 pub(crate) use reload::authenticator;
 
 /// Everything call control needs, owned by its one task.
@@ -365,14 +365,29 @@ impl Signalling {
         } else {
             EndedBy::Client
         };
-        let (cause, status) = match reason {
-            Reason::RemoteBye | Reason::LocalBye => ("normal_clearing", None),
-            Reason::Cancelled => ("cancelled", Some(StatusCode::REQUEST_TERMINATED)),
-            Reason::AckTimeout => ("ack_timeout", None),
-            Reason::SessionExpired => ("session_expired", None),
-            Reason::Failed(s) => ("failed", Some(s)),
+        // A leg still in the call that ended by the sip stack's own BYE (not ours: `end_call`
+        // unmaps legs before hanging them up) failed under us: the other leg hears why.
+        let (cause, status, own) = match reason {
+            Reason::RemoteBye => ("normal_clearing", None, None),
+            Reason::LocalBye => ("refresh_failed", None, Some(OwnHangup::RefreshFailed)),
+            Reason::Cancelled => ("cancelled", Some(StatusCode::REQUEST_TERMINATED), None),
+            Reason::AckTimeout => ("ack_timeout", None, Some(OwnHangup::TimerExpired)),
+            Reason::SessionExpired => ("session_expired", None, Some(OwnHangup::TimerExpired)),
+            Reason::Failed(s) => ("failed", Some(s), None),
         };
+        if let (Some(own), Some(call)) = (own, self.calls.get_mut(&id)) {
+            call.hangup_reason.get_or_insert_with(|| own.reason());
+        }
         self.end_call(now, id, ended_by, cause, status);
+    }
+
+    /// The gateway ends a call on its own account: both legs' BYEs (or CANCELs) carry `why`
+    /// as their `Reason`, and the record names `cause`.
+    fn end_call_ourselves(&mut self, now: Instant, id: u64, cause: &str, why: OwnHangup) {
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.hangup_reason.get_or_insert_with(|| why.reason());
+        }
+        self.end_call(now, id, EndedBy::Gateway, cause, None);
     }
 
     /// Ends every leg of a call and its media; the record is written once media is gone.
@@ -513,6 +528,7 @@ impl Signalling {
                 .unwrap_or(if call.answered.is_some() { 200 } else { 500 }),
             ended_by: call.ended_by.unwrap_or(EndedBy::Gateway),
             hangup_cause: call.hangup_cause.clone().unwrap_or_default(),
+            hangup_reason: call.hangup_reason.clone(),
             media: call.media_stats.map(MediaRecord::from),
         });
     }
@@ -536,7 +552,7 @@ impl Signalling {
     fn hang_up_everything(&mut self, now: Instant) {
         let ids: Vec<u64> = self.calls.keys().copied().collect();
         for id in ids {
-            self.end_call(now, id, EndedBy::Gateway, "shutdown", None);
+            self.end_call_ourselves(now, id, "shutdown", OwnHangup::Shutdown);
         }
     }
 }

@@ -317,6 +317,7 @@ fn place_trunk_call(s: &mut Signalling, now: Instant, id: u64, index: usize, aft
     }
     let params = CallParams {
         target,
+        to: None,
         from,
         destination,
         transport: sip_transport(trunk.transport),

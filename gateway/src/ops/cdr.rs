@@ -72,6 +72,10 @@ pub struct CallRecord {
     pub ended_by: EndedBy,
     /// Why, in words (`normal_clearing`, `media_timeout`, `carrier_503`, ...).
     pub hangup_cause: String,
+    /// The RFC 3326 `Reason` the call's hang-up carried: a leg's BYE or CANCEL's (passed on
+    /// to the other leg), or the gateway's own when it ended the call (media timeout,
+    /// shutdown: `Q.850;cause=41;text="Media timeout"`).
+    pub hangup_reason: Option<String>,
     /// Media counters, when media ran.
     pub media: Option<MediaRecord>,
 }
@@ -316,6 +320,7 @@ mod tests {
             sip_status: 200,
             ended_by: EndedBy::Client,
             hangup_cause: "normal_clearing".to_string(),
+            hangup_reason: Some("Q.850;cause=16;text=\"Normal call clearing\"".to_string()),
             media: Some(MediaRecord {
                 client_packets_in: 3000,
                 ..MediaRecord::default()
@@ -354,6 +359,10 @@ mod tests {
         assert_eq!(first["billable_seconds"], 62.5);
         assert_eq!(first["trunk_call_id"], serde_json::Value::Null);
         assert_eq!(first["media"]["client_packets_in"], 3000);
+        assert_eq!(
+            first["hangup_reason"],
+            "Q.850;cause=16;text=\"Normal call clearing\""
+        );
         let _ = std::fs::remove_file(&path);
     }
 

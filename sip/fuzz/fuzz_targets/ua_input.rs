@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         now,
         CallParams {
             target: SipUri::new(Some("bob"), peer.ip().into(), Some(peer.port())),
+            to: None,
             from: None,
             destination: peer,
             transport: Transport::Udp,

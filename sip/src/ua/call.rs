@@ -14,8 +14,11 @@ use crate::transaction::TransactionKey;
 /// What a caller passes to [`UserAgent::call`].
 #[derive(Debug, Clone)]
 pub struct CallParams {
-    /// Request-URI and To.
+    /// Request-URI (and To, unless `to` is given).
     pub target: SipUri,
+    /// To: the callee's address-of-record when the Request-URI is one of its registered
+    /// contacts (RFC 3261 §8.1.1.2: To names the user, the Request-URI where to reach it).
+    pub to: Option<NameAddr>,
     /// From (a tag is added); `None` for `sip:landline@<local ip>`.
     pub from: Option<NameAddr>,
     /// Where to send the INVITE (the shell resolved it).
@@ -49,7 +52,7 @@ pub enum Reason {
 pub(super) const MAX_EARLY_DIALOGS: usize = 16;
 
 /// Floor on any session interval we act on, in seconds.
-const MIN_SESSION_INTERVAL: u32 = 2;
+pub(super) const MIN_SESSION_INTERVAL: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
@@ -126,8 +129,9 @@ impl Call {
         .min()
     }
 
-    /// Arms RFC 4028 timers: the refresher refreshes at half the interval, the other side gives
-    /// up at the interval minus min(32 s, interval/3).
+    /// Arms RFC 4028 timers: the refresher refreshes at half the interval and, should its
+    /// refreshes all fail, ends the session when the interval runs out (§10); the other side
+    /// gives up at the interval minus min(32 s, interval/3).
     pub(super) fn arm_session(&mut self, now: Instant, se: u32, we_refresh: bool) {
         // RFC 4028 forbids intervals under 90 s; tolerate short ones (tests use a few seconds)
         // but never 0 or 1, which would make refreshes a storm.
@@ -137,7 +141,7 @@ impl Call {
         let se_d = Duration::from_secs(u64::from(se));
         if we_refresh {
             self.refresh_at = Some(now + se_d / 2);
-            self.expire_at = None;
+            self.expire_at = Some(now + se_d);
         } else {
             self.refresh_at = None;
             self.expire_at = Some(now + se_d - Duration::from_secs(32).min(se_d / 3));
@@ -177,7 +181,10 @@ impl UserAgent {
                 None,
             ))
         });
-        let to = NameAddr::new(params.target.clone());
+        let to = params
+            .to
+            .clone()
+            .unwrap_or_else(|| NameAddr::new(params.target.clone()));
         let mut req = route::out_of_dialog_from(
             self,
             Method::Invite,

@@ -281,23 +281,14 @@ fn new_call(
     // 100 Trying at once, so the caller's timer A stops (RFC 3261 §8.2.6.1).
     let trying = Response::to_request(&req, StatusCode::TRYING);
     ua.respond(now, &key, &trying);
-    let se = req.headers.number("Session-Expires");
-    if let Some(se) = se {
-        if se < ua.config.min_se {
-            let min = ua.config.min_se.to_string();
-            return reply(ua, now, &key, &req, StatusCode::INTERVAL_TOO_SMALL, |h| {
-                h.set("Min-SE", min)
-            });
-        }
+    if interval_too_small(ua, &req) {
+        return refuse_interval(ua, now, &key, &req);
     }
+    let se = req.headers.number("Session-Expires");
+    let we_refresh = se.is_some() && uas_refreshes(&req);
     let id = CallId(ua.new_id());
     let local_tag = ua.token();
     let dialog = Dialog::from_uas(&req, &local_tag);
-    let refresher_uac = !req
-        .headers
-        .get("Session-Expires")
-        .is_some_and(|v| v.contains("refresher=uas"));
-    let peer_timer = req.headers.has_token("Supported", "timer");
     let sdp = (!req.body.is_empty()).then(|| req.body.clone());
     let event = Event::IncomingCall {
         call: id,
@@ -338,8 +329,7 @@ fn new_call(
             offer_in: None,
             glare_retry: None,
             session_expires: se,
-            // The UAC refreshes when it asked to or left it to us and supports timers.
-            we_refresh: se.is_some() && !(refresher_uac && peer_timer),
+            we_refresh,
             refresh_at: None,
             expire_at: None,
         },
@@ -353,16 +343,15 @@ fn offer(ua: &mut UserAgent, now: Instant, call: CallId, key: TransactionKey, re
     if req.method == Method::Invite && (c.reinvite_out.is_some() || c.offer_in.is_some()) {
         return reply(ua, now, &key, &req, StatusCode::REQUEST_PENDING, |_| {});
     }
-    if let Some(v) = req.headers.get("Session-Expires") {
-        let se = v
-            .split(';')
-            .next()
-            .and_then(|s| s.trim().parse::<u32>().ok());
-        let refresher_uas = v.contains("refresher=uas");
-        if let (Some(se), Some(c)) = (se, ua.calls.get_mut(&call)) {
-            // The requester names the refresher; "uac" in this request means its sender.
+    if interval_too_small(ua, &req) {
+        // The session goes on as it was: a refused refresh refreshes nothing.
+        return refuse_interval(ua, now, &key, &req);
+    }
+    if let Some(se) = req.headers.number("Session-Expires") {
+        let we_refresh = uas_refreshes(&req);
+        if let Some(c) = ua.calls.get_mut(&call) {
             c.session_expires = Some(se);
-            c.we_refresh = refresher_uas;
+            c.we_refresh = we_refresh;
         }
     }
     let Some(c) = ua.calls.get(&call) else { return };
@@ -396,6 +385,42 @@ fn offer(ua: &mut UserAgent, now: Instant, call: CallId, key: TransactionKey, re
         c.offer_in = Some((key, req));
     }
     ua.events.push_back(Event::Offer { call, sdp });
+}
+
+/// RFC 4028 §9: a Session-Expires below our Min-SE may be refused (422) when the requester
+/// supports session timers, and so can retry with our minimum. One that does not got its
+/// interval from a proxy, would not understand a 422, and leaves the refreshing to us anyway.
+fn interval_too_small(ua: &UserAgent, req: &Request) -> bool {
+    let supports_timer =
+        req.headers.has_token("Supported", "timer") || req.headers.has_token("Require", "timer");
+    supports_timer
+        && req
+            .headers
+            .number("Session-Expires")
+            .is_some_and(|se| se < ua.config.min_se)
+}
+
+/// 422 Session Interval Too Small carrying our Min-SE (RFC 4028 §6).
+fn refuse_interval(ua: &mut UserAgent, now: Instant, key: &TransactionKey, req: &Request) {
+    let min = ua.config.min_se.to_string();
+    reply(ua, now, key, req, StatusCode::INTERVAL_TOO_SMALL, |h| {
+        h.set("Min-SE", min)
+    });
+}
+
+/// Whether we, the UAS of this INVITE or refresh, are the refresher (RFC 4028 §9): the
+/// requester names the refresher ("uac" is its sender); naming none, it refreshes itself only
+/// when it supports session timers, otherwise we must.
+fn uas_refreshes(req: &Request) -> bool {
+    let value = req.headers.get("Session-Expires").unwrap_or("");
+    let named = |who: &str| {
+        value
+            .split(';')
+            .skip(1)
+            .any(|p| p.trim().eq_ignore_ascii_case(&format!("refresher={who}")))
+    };
+    let supports_timer = req.headers.has_token("Supported", "timer");
+    named("uas") || !supports_timer
 }
 
 /// Why an UPDATE offer cannot be taken in an early dialog (RFC 3311 §5.2): 500 while an offer

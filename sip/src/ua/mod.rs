@@ -61,6 +61,10 @@ pub struct Config {
     pub register_backoff: Duration,
     /// Cap on the registration retry delay.
     pub register_backoff_max: Duration,
+    /// Our address in Contact on transports served by another listener than `local_addr`
+    /// (RFC 7118 §5: a WebSocket client's requests must reach our WS/WSS listener, not the
+    /// UDP port). Transports not listed use `local_addr`.
+    pub contact_addrs: Vec<(Transport, SocketAddr)>,
     /// Server transactions held at once. A request that would open one more is answered 503
     /// with Retry-After, statelessly: a flood of new requests (each transaction lives up to
     /// 64 × T1 after its answer) costs bounded memory, and calls in progress go on.
@@ -81,6 +85,7 @@ impl Config {
             register_backoff: Duration::from_secs(30),
             register_backoff_max: Duration::from_secs(1800),
             max_server_transactions: 100_000,
+            contact_addrs: Vec::new(),
         }
     }
 }
@@ -454,11 +459,13 @@ impl UserAgent {
     }
 
     fn contact(&self, user: Option<&str>, transport: &Transport) -> NameAddr {
-        let mut uri = SipUri::new(
-            user,
-            self.config.local_addr.ip().into(),
-            Some(self.config.local_addr.port()),
-        );
+        let addr = self
+            .config
+            .contact_addrs
+            .iter()
+            .find(|(t, _)| t == transport)
+            .map_or(self.config.local_addr, |(_, a)| *a);
+        let mut uri = SipUri::new(user, addr.ip().into(), Some(addr.port()));
         if *transport != Transport::Udp {
             uri.params
                 .set("transport", Some(&transport.as_str().to_ascii_lowercase()));

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use tracing::debug;
+
 use super::call::{State, in_dialog, send_cancel, send_in_dialog};
 use super::dialog::Dialog;
 use super::route::{self, via};
@@ -25,8 +27,13 @@ pub(super) fn client_event(
         Owner::ReInvite(_) => reinvite_event(ua, now, call, &req, e),
         Owner::InDialog(_) => {
             if let ClientEvent::Final(r) = e {
-                if r.status.is_success() && req.method == Method::Update {
+                if req.method != Method::Update {
+                    return;
+                }
+                if r.status.is_success() {
                     rearm_from(ua, now, call, &r);
+                } else if !retry_interval(ua, now, call, owner, &req, &r) {
+                    refresh_failed(ua, now, call);
                 }
             }
         }
@@ -39,20 +46,8 @@ fn invite_event(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request, e
         ClientEvent::Provisional(r) => provisional(ua, now, call, req, r),
         ClientEvent::Final(r) if r.status.is_success() => success(ua, now, call, req, r),
         ClientEvent::Final(r) => {
-            if r.status == StatusCode::INTERVAL_TOO_SMALL {
-                let asked = req.headers.number("Session-Expires").unwrap_or(0);
-                // Retry only upward, so a peer repeating 422 cannot loop us.
-                if let Some(min) = r.headers.number("Min-SE").filter(|m| *m > asked) {
-                    let mut retry = req.clone();
-                    retry.headers.set("Session-Expires", min.to_string());
-                    retry.headers.set("Min-SE", min.to_string());
-                    route::bump_cseq_and_branch(ua, &mut retry);
-                    let Some(c) = ua.calls.get(&call) else { return };
-                    let (dest, t) = (c.peer, c.transport.clone());
-                    let key = ua.start_client(now, retry.clone(), dest, t, Owner::Invite(call));
-                    auth_retried(ua, Owner::Invite(call), &retry, &key);
-                    return;
-                }
+            if retry_interval(ua, now, call, Owner::Invite(call), req, &r) {
+                return;
             }
             ua.remove_call(call);
             ua.events.push_back(Event::Failed {
@@ -228,6 +223,12 @@ fn reinvite_event(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request,
         ClientEvent::Final(r) => r.status,
         ClientEvent::Timeout => StatusCode::REQUEST_TIMEOUT,
     };
+    if let ClientEvent::Final(r) = &e {
+        // The retry takes over the re-INVITE's place (and its offer) in `reinvite_out`.
+        if retry_interval(ua, now, call, Owner::ReInvite(call), req, r) {
+            return;
+        }
+    }
     let Some(c) = ua.calls.get_mut(&call) else {
         return;
     };
@@ -262,13 +263,90 @@ fn reinvite_event(ua: &mut UserAgent, now: Instant, call: CallId, req: &Request,
             ua.send_bye(now, call);
         }
         _ => {
-            if let Some(c) = ua.calls.get_mut(&call) {
-                if c.session_expires.is_some() && c.we_refresh {
-                    c.arm_session(now, c.session_expires.unwrap_or(1800), true);
-                }
-            }
+            refresh_failed(ua, now, call);
             ua.events.push_back(Event::OfferRejected { call, status });
         }
+    }
+}
+
+/// RFC 4028 §7.3: a 422 names the peer's Min-SE; the request is sent again once with
+/// Session-Expires raised to it (initial INVITE, re-INVITE or UPDATE). Returns whether it was.
+/// Only upward, so a peer repeating 422 cannot loop us.
+fn retry_interval(
+    ua: &mut UserAgent,
+    now: Instant,
+    call: CallId,
+    owner: Owner,
+    req: &Request,
+    r: &Response,
+) -> bool {
+    if r.status != StatusCode::INTERVAL_TOO_SMALL {
+        return false;
+    }
+    let asked = req.headers.number("Session-Expires").unwrap_or(0);
+    let Some(min) = r.headers.number("Min-SE").filter(|m| *m > asked) else {
+        return false;
+    };
+    let Some(c) = ua.calls.get(&call) else {
+        return false;
+    };
+    let in_dialog = !matches!(owner, Owner::Invite(_));
+    let dest = match (&c.dialog, in_dialog) {
+        (Some(d), true) => d.destination(c.peer, &c.transport),
+        _ => c.peer,
+    };
+    let transport = c.transport.clone();
+    let mut retry = req.clone();
+    // Keep the refresher parameter the request named.
+    let params = req
+        .headers
+        .get("Session-Expires")
+        .and_then(|v| v.split_once(';'))
+        .map(|(_, p)| format!(";{p}"))
+        .unwrap_or_default();
+    retry
+        .headers
+        .set("Session-Expires", format!("{min}{params}"));
+    retry.headers.set("Min-SE", min.to_string());
+    route::bump_cseq_and_branch(ua, &mut retry);
+    if in_dialog {
+        // Number it after anything the dialog sent meanwhile (an INFO, a PRACK).
+        let Some(d) = ua.calls.get_mut(&call).and_then(|c| c.dialog.as_mut()) else {
+            return false;
+        };
+        d.local_seq += 1;
+        let seq = d.local_seq;
+        for h in retry.headers.iter_mut() {
+            if let crate::message::Header::CSeq(cs) = h {
+                cs.seq = seq;
+            }
+        }
+    }
+    if let Some(c) = ua.calls.get_mut(&call) {
+        if c.session_expires.is_some() {
+            c.session_expires = Some(min);
+        }
+    }
+    debug!(?call, min, "422: retrying with the peer's Min-SE");
+    let key = ua.start_client(now, retry.clone(), dest, transport, owner);
+    auth_retried(ua, owner, &retry, &key);
+    true
+}
+
+/// A re-INVITE or UPDATE of ours failed (not 408/481, which end the call): it refreshed
+/// nothing. As the refresher we try again halfway to the session's end, which stands; once
+/// too little is left, the session expires and [`super::call::on_timeout`] sends BYE (§10).
+fn refresh_failed(ua: &mut UserAgent, now: Instant, call: CallId) {
+    let Some(c) = ua.calls.get_mut(&call) else {
+        return;
+    };
+    if !c.we_refresh || c.refresh_at.is_some() {
+        return;
+    }
+    let Some(end) = c.expire_at else { return };
+    let left = end.saturating_duration_since(now);
+    if left >= Duration::from_secs(u64::from(super::call::MIN_SESSION_INTERVAL)) {
+        c.refresh_at = Some(now + left / 2);
     }
 }
 

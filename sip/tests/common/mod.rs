@@ -130,6 +130,7 @@ impl Pair {
     pub fn call(&mut self) -> CallId {
         let params = CallParams {
             target: SipUri::new(Some("bob"), addr(BOB).ip().into(), Some(addr(BOB).port())),
+            to: None,
             from: None,
             destination: addr(BOB),
             transport: self.transport.clone(),
