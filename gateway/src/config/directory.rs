@@ -108,7 +108,9 @@ keyword_enum! {
         /// Show the caller's number.
         #[default]
         None = "none",
-        /// `Privacy: id`: the carrier withholds the number from the callee; From is anonymous.
+        /// `Privacy: id`: the carrier withholds the number from the callee; From is anonymous,
+        /// and the DID still goes to the carrier in P-Asserted-Identity (whatever `pai` says),
+        /// since the carrier must know whose number it withholds (RFC 3325 §9.3).
         Id = "id",
     }
 }
