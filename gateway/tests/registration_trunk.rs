@@ -47,18 +47,7 @@ impl Carrier {
         let kamailio_addr = SocketAddr::from(([127, 0, 0, 4], free_port()));
         let terminator = SocketAddr::from(([127, 0, 0, 2], free_port()));
         let pstn = SocketAddr::from(([127, 0, 0, 3], free_port()));
-        let kamailio = Kamailio::start(
-            "carrier_registrar.cfg",
-            kamailio_addr,
-            &[
-                format!("PSTN_IP=\"{}\"", pstn.ip()),
-                format!("TERMINATOR=\"sip:{terminator}\""),
-                format!("ACCOUNT=\"{ACCOUNT}\""),
-                format!("ACCOUNT_AOR=\"sip:{ACCOUNT}@{}\"", kamailio_addr.ip()),
-                format!("PASSWORD=\"{ACCOUNT_PASSWORD}\""),
-                format!("MAX_EXPIRES={}", GRANTED_EXPIRES.as_secs()),
-            ],
-        );
+        let kamailio = carrier_proxy(kamailio_addr, pstn, terminator);
         let gateway = Gateway::start_with_config(
             &format!(
                 r#"
@@ -117,6 +106,23 @@ trunks = ["carrier"]
             self.kamailio.log()
         )
     }
+}
+
+/// Kamailio as the carrier's registrar and proxy on `addr`, taking DID calls from `pstn` and
+/// sending the account's calls to `terminator`.
+fn carrier_proxy(addr: SocketAddr, pstn: SocketAddr, terminator: SocketAddr) -> Kamailio {
+    Kamailio::start(
+        "carrier_registrar.cfg",
+        addr,
+        &[
+            format!("PSTN_IP=\"{}\"", pstn.ip()),
+            format!("TERMINATOR=\"sip:{terminator}\""),
+            format!("ACCOUNT=\"{ACCOUNT}\""),
+            format!("ACCOUNT_AOR=\"sip:{ACCOUNT}@{}\"", addr.ip()),
+            format!("PASSWORD=\"{ACCOUNT_PASSWORD}\""),
+            format!("MAX_EXPIRES={}", GRANTED_EXPIRES.as_secs()),
+        ],
+    )
 }
 
 fn socket_on(ip: [u8; 4]) -> UdpSocket {
@@ -397,4 +403,116 @@ fn when_the_carrier_vanishes_the_trunk_goes_down_and_registers_again_when_it_ret
         "the probes bring the trunk back up"
     );
     carrier.gateway.assert_idle();
+}
+
+#[test]
+fn when_the_first_registrar_vanishes_the_trunk_registers_at_its_next_address_at_once() {
+    // Two proxies of one carrier, each with its own location table; the trunk lists both.
+    let pstn = SocketAddr::from(([127, 0, 0, 3], free_port()));
+    let terminator = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let mut primary = carrier_proxy(
+        SocketAddr::from(([127, 0, 0, 4], free_port())),
+        pstn,
+        terminator,
+    );
+    let backup = carrier_proxy(
+        SocketAddr::from(([127, 0, 0, 5], free_port())),
+        pstn,
+        terminator,
+    );
+    let gateway = Gateway::start_with_config(
+        &format!(
+            r#"
+[[trunks]]
+name = "carrier"
+kind = "registration"
+addresses = ["{}", "{}"]
+auth = {{ username = "{ACCOUNT}", password = "{ACCOUNT_PASSWORD}" }}
+expires = "60s"
+probe_interval = "0s"
+
+[[routes]]
+prefix = ""
+trunks = ["carrier"]
+"#,
+            primary.addr, backup.addr
+        ),
+        &[],
+    );
+    let registered_at = |kamailio: &Kamailio| kamailio.count(&format!("registered {ACCOUNT} at"));
+    let report = |primary: &Kamailio| {
+        format!(
+            "--- primary ---\n{}\n--- backup ---\n{}\n--- gateway ---\n{}",
+            primary.log(),
+            backup.log(),
+            gateway.log()
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || registered_at(&primary) >= 1).is_some(),
+        "registered at the first address:\n{}",
+        report(&primary)
+    );
+    assert_eq!(
+        registered_at(&backup),
+        0,
+        "nothing at the backup while the first answers"
+    );
+
+    primary.kill();
+    // The next refresh (within 2 s) times out after 64 × T1 = 6.4 s; the backup gets the
+    // REGISTER at once, well before the 30 s a backoff would take.
+    let moved = wait_until(Duration::from_secs(40), || registered_at(&backup) >= 1);
+    let moved =
+        moved.unwrap_or_else(|| panic!("never registered at the backup:\n{}", report(&primary)));
+    assert!(
+        moved < Duration::from_secs(20),
+        "registered at the backup {moved:?} after the first vanished: it waited a backoff"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || gateway
+            .metric("landline_trunk_registered")
+            == 1.0)
+        .is_some(),
+        "the trunk reads registered again"
+    );
+
+    // The backup's DID calls reach us: alice's softphone answers one.
+    let phone = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut register = Sipp::start(
+        "client_register",
+        phone,
+        Some(gateway.sip),
+        1,
+        &["-au", "alice", "-ap", PASSWORD],
+    );
+    assert_calls(register.finish(), 1, "register", &gateway, &[&register]);
+    let mut softphone = Sipp::start("client_answer", phone, None, 1, &[]);
+    let pstn_media = socket_on([127, 0, 0, 3]);
+    let mut caller = Sipp::start(
+        "pstn_call_did_media",
+        pstn,
+        Some(backup.addr),
+        1,
+        &["-s", ALICE_DID, "-key", "rtp_port", &port_of(&pstn_media)],
+    );
+    assert_calls(
+        caller.finish(),
+        1,
+        "PSTN caller",
+        &gateway,
+        &[&caller, &softphone],
+    );
+    assert_calls(
+        softphone.finish(),
+        1,
+        "softphone",
+        &gateway,
+        &[&caller, &softphone],
+    );
+    assert_eq!(
+        backup.count(&format!("DID {ALICE_DID} called, relayed to")),
+        1
+    );
+    gateway.assert_idle();
 }

@@ -87,6 +87,7 @@ fn register_is_authenticated_and_refreshes_reuse_the_nonce() {
                 username: "alice".into(),
                 password: "s3cret".into(),
             }),
+            fallbacks: Vec::new(),
         },
     );
     p.deliver();

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 pub use authn::{Authenticator, IpRange};
 pub use call::{CallParams, Reason};
-pub use register::{RegisterParams, Registrar};
+pub use register::{RegisterParams, Registrar, RegistrarTarget};
 
 use tracing::{debug, trace};
 
