@@ -362,6 +362,7 @@ fn we_call_sipp(
                 transport: transport.clone(),
                 expires: 3,
                 credentials: creds,
+                fallbacks: Vec::new(),
             };
             sh.ua.register(now, params);
         }

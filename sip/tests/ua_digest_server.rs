@@ -88,6 +88,7 @@ fn register_is_authenticated_and_refreshes_reuse_the_nonce() {
                 username: "alice".into(),
                 password: "s3cret".into(),
             }),
+            fallbacks: Vec::new(),
         },
     );
     p.deliver();
@@ -128,6 +129,7 @@ fn adopted_accounts_replace_passwords_and_keep_outstanding_nonces() {
                 username: "alice".into(),
                 password: "s3cret".into(),
             }),
+            fallbacks: Vec::new(),
         },
     );
     p.deliver();

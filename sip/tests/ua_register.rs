@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{ALICE, BOB, Clock, Pair, addr};
 use landline_sip::message::{Limits, Message, SipUri, StatusCode, Transport};
-use landline_sip::ua::{Event, RegisterParams, Registrar};
+use landline_sip::ua::{Event, RegisterParams, Registrar, RegistrarTarget};
 
 fn params(expires: u32) -> RegisterParams {
     RegisterParams {
@@ -21,6 +21,7 @@ fn params(expires: u32) -> RegisterParams {
         transport: Transport::Udp,
         expires,
         credentials: None,
+        fallbacks: Vec::new(),
     }
 }
 
@@ -102,6 +103,138 @@ fn failures_back_off_exponentially() {
         times.push((p.clock.now - t0).as_secs());
     }
     assert_eq!(times, vec![30, 90, 210], "30 s, then 60 s, then 120 s");
+}
+
+/// A registrar address where nothing answers (the test network drops what goes there).
+fn dead() -> std::net::SocketAddr {
+    "127.0.0.9:5060".parse().unwrap()
+}
+
+fn target(destination: std::net::SocketAddr) -> RegistrarTarget {
+    RegistrarTarget {
+        registrar: SipUri::new(None, destination.ip().into(), Some(destination.port())),
+        destination,
+    }
+}
+
+/// Registration `params` whose first registrar is `first` and whose fallback is `then`.
+fn with_fallback(first: std::net::SocketAddr, then: std::net::SocketAddr) -> RegisterParams {
+    let mut p = params(60);
+    let first = target(first);
+    p.registrar = first.registrar;
+    p.destination = first.destination;
+    p.fallbacks = vec![target(then)];
+    p
+}
+
+/// The destinations of Alice's REGISTERs, in order.
+fn register_destinations(sent: &[(std::net::SocketAddr, String)]) -> Vec<std::net::SocketAddr> {
+    sent.iter()
+        .filter(|(_, line)| line.starts_with("REGISTER"))
+        .map(|(d, _)| *d)
+        .collect()
+}
+
+#[test]
+fn a_registrar_that_does_not_answer_is_left_for_the_next_at_once() {
+    let mut p = Pair::new(Transport::Udp);
+    p.bob.set_registrar(Registrar::new(30, 3600, 5));
+    let sent = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = sent.clone();
+    p.drop = Box::new(move |from_alice, t| {
+        if from_alice {
+            let line = String::from_utf8_lossy(&t.data)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            log.borrow_mut().push((t.destination, line));
+        }
+        t.destination == dead()
+    });
+    let t0 = p.clock.now;
+    let id = p.alice.register(t0, with_fallback(dead(), addr(BOB)));
+    assert_eq!(p.alice.registration_destination(id), Some(dead()));
+    p.run_for(Duration::from_secs(40));
+    // Timer F (64 × T1 = 32 s) at the dead one, then straight to Bob: no backoff in between.
+    assert!(p.alice_events.contains(&Event::RegistrationFailed {
+        id,
+        status: StatusCode::REQUEST_TIMEOUT
+    }));
+    assert!(
+        p.alice_events
+            .contains(&Event::Registered { id, expires: 60 })
+    );
+    assert_eq!(p.alice.registration_destination(id), Some(addr(BOB)));
+    let destinations = register_destinations(&sent.borrow());
+    assert_eq!(destinations.first(), Some(&dead()));
+    assert_eq!(destinations.last(), Some(&addr(BOB)));
+    // It stays where it succeeded: refreshes go to Bob.
+    p.run_for(Duration::from_secs(60));
+    assert!(
+        register_destinations(&sent.borrow())
+            .iter()
+            .skip_while(|d| **d == dead())
+            .all(|d| *d == addr(BOB)),
+        "refreshes stay at the registrar that answered"
+    );
+    assert_eq!(
+        p.bob
+            .registrar()
+            .map(|r| r.lookup(p.clock.now, "alice").len()),
+        Some(1)
+    );
+}
+
+#[test]
+fn when_every_registrar_fails_the_backoff_starts_from_the_first_again() {
+    let mut p = Pair::new(Transport::Udp);
+    // Bob has no registrar: 501, a server's refusal, as from a broken registrar.
+    let sent = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = sent.clone();
+    p.drop = Box::new(move |from_alice, t| {
+        if from_alice {
+            log.borrow_mut().push((
+                t.destination,
+                String::from_utf8_lossy(&t.data)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
+            ));
+        }
+        false
+    });
+    let other: std::net::SocketAddr = "127.0.0.1:5071".parse().unwrap();
+    let t0 = p.clock.now;
+    let id = p.alice.register(t0, with_fallback(addr(BOB), other));
+    p.deliver();
+    // Both refused at once (the test network hands everything to Bob), then one backoff.
+    assert_eq!(
+        register_destinations(&sent.borrow()),
+        vec![addr(BOB), other],
+        "the second registrar is tried at once"
+    );
+    assert_eq!(
+        p.alice_events
+            .iter()
+            .filter(|e| matches!(e, Event::RegistrationFailed { .. }))
+            .count(),
+        2
+    );
+    p.run_for(Duration::from_secs(29));
+    assert_eq!(
+        register_destinations(&sent.borrow()).len(),
+        2,
+        "backing off"
+    );
+    p.run_for(Duration::from_secs(2));
+    assert_eq!(
+        register_destinations(&sent.borrow()),
+        vec![addr(BOB), other, addr(BOB), other],
+        "after 30 s, the first again, then the next"
+    );
+    assert_eq!(p.alice.registration_destination(id), Some(addr(BOB)));
 }
 
 fn source() -> std::net::SocketAddr {

@@ -15,6 +15,15 @@ use crate::config::{CountryCode, E164, TrunkCodec};
 use crate::ops::cdr::EndedBy;
 use crate::ops::metrics::Direction;
 
+/// Where a trunk's INVITE was addressed: its Request-URI and its To header's URI.
+pub(super) struct Called<'a> {
+    /// The Request-URI: the DID when the carrier peers by address; our registered Contact
+    /// when it delivers to a registration.
+    pub(super) request_uri: &'a str,
+    /// The To URI: the number the caller dialled, whoever retargeted the request.
+    pub(super) to: &'a str,
+}
+
 /// A new INVITE from a trunk.
 pub(super) fn start(
     s: &mut Signalling,
@@ -22,13 +31,15 @@ pub(super) fn start(
     leg: LegId,
     trunk_index: usize,
     from: &str,
-    to: &str,
+    called: Called<'_>,
     offer: Option<Vec<u8>>,
 ) {
     let id = s.new_call_id();
-    let dialled = user_part(to).unwrap_or_default();
-    let caller = user_part(from).unwrap_or_default();
     let trunk = s.trunks[trunk_index].config.clone();
+    let dialled = dialled_number(&called, trunk.country.as_ref(), |did| {
+        s.config.users.iter().any(|u| u.dids.contains(did))
+    });
+    let caller = user_part(from).unwrap_or_default();
     let session_id = s.random() >> 1;
     let client_session = LegSession::new(session::client_media(
         s.config.media.public_address,
@@ -429,6 +440,30 @@ fn fail(s: &mut Signalling, now: Instant, id: u64, status: StatusCode, cause: &s
     s.end_call(now, id, EndedBy::Gateway, cause, Some(status));
 }
 
+/// The number a trunk's INVITE dials, as the trunk wrote it: the Request-URI's user when it
+/// is one of our DIDs, else the To header's user when that is, else the Request-URI's user
+/// (which then fails as an unknown DID).
+///
+/// A carrier that peers by address puts the DID in the Request-URI. One that delivers to a
+/// registration sends the INVITE to the Contact we registered (`landline@our-address`, not a
+/// number: its location lookup replaced the Request-URI, RFC 3261 §10.3 and §16.5) and the DID
+/// is found only in To.
+fn dialled_number(
+    called: &Called<'_>,
+    country: Option<&CountryCode>,
+    is_did: impl Fn(&E164) -> bool,
+) -> String {
+    let request_user = user_part(called.request_uri).unwrap_or_default();
+    let ours = |user: &str| did_of(user, country).is_some_and(|did| is_did(&did));
+    if ours(&request_user) {
+        return request_user;
+    }
+    match user_part(called.to) {
+        Some(to_user) if ours(&to_user) => to_user,
+        _ => request_user,
+    }
+}
+
 /// The E.164 number a trunk sent, written in whatever form the trunk uses.
 fn did_of(number: &str, country: Option<&CountryCode>) -> Option<E164> {
     if let Ok(e164) = number.parse::<E164>() {
@@ -446,5 +481,67 @@ fn trunk_codec(codec: TrunkCodec) -> Codec {
     match codec {
         TrunkCodec::Pcmu => Codec::Pcmu,
         TrunkCodec::Pcma => Codec::Pcma,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dialled(request_uri: &str, to: &str) -> String {
+        let ours: E164 = "+15551230001".parse().expect("E.164");
+        let country = CountryCode::try_from("1".to_owned()).expect("country");
+        dialled_number(&Called { request_uri, to }, Some(&country), |did| {
+            *did == ours
+        })
+    }
+
+    #[test]
+    fn the_did_comes_from_the_request_uri_of_a_peered_carrier() {
+        assert_eq!(
+            dialled(
+                "sip:+15551230001@192.0.2.1:5060",
+                "<sip:+15551230001@192.0.2.1>"
+            ),
+            "+15551230001"
+        );
+        // National form in the Request-URI, anything in To: the Request-URI decides.
+        assert_eq!(
+            dialled("sip:5551230001@192.0.2.1", "sip:someone@example.com"),
+            "5551230001"
+        );
+    }
+
+    #[test]
+    fn a_call_to_our_registered_contact_takes_the_did_from_to() {
+        assert_eq!(
+            dialled(
+                "sip:landline@192.0.2.1:5060",
+                "<sip:+15551230001@carrier.example>"
+            ),
+            "+15551230001"
+        );
+        assert_eq!(
+            dialled(
+                "sip:landline@192.0.2.1:5060",
+                "sip:15551230001@carrier.example"
+            ),
+            "15551230001"
+        );
+    }
+
+    #[test]
+    fn a_number_that_is_no_did_stays_the_request_uris() {
+        assert_eq!(
+            dialled(
+                "sip:+15550000000@192.0.2.1",
+                "sip:+15550000001@carrier.example"
+            ),
+            "+15550000000"
+        );
+        assert_eq!(
+            dialled("sip:landline@192.0.2.1", "sip:+15550000001@carrier.example"),
+            "landline"
+        );
     }
 }

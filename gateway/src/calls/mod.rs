@@ -7,6 +7,7 @@
 //! trunk) or [`inbound`] (from a trunk: DID → user → ring every registration).
 
 mod call;
+mod caller_id;
 mod inbound;
 mod media;
 mod midcall;
@@ -195,6 +196,7 @@ impl Signalling {
                 call,
                 from,
                 to,
+                to_header,
                 sdp,
                 user,
             } => {
@@ -202,7 +204,11 @@ impl Signalling {
                 if self.draining {
                     self.ua.reject(now, call, StatusCode::SERVICE_UNAVAILABLE);
                 } else if let Some(trunk) = source.and_then(|ip| self.trunk_of_source(ip)) {
-                    inbound::start(self, now, call, trunk, &from, &to, sdp);
+                    let called = inbound::Called {
+                        request_uri: &to,
+                        to: &to_header,
+                    };
+                    inbound::start(self, now, call, trunk, &from, called, sdp);
                 } else {
                     outbound::start(self, now, call, user, &from, &to, sdp);
                 }

@@ -3,14 +3,15 @@
 
 use std::time::{Instant, SystemTime};
 
-use landline_sip::message::{Host, NameAddr, SipUri, StatusCode, Uri};
+use landline_sip::message::{Host, SipUri, StatusCode, Uri};
 use landline_sip::sdp::{self, Codec, Sdp};
 use landline_sip::ua::{CallId as LegId, CallParams};
 
 use super::call::{Call, LegSession, Phase, Service};
+use super::caller_id::caller_identity;
 use super::session::{self, ClientCodecPolicy};
 use super::{Signalling, sip_transport};
-use crate::config::{E164, FromUser, Privacy, TrunkCodec};
+use crate::config::{E164, TrunkCodec};
 use crate::ops::cdr::EndedBy;
 use crate::ops::metrics::Direction;
 
@@ -285,36 +286,7 @@ fn place_trunk_call(s: &mut Signalling, now: Instant, id: u64, index: usize, aft
     let host = Host::parse(&address.host).unwrap_or_else(|| destination.ip().into());
     let called = trunk.format_number(&number);
     let target = SipUri::new(Some(&called), host.clone(), Some(destination.port()));
-    let caller = match (trunk.privacy, trunk.from_user) {
-        (Privacy::Id, _) => "anonymous".to_owned(),
-        (_, FromUser::AuthUsername) => trunk
-            .auth
-            .as_ref()
-            .map(|a| a.username.clone())
-            .unwrap_or_default(),
-        (_, FromUser::Did) => match call.from.parse::<E164>() {
-            Ok(did) => trunk.format_number(&did),
-            Err(_) => call.from.clone(),
-        },
-    };
-    let from_host = if trunk.privacy == Privacy::Id {
-        Host::parse("anonymous.invalid")
-    } else {
-        Some(host)
-    };
-    let from = from_host.map(|h| NameAddr::new(SipUri::new(Some(&caller), h, None)));
-    let mut headers = Vec::new();
-    if trunk.pai {
-        if let Ok(did) = call.from.parse::<E164>() {
-            headers.push((
-                "P-Asserted-Identity".to_owned(),
-                format!("<sip:{did}@{}>", destination.ip()),
-            ));
-        }
-    }
-    if trunk.privacy == Privacy::Id {
-        headers.push(("Privacy".to_owned(), "id".to_owned()));
-    }
+    let (from, headers) = caller_identity(&trunk, &call.from, &host);
     let params = CallParams {
         target,
         to: None,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use landline_sip::message::{Host, SipUri, StatusCode};
-use landline_sip::ua::RequestId;
+use landline_sip::ua::{RegistrarTarget, RequestId};
 use tokio::sync::mpsc;
 
 use super::{Signalling, sip_transport};
@@ -129,14 +129,17 @@ impl Signalling {
         }
     }
 
-    /// Registers every registration trunk at its first address.
+    /// Registers every registration trunk at its first address; when that one does not
+    /// answer (or fails as a server), at the next at once, and so on (see
+    /// `RegisterParams::fallbacks`).
     pub(super) fn start_registrations(&mut self, now: Instant) {
         for index in 0..self.trunks.len() {
             self.register_trunk(now, index);
         }
     }
 
-    /// Registers trunk `index` at its first address, if it is a registration trunk.
+    /// Registers trunk `index` if it is a registration trunk: at its first address, and when
+    /// that one does not answer (or fails as a server), at the next at once, and so on.
     pub(super) fn register_trunk(&mut self, now: Instant, index: usize) {
         let Some(trunk) = self.trunks.get(index) else {
             return;
@@ -144,22 +147,33 @@ impl Signalling {
         if trunk.config.kind != TrunkKind::Registration || trunk.is_retired() {
             return;
         }
-        let (Some(address), Some(auth)) = (trunk.address(0), trunk.config.auth.as_ref()) else {
+        let Some(auth) = trunk.config.auth.as_ref() else {
             return;
         };
-        let Some(host) = Host::parse(&address.host) else {
+        let mut targets = trunk.addresses().filter_map(|address| {
+            let host = Host::parse(&address.host)?;
+            Some((
+                RegistrarTarget {
+                    registrar: SipUri::new(None, host.clone(), Some(address.socket.port())),
+                    destination: address.socket,
+                },
+                host,
+            ))
+        });
+        let Some((first, host)) = targets.next() else {
             return;
         };
         let params = landline_sip::ua::RegisterParams {
-            registrar: SipUri::new(None, host.clone(), Some(address.socket.port())),
+            registrar: first.registrar,
             aor: SipUri::new(Some(&auth.username), host, None),
-            destination: address.socket,
+            destination: first.destination,
             transport: sip_transport(trunk.config.transport),
             expires: trunk.config.expires.as_secs().min(u64::from(u32::MAX)) as u32,
             credentials: Some(landline_sip::auth::Credentials {
                 username: auth.username.clone(),
                 password: auth.password.clone(),
             }),
+            fallbacks: targets.map(|(target, _)| target).collect(),
         };
         let id = self.ua.register(now, params);
         self.registrations.insert(id, index);
@@ -184,11 +198,21 @@ impl Signalling {
     }
 
     pub(super) fn registration_result(&mut self, id: RequestId, ok: bool) {
+        let registrar = self.ua.registration_destination(id);
         if let Some(trunk) = self
             .registrations
             .get(&id)
             .and_then(|&i| self.trunks.get_mut(i))
         {
+            match (ok, trunk.is_registered()) {
+                (true, false) => {
+                    tracing::info!(trunk = %trunk.config.name.as_str(), ?registrar, "trunk registered");
+                }
+                (false, true) => {
+                    tracing::warn!(trunk = %trunk.config.name.as_str(), "trunk registration lost");
+                }
+                _ => {}
+            }
             trunk.set_registered(ok);
             self.metrics.set_trunk_registered(&trunk.config.name, ok);
         }

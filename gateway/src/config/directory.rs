@@ -108,7 +108,9 @@ keyword_enum! {
         /// Show the caller's number.
         #[default]
         None = "none",
-        /// `Privacy: id`: the carrier withholds the number from the callee; From is anonymous.
+        /// `Privacy: id`: the carrier withholds the number from the callee; From is anonymous,
+        /// and the DID still goes to the carrier in P-Asserted-Identity (whatever `pai` says),
+        /// since the carrier must know whose number it withholds (RFC 3325 §9.3).
         Id = "id",
     }
 }
@@ -158,8 +160,9 @@ pub struct TrunkConfig {
     #[serde(default)]
     pub tls_server_name: Option<String>,
     /// Sources allowed to send calls in. For IP trunks it defaults (at load) to the addresses,
-    /// which must then be IP literals; a registration trunk's calls come to its registration
-    /// and this may stay empty.
+    /// which must then be IP literals; for registration trunks to those addresses that are IP
+    /// literals (the registrar is usually the proxy that delivers the registration's calls;
+    /// a carrier that sends from elsewhere needs its IPs listed here).
     #[serde(default)]
     pub allow: Vec<Cidr>,
     /// Digest credentials: answered when the carrier challenges (and used to REGISTER).
@@ -281,6 +284,17 @@ impl TrunkConfig {
                 };
                 self.allow.push(Cidr::host(ip));
             }
+        }
+        if self.allow.is_empty() && self.kind == TrunkKind::Registration {
+            // The carrier sends the calls for our registration from its registrar/proxy, the
+            // address we register at, in the common case: trust its IP literals (a name cannot
+            // be trusted by address; list the carrier's IPs in `allow` then).
+            self.allow.extend(
+                self.addresses
+                    .iter()
+                    .filter_map(HostPort::ip)
+                    .map(Cidr::host),
+            );
         }
         if self.kind == TrunkKind::Registration {
             if self.auth.is_none() {

@@ -702,3 +702,38 @@ fn a_reload_applies_accounts_and_routing_and_names_what_waits_for_a_restart() {
     assert_eq!(same, running);
     assert!(nothing.is_empty());
 }
+
+#[test]
+fn a_registration_trunk_trusts_calls_from_its_ip_addresses() {
+    let auth = "auth = { username = \"gw\", password = \"p\" }\n";
+    let config = load(&format!(
+        "[[trunks]]\nname = \"t\"\nkind = \"registration\"\n\
+         addresses = [\"192.0.2.7:5060\", \"sip.carrier.example:5060\"]\n{auth}"
+    ))
+    .expect("a registration trunk");
+    let allow: Vec<String> = config.trunks[0]
+        .allow
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(
+        allow,
+        ["192.0.2.7/32"],
+        "the IP literal only: a name is not trusted"
+    );
+    let config = load(&format!(
+        "[[trunks]]\nname = \"t\"\nkind = \"registration\"\naddress = \"192.0.2.7:5060\"\n\
+         allow = [\"198.51.100.0/24\"]\n{auth}"
+    ))
+    .expect("a registration trunk");
+    let allow: Vec<String> = config.trunks[0]
+        .allow
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(
+        allow,
+        ["198.51.100.0/24"],
+        "a configured allow is kept as it is"
+    );
+}

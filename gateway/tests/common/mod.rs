@@ -2,6 +2,8 @@
 //! config, and SIPp playing carriers and clients, all on loopback.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod kamailio;
+
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -252,26 +254,7 @@ country = "1"
 
     /// The status line of the gateway's answer to an OPTIONS, or `None` without one.
     pub fn options_status(&self) -> Option<String> {
-        let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
-        socket
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .ok()?;
-        let local = socket.local_addr().ok()?;
-        let options = format!(
-            "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bKopt{2}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:probe@{1}>;tag=p\r\nTo: <sip:{0}>\r\n\
-             Call-ID: opt-{2}@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-            self.sip,
-            local,
-            local.port()
-        );
-        socket.send_to(options.as_bytes(), self.sip).ok()?;
-        let mut buf = [0u8; 2048];
-        let (n, _) = socket.recv_from(&mut buf).ok()?;
-        String::from_utf8_lossy(&buf[..n])
-            .lines()
-            .next()
-            .map(str::to_owned)
+        options_status(self.sip)
     }
 
     /// The gateway's log so far.
@@ -347,6 +330,46 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The status line of `target`'s answer to an OPTIONS sent from 127.0.0.1 over UDP (waiting
+/// half a second), or `None` without one.
+pub fn options_status(target: SocketAddr) -> Option<String> {
+    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    let local = socket.local_addr().ok()?;
+    let options = format!(
+        "OPTIONS sip:{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bKopt{2}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@{1}>;tag=p\r\nTo: <sip:{0}>\r\n\
+         Call-ID: opt-{2}@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        target,
+        local,
+        local.port()
+    );
+    socket.send_to(options.as_bytes(), target).ok()?;
+    let mut buf = [0u8; 2048];
+    let (n, _) = socket.recv_from(&mut buf).ok()?;
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .map(str::to_owned)
+}
+
+/// Polls `condition` every 100 ms until it holds; how long that took, or `None` after `limit`.
+/// Tests wait for what they expect rather than sleeping a fixed time.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -298,6 +298,11 @@ fn new_call(
             .map(|f| f.uri.to_string())
             .unwrap_or_default(),
         to: req.uri.to_string(),
+        to_header: req
+            .headers
+            .to()
+            .map(|t| t.uri.to_string())
+            .unwrap_or_default(),
         sdp: sdp.clone(),
         user,
     };

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 pub use authn::{Authenticator, IpRange};
 pub use call::{CallParams, Reason};
-pub use register::{RegisterParams, Registrar};
+pub use register::{RegisterParams, Registrar, RegistrarTarget};
 
 use tracing::{debug, trace};
 
@@ -102,6 +102,10 @@ pub enum Event {
         from: String,
         /// Request-URI as text (the dialled number).
         to: String,
+        /// The To header's URI as text. It differs from the Request-URI when a proxy
+        /// retargeted the request: a carrier delivering a call to a registration sends it to
+        /// the registered Contact and keeps the dialled number here (RFC 3261 §16.5).
+        to_header: String,
         /// The offer, if any.
         sdp: Option<Vec<u8>>,
         /// The Digest username, when an [`Authenticator`] is set.

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use tracing::debug;
+
 use super::route::{self, reply};
 use super::{Event, Owner, RequestId, UserAgent};
 use crate::auth::{Credentials, DigestClient};
@@ -26,6 +28,20 @@ pub struct RegisterParams {
     pub expires: u32,
     /// Credentials for 401/407.
     pub credentials: Option<Credentials>,
+    /// Further registrars of the same service (a carrier's other addresses), tried in order
+    /// when the current one does not answer (timeout, transport failure) or answers 5xx/6xx:
+    /// the next one at once, and only after every one failed in a row does the backoff start
+    /// (then from `registrar` again). A registration stays where it last succeeded.
+    pub fallbacks: Vec<RegistrarTarget>,
+}
+
+/// A registrar to send REGISTER to: its URI and where that is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrarTarget {
+    /// The Request-URI.
+    pub registrar: SipUri,
+    /// Where to send.
+    pub destination: SocketAddr,
 }
 
 #[derive(Debug)]
@@ -39,11 +55,30 @@ pub(super) struct Registration {
     refresh_at: Option<Instant>,
     failures: u32,
     removing: bool,
+    /// Which registrar is in use: 0 is `params.registrar`, then `params.fallbacks`.
+    target: usize,
+    /// Registrars that failed in a row since the last success (or the last backoff).
+    failed_in_round: usize,
 }
 
 impl Registration {
     pub(super) fn next_timer(&self) -> Option<Instant> {
         self.refresh_at
+    }
+
+    /// The registrar in use now.
+    fn current(&self) -> RegistrarTarget {
+        match self.target.checked_sub(1) {
+            Some(i) if i < self.params.fallbacks.len() => self.params.fallbacks[i].clone(),
+            _ => RegistrarTarget {
+                registrar: self.params.registrar.clone(),
+                destination: self.params.destination,
+            },
+        }
+    }
+
+    fn targets(&self) -> usize {
+        1 + self.params.fallbacks.len()
     }
 }
 
@@ -66,6 +101,8 @@ impl UserAgent {
                 refresh_at: None,
                 failures: 0,
                 removing: false,
+                target: 0,
+                failed_in_round: 0,
             },
         );
         send_register(self, now, id);
@@ -82,6 +119,12 @@ impl UserAgent {
         send_register(self, now, id);
         self.flush(now);
     }
+
+    /// Where registration `id` sends its REGISTERs now (it moves to a fallback registrar when
+    /// the current one fails), if it exists.
+    pub fn registration_destination(&self, id: RequestId) -> Option<SocketAddr> {
+        self.registrations.get(&id).map(|r| r.current().destination)
+    }
 }
 
 fn send_register(ua: &mut UserAgent, now: Instant, id: RequestId) {
@@ -95,10 +138,11 @@ fn send_register(ua: &mut UserAgent, now: Instant, id: RequestId) {
         return;
     };
     let p = r.params.clone();
+    let target = r.current();
     let mut req = route::out_of_dialog_request(
         ua,
         Method::Register,
-        p.registrar.clone(),
+        target.registrar.clone(),
         p.aor.clone(),
         &p.transport,
     );
@@ -122,10 +166,16 @@ fn send_register(ua: &mut UserAgent, now: Instant, id: RequestId) {
     req.headers.set("Expires", expires.to_string());
     // Reuse the last challenge with the next nonce count, saving a round trip (RFC 7616 §3.4).
     if let (Some((name, client)), Some(creds)) = (r.auth.as_mut(), p.credentials.as_ref()) {
-        let value = client.authorize(creds, "REGISTER", &p.registrar.to_string());
+        let value = client.authorize(creds, "REGISTER", &target.registrar.to_string());
         req.headers.push(Header::Other(name.clone(), value));
     }
-    ua.start_client(now, req, p.destination, p.transport, Owner::Register(id));
+    ua.start_client(
+        now,
+        req,
+        target.destination,
+        p.transport,
+        Owner::Register(id),
+    );
 }
 
 /// Remembers the digest state of an authenticated retry, for later refreshes.
@@ -179,6 +229,7 @@ pub(super) fn client_event(
                 .or_else(|| resp.headers.number("Expires"))
                 .unwrap_or(r.expires);
             r.failures = 0;
+            r.failed_in_round = 0;
             r.refresh_at = (granted > 0).then(|| now + refresh_after(granted));
             ua.events.push_back(Event::Registered {
                 id,
@@ -196,15 +247,38 @@ pub(super) fn client_event(
             }
         }
     }
-    // Failure: drop a stale auth state and retry after an exponential backoff.
+    // Failure: drop a stale auth state (a challenge belongs to the registrar that made it).
     r.auth = None;
+    ua.events
+        .push_back(Event::RegistrationFailed { id, status });
+    // A registrar that does not answer, or refuses as a server: the next one at once, until
+    // every one failed in a row. Refusals of the account (401, 403...) are not the
+    // registrar's fault and would be the same elsewhere.
+    let unreachable = status.code() == 408 || status.code() >= 500;
+    if unreachable && !r.removing {
+        r.failed_in_round += 1;
+        let targets = r.targets();
+        r.target = (r.target + 1) % targets;
+        if r.failed_in_round < targets {
+            debug!(
+                registrar = %r.current().destination,
+                status = status.code(),
+                "registrar failed; registering at the next one"
+            );
+            r.refresh_at = None;
+            send_register(ua, now, id);
+            return;
+        }
+        // Every registrar failed: back off, then start again from the first.
+        r.failed_in_round = 0;
+        r.target = 0;
+    }
+    // Retry after an exponential backoff.
     r.failures += 1;
     let wait = backoff
         .saturating_mul(1 << r.failures.min(16).saturating_sub(1))
         .min(backoff_max);
     r.refresh_at = (!r.removing).then(|| now + wait);
-    ua.events
-        .push_back(Event::RegistrationFailed { id, status });
 }
 
 /// Refresh well before expiry: halfway for short registrations, 30 s early for long ones.
