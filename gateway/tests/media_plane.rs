@@ -24,6 +24,7 @@ fn opus_codec() -> LegCodec {
     LegCodec::Opus {
         payload_type: OPUS_PT,
         event_payload_type: Some(110),
+        our_event_payload_type: None,
     }
 }
 
@@ -31,6 +32,7 @@ fn pcmu_codec() -> LegCodec {
     LegCodec::G711 {
         law: G711Law::Mu,
         event_payload_type: Some(101),
+        our_event_payload_type: None,
         comfort_noise_payload_type: None,
     }
 }

@@ -123,8 +123,13 @@ pub struct Negotiated {
     pub pt: u8,
     /// fmtp in force.
     pub fmtp: Option<String>,
-    /// telephone-event payload type, if both support it at the codec's clock rate.
+    /// telephone-event payload type, if both support it at the codec's clock rate: the peer's
+    /// (what we send with).
     pub telephone_event: Option<u8>,
+    /// The telephone-event payload type our own SDP gave, which the peer sends with (RFC 3264
+    /// §6.1); differs from `telephone_event` only when the peer answered our offer with
+    /// another one.
+    pub local_telephone_event: Option<u8>,
     /// Where to send RTP.
     pub remote: SocketAddr,
     /// Packetisation the peer asked for.
@@ -255,6 +260,7 @@ pub fn answer(
         pt: chosen.pt,
         fmtp: chosen.fmtp,
         telephone_event: te,
+        local_telephone_event: te,
         remote: SocketAddr::new(remote_ip, om.port),
         ptime: om.ptime,
         rtcp_mux: local.rtcp_mux && om.rtcp_mux,
@@ -283,11 +289,15 @@ pub fn accept_answer(offer: &Sdp, answer: &Sdp) -> Result<Negotiated, Negotiatio
         return Err(NegotiationError::BadAnswer);
     }
     let theirs = answer.direction_of(audio);
+    let telephone_event = telephone_event_pt(am, first.codec.clock_rate());
+    let ours = telephone_event_pt(&offer.media[audio], first.codec.clock_rate());
     Ok(Negotiated {
         codec: first.codec,
         pt: first.pt,
         fmtp: first.fmtp,
-        telephone_event: telephone_event_pt(am, first.codec.clock_rate()),
+        telephone_event,
+        // Only where both agreed to events; ours is what the peer must send them with.
+        local_telephone_event: telephone_event.and(ours),
         remote: SocketAddr::new(
             answer.address_of(audio).ok_or(NegotiationError::NoAudio)?,
             am.port,
