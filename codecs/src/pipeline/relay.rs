@@ -40,9 +40,9 @@ pub struct Relay {
     digits: DigitGenerator,
     /// Set between a µ-law and an A-law leg: each input audio byte's code on the output law.
     law_map: Option<[u8; 256]>,
-    /// A second input telephone-event type, sent on as the output one (see
-    /// [`accept_event_payload_type`](Relay::accept_event_payload_type)).
-    event_in_alt: Option<u8>,
+    /// Input → output payload types besides the audio's: events, comfort noise, and a second
+    /// input event type (see [`accept_event_payload_type`](Relay::accept_event_payload_type)).
+    others: [Option<(u8, u8)>; 3],
     stats: PipelineStats,
 }
 
@@ -58,7 +58,7 @@ impl Relay {
             last_sent: None,
             digits: DigitGenerator::default(),
             law_map: None,
-            event_in_alt: None,
+            others: [config.event, config.comfort_noise, None],
             stats: PipelineStats::default(),
         }
     }
@@ -82,7 +82,7 @@ impl Relay {
     /// Also takes `payload_type` as telephone-event input, sent on as the configured output
     /// type: the type our own SDP named, when the far side's SDP named another.
     pub fn accept_event_payload_type(&mut self, payload_type: u8) {
-        self.event_in_alt = Some(payload_type);
+        self.others[2] = self.config.event.map(|(_, output)| (payload_type, output));
     }
 
     /// Where our output stream goes on (SSRC, next sequence number, and the timestamp of now),
@@ -230,7 +230,7 @@ impl Relay {
         out: &mut [u8; MAX_PACKET_LEN],
     ) -> Result<Option<usize>, Error> {
         let packet = RtpPacket::parse(datagram)?;
-        let Some(payload_type) = self.map_payload_type(packet.payload_type) else {
+        let Some((payload_type, audio)) = self.map_payload_type(packet.payload_type) else {
             self.stats.unexpected_payload_type += 1;
             return Ok(None);
         };
@@ -265,7 +265,7 @@ impl Relay {
         header.write(out);
         let len = RTP_HEADER_LEN + packet.payload.len();
         match &self.law_map {
-            Some(map) if payload_type == self.config.audio.1 => {
+            Some(map) if audio => {
                 for (to, from) in out[RTP_HEADER_LEN..len].iter_mut().zip(packet.payload) {
                     *to = map[usize::from(*from)];
                 }
@@ -304,14 +304,17 @@ impl Relay {
         self.timestamp_offset = next_timestamp.wrapping_sub(packet.timestamp);
     }
 
-    fn map_payload_type(&self, payload_type: u8) -> Option<u8> {
-        let c = &self.config;
-        let event_alt = self.event_in_alt.zip(c.event.map(|(_, output)| output));
-        [Some(c.audio), c.event, c.comfort_noise, event_alt]
-            .into_iter()
+    /// The output payload type for an input one, and whether it is the audio's.
+    fn map_payload_type(&self, payload_type: u8) -> Option<(u8, bool)> {
+        let (audio_in, audio_out) = self.config.audio;
+        if payload_type == audio_in {
+            return Some((audio_out, true));
+        }
+        self.others
+            .iter()
             .flatten()
             .find(|(input, _)| *input == payload_type)
-            .map(|(_, output)| output)
+            .map(|(_, output)| (*output, false))
     }
 }
 
