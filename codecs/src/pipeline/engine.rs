@@ -159,15 +159,14 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
     }
 
     /// Where the output stream goes on: our SSRC, the next sequence number and the timestamp of
-    /// the next sample, so a replacement pipeline can continue it without a jump.
+    /// the next frame, so a replacement pipeline can continue it without a jump (the samples of
+    /// a partly filled frame are dropped; the next frame takes their place).
     pub(crate) fn next_output(&self) -> OutputStream {
         let out = &self.output;
         OutputStream {
             ssrc: out.stream.ssrc,
             first_sequence: out.stream.first_sequence,
-            first_timestamp: out
-                .pending_timestamp
-                .wrapping_add(out.pending_len as u32 * P::CLOCK_RATIO),
+            first_timestamp: out.pending_timestamp,
         }
     }
 
