@@ -670,3 +670,73 @@ fn events_reach_a_carrier_answering_another_event_type_with_its_type_and_come_ba
     );
     gateway.assert_idle();
 }
+
+/// The test's 440 Hz tone as an A-law packet with `payload_type`.
+fn pcma_tone(payload_type: u8, sequence: u16) -> Vec<u8> {
+    let mut packet = pcmu_tone(sequence, u32::from(sequence) * 160, 440.0);
+    let mut pcm = [0i16; 160];
+    G711Law::Mu.decode(&packet[12..], &mut pcm);
+    G711Law::A.encode(&pcm, &mut packet[12..]);
+    packet[1] = (packet[1] & 0x80) | payload_type;
+    packet
+}
+
+#[test]
+fn a_carrier_giving_pcma_a_dynamic_type_gets_it_with_that_type_and_may_send_either() {
+    let (carrier, gateway) = one_carrier();
+    let (media, media_port) = carrier_media();
+    // Our offer says PCMA is 8; the carrier's answer maps it to 96.
+    let mut trunk = Sipp::start(
+        "carrier_answer_pcma_96",
+        carrier,
+        None,
+        1,
+        &["-key", "rtp_port", &media_port],
+    );
+    std::thread::sleep(S(300));
+    let (phone, phone_port) = client_media();
+    let mut client = talking_client_with(&gateway, "client_call_talk_g711", &phone_port, 3000);
+    // The client was answered PCMA (8): it talks PCMA.
+    let target = gateway_port_after(&client, "SIP/2.0 200");
+    let to_carrier = talk_packets(&phone, target, &[&media], S(1200), |sequence| {
+        pcma_tone(8, sequence)
+    });
+    // The carrier talks PCMA with our type, 8, then with its own, 96.
+    let trunk_side = gateway_port_after(&trunk, "INVITE sip:");
+    let to_client = talk_packets(&media, trunk_side, &[&phone], S(1200), |sequence| {
+        pcma_tone(if sequence < 30 { 8 } else { 96 }, sequence)
+    });
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    let all = S(10_000);
+    let (as_96, as_8) = (
+        to_carrier.of(0, S(0), all, Some(96)).count(),
+        to_carrier.of(0, S(0), all, Some(8)).count(),
+    );
+    assert!(
+        as_96 >= 40 && as_8 == 0,
+        "PCMA reached the carrier as 96 {as_96} times, as 8 {as_8} times\n{}",
+        gateway.log()
+    );
+    let tone = tone_in(
+        G711Law::A,
+        to_carrier.of(0, S(0), all, Some(96)).map(|h| &h.3),
+    );
+    assert!(tone > 0.8, "the client's tone at the carrier: {tone:.2}");
+    // Both halves of the carrier's talk reach the client, as PCMA with its type 8.
+    let (first, second) = (
+        to_client.of(0, S(100), S(550), Some(8)).count(),
+        to_client.of(0, S(700), S(1200), Some(8)).count(),
+    );
+    assert!(
+        first >= 15 && second >= 15,
+        "the carrier's PCMA at the client: sent as 8 {first}, as 96 {second}\n{}",
+        gateway.log()
+    );
+    let tone = tone_in(
+        G711Law::A,
+        to_client.of(0, S(0), all, Some(8)).map(|h| &h.3),
+    );
+    assert!(tone > 0.8, "the carrier's tone at the client: {tone:.2}");
+    gateway.assert_idle();
+}

@@ -166,6 +166,25 @@ fn an_answer_naming_its_own_event_type_is_sent_with_and_ours_is_received_with() 
 }
 
 #[test]
+fn an_answer_mapping_our_codec_to_another_type_is_accepted_and_one_we_did_not_offer_is_not() {
+    let ours = local(vec![Codec::Pcmu, Codec::Pcma], Direction::SendRecv);
+    let offer = build_offer(&ours);
+    let answer_with = |m: &str| -> Sdp {
+        format!("v=0\r\no=c 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n{m}")
+            .parse()
+            .expect("sdp")
+    };
+    let dynamic = answer_with("m=audio 7000 RTP/AVP 96\r\na=rtpmap:96 PCMA/8000\r\n");
+    let neg = accept_answer(&offer, &dynamic).expect("accept");
+    assert_eq!((neg.codec, neg.pt), (Codec::Pcma, 96));
+    let opus = answer_with("m=audio 7000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n");
+    assert_eq!(
+        accept_answer(&offer, &opus).unwrap_err(),
+        NegotiationError::BadAnswer
+    );
+}
+
+#[test]
 fn malformed_sdp_is_an_error_not_a_panic() {
     for bad in [
         "",

@@ -69,6 +69,9 @@ pub(crate) struct PayloadTypes {
     /// A second telephone-event type taken as input: the one our SDP named when the far side's
     /// names another (RFC 3264 says it sends with ours; many carriers send with theirs).
     pub(crate) event_in_alt: Option<u8>,
+    /// A second audio type taken as input, for the same reason (a G.711 law under a dynamic
+    /// type in the far side's SDP, and the static one in ours).
+    pub(crate) audio_in_alt: Option<u8>,
 }
 
 /// One direction of one call.
@@ -158,6 +161,16 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
         self.payload_types.event_in_alt = Some(payload_type);
     }
 
+    pub(crate) fn accept_audio_payload_type(&mut self, payload_type: u8) {
+        if payload_type != self.payload_types.audio_in {
+            self.payload_types.audio_in_alt = Some(payload_type);
+        }
+    }
+
+    pub(crate) fn send_audio_as(&mut self, payload_type: u8) {
+        self.payload_types.audio_out = payload_type;
+    }
+
     /// Where the output stream goes on: our SSRC, the next sequence number and the timestamp of
     /// the next frame, so a replacement pipeline can continue it without a jump (the samples of
     /// a partly filled frame are dropped; the next frame takes their place).
@@ -236,7 +249,7 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
             }
         };
         let pt = packet.payload_type;
-        if pt == self.payload_types.audio_in {
+        if pt == self.payload_types.audio_in || Some(pt) == self.payload_types.audio_in_alt {
             self.push_audio(now, &packet, scratch, emit);
         } else if Some(pt) == self.payload_types.event_in
             || Some(pt) == self.payload_types.event_in_alt

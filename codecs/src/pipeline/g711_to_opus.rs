@@ -45,6 +45,7 @@ impl G711ToOpus {
             audio_out: config.opus_payload_type,
             event_out: config.event_payload_type_out,
             event_in_alt: None,
+            audio_in_alt: None,
         };
         let engine = Engine::new(
             G711In {
@@ -112,6 +113,12 @@ impl G711ToOpus {
     /// our own SDP named, when the far side's SDP named another.
     pub fn accept_event_payload_type(&mut self, payload_type: u8) {
         self.engine.accept_event_payload_type(payload_type);
+    }
+
+    /// Also takes `payload_type` as the trunk's audio, besides the law's static type: the type
+    /// the trunk's SDP gave the law when it mapped it to another.
+    pub fn accept_audio_payload_type(&mut self, payload_type: u8) {
+        self.engine.accept_audio_payload_type(payload_type);
     }
 
     /// Where our output stream goes on (SSRC, next sequence number, next timestamp), for a

@@ -40,6 +40,7 @@ impl OpusToG711 {
             audio_out: config.law.payload_type(),
             event_out: config.event_payload_type_out,
             event_in_alt: None,
+            audio_in_alt: None,
         };
         let engine = Engine::new(
             OpusIn {
@@ -103,6 +104,12 @@ impl OpusToG711 {
     /// our own SDP named, when the far side's SDP named another.
     pub fn accept_event_payload_type(&mut self, payload_type: u8) {
         self.engine.accept_event_payload_type(payload_type);
+    }
+
+    /// Sends the G.711 audio with `payload_type` rather than the law's static one: the type
+    /// the trunk's SDP gave it (a dynamic-looking mapping some carriers answer with).
+    pub fn send_audio_as(&mut self, payload_type: u8) {
+        self.engine.send_audio_as(payload_type);
     }
 
     /// Where our output stream goes on (SSRC, next sequence number, next timestamp), for a

@@ -43,6 +43,8 @@ pub struct Relay {
     /// Input → output payload types besides the audio's: events, comfort noise, and a second
     /// input event type (see [`accept_event_payload_type`](Relay::accept_event_payload_type)).
     others: [Option<(u8, u8)>; 3],
+    /// A second input audio type (see [`accept_audio_payload_type`](Relay::accept_audio_payload_type)).
+    audio_in_alt: Option<u8>,
     stats: PipelineStats,
 }
 
@@ -59,6 +61,7 @@ impl Relay {
             digits: DigitGenerator::default(),
             law_map: None,
             others: [config.event, config.comfort_noise, None],
+            audio_in_alt: None,
             stats: PipelineStats::default(),
         }
     }
@@ -83,6 +86,14 @@ impl Relay {
     /// type: the type our own SDP named, when the far side's SDP named another.
     pub fn accept_event_payload_type(&mut self, payload_type: u8) {
         self.others[2] = self.config.event.map(|(_, output)| (payload_type, output));
+    }
+
+    /// Also takes `payload_type` as input audio, besides the configured one: the type our own
+    /// SDP gave the codec when the far side's gave it another (a G.711 law under a dynamic type).
+    pub fn accept_audio_payload_type(&mut self, payload_type: u8) {
+        if payload_type != self.config.audio.0 {
+            self.audio_in_alt = Some(payload_type);
+        }
     }
 
     /// Where our output stream goes on (SSRC, next sequence number, and the timestamp of now),
@@ -307,7 +318,7 @@ impl Relay {
     /// The output payload type for an input one, and whether it is the audio's.
     fn map_payload_type(&self, payload_type: u8) -> Option<(u8, bool)> {
         let (audio_in, audio_out) = self.config.audio;
-        if payload_type == audio_in {
+        if payload_type == audio_in || Some(payload_type) == self.audio_in_alt {
             return Some((audio_out, true));
         }
         self.others

@@ -177,6 +177,7 @@ pub(crate) fn leg_codec(negotiated: &Negotiated) -> LegCodec {
             } else {
                 G711Law::A
             },
+            payload_type: negotiated.pt,
             event_payload_type: negotiated.telephone_event,
             our_event_payload_type,
             comfort_noise_payload_type: None,

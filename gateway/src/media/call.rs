@@ -172,6 +172,7 @@ impl CallMedia {
                 // Through G.711 and back, so the echo test hears exactly what a trunk would.
                 let pcmu = LegCodec::G711 {
                     law: G711Law::Mu,
+                    payload_type: G711Law::Mu.payload_type(),
                     event_payload_type: None,
                     our_event_payload_type: None,
                     comfort_noise_payload_type: None,
@@ -495,6 +496,29 @@ impl CallMedia {
     }
 }
 
+/// The far side's own type for a G.711 leg's audio, when its SDP mapped the law to another than
+/// the static one (which stays accepted): taken as audio too, unless it names an event or
+/// comfort-noise type of the leg (then it is not audio, whatever the SDP said).
+fn extra_audio_in(codec: &LegCodec) -> Option<u8> {
+    let LegCodec::G711 {
+        law,
+        payload_type,
+        event_payload_type,
+        our_event_payload_type,
+        comfort_noise_payload_type,
+    } = *codec
+    else {
+        return None;
+    };
+    let taken = [
+        event_payload_type,
+        our_event_payload_type,
+        comfort_noise_payload_type,
+    ];
+    (payload_type != law.payload_type() && !taken.contains(&Some(payload_type)))
+        .then_some(payload_type)
+}
+
 impl LegChange {
     /// The pipelines for `role`'s leg in `codec`, facing the other leg's `other` codec (which
     /// stays as it is). `fresh` are the streams to use towards the changed leg and towards the
@@ -736,17 +760,24 @@ impl Direction {
                 },
                 LegCodec::G711 {
                     law,
+                    payload_type: audio_out,
                     event_payload_type: event_out,
                     ..
                 },
-            ) => Direction::OpusToG711(Box::new(OpusToG711::new(&OpusToG711Config {
-                opus_payload_type: payload_type,
-                event_payload_type_in: event_payload_type,
-                law,
-                event_payload_type_out: event_out,
-                output,
-                timing,
-            })?)),
+            ) => {
+                let mut pipeline = OpusToG711::new(&OpusToG711Config {
+                    opus_payload_type: payload_type,
+                    event_payload_type_in: event_payload_type,
+                    law,
+                    event_payload_type_out: event_out,
+                    output,
+                    timing,
+                })?;
+                if audio_out != law.payload_type() {
+                    pipeline.send_audio_as(audio_out);
+                }
+                Direction::OpusToG711(Box::new(pipeline))
+            }
             (
                 LegCodec::G711 {
                     law,
@@ -759,16 +790,22 @@ impl Direction {
                     event_payload_type: event_out,
                     ..
                 },
-            ) => Direction::G711ToOpus(Box::new(G711ToOpus::new(&G711ToOpusConfig {
-                law,
-                comfort_noise_payload_type,
-                event_payload_type_in: event_payload_type,
-                opus_payload_type: payload_type,
-                event_payload_type_out: event_out,
-                opus: *opus,
-                output,
-                timing,
-            })?)),
+            ) => {
+                let mut pipeline = G711ToOpus::new(&G711ToOpusConfig {
+                    law,
+                    comfort_noise_payload_type,
+                    event_payload_type_in: event_payload_type,
+                    opus_payload_type: payload_type,
+                    event_payload_type_out: event_out,
+                    opus: *opus,
+                    output,
+                    timing,
+                })?;
+                if let Some(audio_in) = extra_audio_in(&from) {
+                    pipeline.accept_audio_payload_type(audio_in);
+                }
+                Direction::G711ToOpus(Box::new(pipeline))
+            }
             (
                 LegCodec::Opus {
                     payload_type: a,
@@ -796,6 +833,7 @@ impl Direction {
                 },
                 LegCodec::G711 {
                     law: lb,
+                    payload_type: pb,
                     event_payload_type: eb,
                     comfort_noise_payload_type: cb,
                     ..
@@ -804,13 +842,17 @@ impl Direction {
                 // PCMU on one leg and PCMA on the other (a carrier's 200 in another law than
                 // its early media, after the client's answer went out) map byte by byte.
                 let config = RelayConfig {
-                    audio: (la.payload_type(), lb.payload_type()),
+                    audio: (la.payload_type(), pb),
                     event: ea.zip(eb),
                     comfort_noise: ca.zip(cb),
                     clock_rate: 8_000,
                     output,
                 };
-                Direction::Relay(Box::new(Relay::between_laws(&config, la, lb)))
+                let mut relay = Relay::between_laws(&config, la, lb);
+                if let Some(audio_in) = extra_audio_in(&from) {
+                    relay.accept_audio_payload_type(audio_in);
+                }
+                Direction::Relay(Box::new(relay))
             }
         };
         let (LegCodec::Opus {
@@ -911,6 +953,7 @@ mod tests {
     fn g711(law: G711Law, event: Option<u8>, ours: Option<u8>) -> LegCodec {
         LegCodec::G711 {
             law,
+            payload_type: law.payload_type(),
             event_payload_type: event,
             our_event_payload_type: ours,
             comfort_noise_payload_type: None,
@@ -1075,6 +1118,42 @@ mod tests {
                 "the trunk's event with PT {pt} reaches the client"
             );
         }
+    }
+
+    #[test]
+    fn a_law_under_a_dynamic_type_is_sent_with_it_and_taken_with_either() {
+        // The trunk answered our PCMA (8) as 96.
+        let trunk = LegCodec::G711 {
+            law: G711Law::A,
+            payload_type: 96,
+            event_payload_type: Some(101),
+            our_event_payload_type: None,
+            comfort_noise_payload_type: None,
+        };
+        let client = g711(G711Law::A, Some(101), None);
+        let mut flow = bridge(client, trunk);
+        let now = Instant::now();
+        let audio = [0xD5u8; 160];
+        let sent = through(&mut flow, now, LegRole::Trunk, &rtp(8, 1, &audio));
+        assert_eq!(sent[0].2, 96, "sent with the trunk's type");
+        for (sequence, pt) in [(1u16, 8u8), (2, 96)] {
+            let got = through(&mut flow, now, LegRole::Client, &rtp(pt, sequence, &audio));
+            assert_eq!(
+                got[0].2, 8,
+                "the trunk's audio with PT {pt} reaches the client"
+            );
+        }
+        // A type that names the leg's events is not taken as audio.
+        let clash = LegCodec::G711 {
+            law: G711Law::A,
+            payload_type: 101,
+            event_payload_type: Some(101),
+            our_event_payload_type: None,
+            comfort_noise_payload_type: None,
+        };
+        assert_eq!(extra_audio_in(&clash), None);
+        assert_eq!(extra_audio_in(&trunk), Some(96));
+        assert_eq!(extra_audio_in(&client), None);
     }
 
     #[test]

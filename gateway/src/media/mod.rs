@@ -66,6 +66,9 @@ pub enum LegCodec {
     G711 {
         /// µ-law (PCMU) or A-law (PCMA).
         law: G711Law,
+        /// The audio payload type in the far side's SDP, which we send with: the law's static
+        /// type (0, 8) unless it mapped the law to another. The static type is accepted too.
+        payload_type: u8,
         /// The payload type for `telephone-event/8000`, if negotiated: the far side's, which
         /// we send with.
         event_payload_type: Option<u8>,

@@ -119,7 +119,8 @@ pub struct LocalMedia {
 pub struct Negotiated {
     /// The codec.
     pub codec: Codec,
-    /// Its payload type (the offerer's).
+    /// Its payload type: the offerer's when we answer; the answer's when we offered (what we
+    /// send with; the peer should send with our offer's).
     pub pt: u8,
     /// fmtp in force.
     pub fmtp: Option<String>,
@@ -284,8 +285,11 @@ pub fn accept_answer(offer: &Sdp, answer: &Sdp) -> Result<Negotiated, Negotiatio
         .into_iter()
         .next()
         .ok_or(NegotiationError::NoCodec)?;
-    let offered_pts = &offer.media[audio].formats;
-    if !offered_pts.contains(&first.pt.to_string()) {
+    // The answer must pick a codec we offered; some carriers give it another payload type than
+    // ours (PCMA under 96, say). We send with theirs and they should send with ours (RFC 3264
+    // §6.1), so that is workable and accepted.
+    let ours = offered_codecs(&offer.media[audio]);
+    if !ours.iter().any(|o| o.codec == first.codec) {
         return Err(NegotiationError::BadAnswer);
     }
     let theirs = answer.direction_of(audio);
