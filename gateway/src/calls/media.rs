@@ -146,12 +146,16 @@ impl Signalling {
             LegRole::Client => (Some(&mut call.client_session), call.trunk_session.as_ref()),
             LegRole::Trunk => (call.trunk_session.as_mut(), Some(&call.client_session)),
         };
-        let (Some(leg), Some(other)) = (leg, other.and_then(|o| o.media_codec)) else {
+        let Some(leg) = leg else {
             return false;
         };
         if leg.media_codec == Some(codec) {
             return true;
         }
+        let Some(other) = other.and_then(|o| o.media_codec) else {
+            // Echo and tone calls have no other leg: their one leg's codec is fixed.
+            return false;
+        };
         // Used only where the running streams cannot be continued (a new RTP clock).
         let fresh = |r: u64| landline_codecs::OutputStream {
             ssrc: r as u32,
