@@ -740,3 +740,55 @@ fn a_carrier_giving_pcma_a_dynamic_type_gets_it_with_that_type_and_may_send_eith
     assert!(tone > 0.8, "the carrier's tone at the client: {tone:.2}");
     gateway.assert_idle();
 }
+
+#[test]
+fn a_softphone_reinvite_switching_to_pcma_is_answered_and_its_audio_still_reaches_the_carrier() {
+    let (carrier, gateway) = one_carrier();
+    let (media, media_port) = carrier_media();
+    let mut trunk = Sipp::start(
+        "carrier_answer_media",
+        carrier,
+        None,
+        1,
+        &["-key", "rtp_port", &media_port],
+    );
+    std::thread::sleep(S(300));
+    let (phone, phone_port) = client_media();
+    // Answered PCMU like the carrier; 1.2 s later its re-INVITE offers only PCMA (the scenario
+    // fails the call unless our 200 answers PCMA).
+    let mut client = talking_client_with(
+        &gateway,
+        "client_call_talk_reinvite_pcma",
+        &phone_port,
+        1800,
+    );
+    let target = gateway_port_after(&client, "SIP/2.0 200");
+    let heard = talk_packets(&phone, target, &[&media], S(2900), |sequence| {
+        if sequence < 65 {
+            pcmu_tone(sequence, u32::from(sequence) * 160, 440.0)
+        } else {
+            pcma_tone(8, sequence)
+        }
+    });
+    assert_calls(client.finish(), 1, "client", &gateway, &[&client, &trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&client, &trunk]);
+    // The carrier's leg stays PCMU: the phone's PCMA is mapped to it.
+    let (before, after) = (
+        heard.of(0, S(100), S(1200), Some(0)).count(),
+        heard.of(0, S(1500), S(2800), Some(0)).count(),
+    );
+    assert!(
+        before >= 30 && after >= 40,
+        "PCMU at the carrier before the re-INVITE {before}, after it {after}\n{}",
+        gateway.log()
+    );
+    let tone = tone_in(
+        G711Law::Mu,
+        heard.of(0, S(1500), S(2800), Some(0)).map(|h| &h.3),
+    );
+    assert!(
+        tone > 0.8,
+        "the phone's PCMA tone at the carrier: {tone:.2}"
+    );
+    gateway.assert_idle();
+}
