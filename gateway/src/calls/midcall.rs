@@ -166,8 +166,12 @@ impl Signalling {
         let hold_changed = session.remote_held != held;
         session.remote_held = held;
         let remote = session::remote_of(&negotiated);
+        let codec = session::leg_codec(&negotiated);
         session.negotiated = Some(negotiated);
-        if let Some((media_id, shard)) = call.media {
+        let media = call.media;
+        // Same codec as offered, but the answer may give it or its events other types.
+        self.change_leg_codec(id, role, codec);
+        if let Some((media_id, shard)) = media {
             if let Some(remote) = remote {
                 let _ = self
                     .media
