@@ -668,6 +668,14 @@ fn events_reach_a_carrier_answering_another_event_type_with_its_type_and_come_ba
         "the carrier's digits (3 with PT 101, 9 with PT 96) at the client: {back:?}\n{}",
         gateway.log()
     );
+    // Both were seen as digits from the trunk (call control hears of them).
+    let log = gateway.log();
+    for digit in ['3', '9'] {
+        assert!(
+            log.contains(&format!("role=Trunk digit={digit}")),
+            "digit {digit} from the trunk not reported\n{log}"
+        );
+    }
     gateway.assert_idle();
 }
 
