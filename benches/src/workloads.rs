@@ -13,7 +13,7 @@ use audiopus::{Bandwidth, Channels, MutSignals, SampleRate};
 use landline_codecs::rtp::RTP_HEADER_LEN;
 use landline_codecs::{
     G711Law, G711ToOpus, G711ToOpusConfig, MAX_FRAME_SAMPLES_8K, MAX_PACKET_LEN, OpusSettings,
-    OpusToG711, OpusToG711Config, OutputStream, PipelineStats, Scratch, Timing,
+    OpusToG711, OpusToG711Config, OutputStream, PipelineStats, Relay, RelayConfig, Scratch, Timing,
 };
 
 use crate::fixtures::{
@@ -93,11 +93,13 @@ pub enum WorkloadName {
     CallWebRtc,
     /// One `sendto` of an SRTP-sized datagram on loopback: the kernel's part of `WebRtcOut`.
     UdpSend,
+    /// [`Relay`] fed one trunk PCMU packet (a G.711 client and trunk sharing the law).
+    RelayG711,
 }
 
 impl WorkloadName {
     /// Every workload, in the order the README lists them.
-    pub const ALL: [WorkloadName; 18] = [
+    pub const ALL: [WorkloadName; 19] = [
         WorkloadName::G711Mu,
         WorkloadName::G711A,
         WorkloadName::OpusToG711,
@@ -116,6 +118,7 @@ impl WorkloadName {
         WorkloadName::WebRtcOut,
         WorkloadName::CallWebRtc,
         WorkloadName::UdpSend,
+        WorkloadName::RelayG711,
     ];
 
     /// The name used on command lines and in bench ids.
@@ -139,6 +142,7 @@ impl WorkloadName {
             WorkloadName::WebRtcOut => "webrtc_out",
             WorkloadName::CallWebRtc => "call_full_duplex_webrtc",
             WorkloadName::UdpSend => "udp_send",
+            WorkloadName::RelayG711 => "relay_g711",
         }
     }
 
@@ -173,6 +177,7 @@ impl WorkloadName {
             WorkloadName::WebRtcOut => Box::new(Leg::new(f, LegWork::Out)),
             WorkloadName::CallWebRtc => Box::new(Leg::new(f, LegWork::Call)),
             WorkloadName::UdpSend => Box::new(UdpSend::new(f)),
+            WorkloadName::RelayG711 => Box::new(PipelineStep::relay(f)),
         }
     }
 }
@@ -253,6 +258,30 @@ impl Pipeline for OpusToG711 {
     }
 }
 
+impl Pipeline for Relay {
+    #[inline]
+    fn push(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        scratch: &mut Scratch,
+        emit: impl FnMut(&[u8]),
+    ) {
+        Relay::push(self, now, datagram, scratch, emit);
+    }
+    #[inline]
+    fn poll_timeout(&self) -> Option<Instant> {
+        Relay::poll_timeout(self)
+    }
+    #[inline]
+    fn handle_timeout(&mut self, now: Instant, scratch: &mut Scratch, emit: impl FnMut(&[u8])) {
+        Relay::handle_timeout(self, now, scratch, emit);
+    }
+    fn stats(&self) -> &PipelineStats {
+        Relay::stats(self)
+    }
+}
+
 impl Pipeline for G711ToOpus {
     #[inline]
     fn push(
@@ -301,6 +330,16 @@ impl PipelineStep<G711ToOpus> {
     pub fn g711_to_opus(fixtures: &Fixtures) -> Self {
         PipelineStep {
             direction: Direction::g711_to_opus(fixtures),
+            scratch: Box::new(Scratch::new()),
+        }
+    }
+}
+
+impl PipelineStep<Relay> {
+    /// A relayed G.711 call's trunk → client direction: PCMU in, PCMU out, headers rewritten.
+    pub fn relay(fixtures: &Fixtures) -> Self {
+        PipelineStep {
+            direction: Direction::relay(fixtures),
             scratch: Box::new(Scratch::new()),
         }
     }
@@ -516,6 +555,32 @@ impl Direction<G711ToOpus> {
             input: RtpLoop::new(&fixtures.trunk_rtp, FRAME as u32),
             now: Instant::now(),
         }
+    }
+}
+
+impl Direction<Relay> {
+    fn relay(fixtures: &Fixtures) -> Self {
+        let pipeline = Relay::new(&relay_config());
+        Direction {
+            pipeline,
+            input: RtpLoop::new(&fixtures.trunk_rtp, FRAME as u32),
+            now: Instant::now(),
+        }
+    }
+}
+
+/// The trunk → client configuration of a relayed PCMU call.
+pub fn relay_config() -> RelayConfig {
+    RelayConfig {
+        audio: (0, 0),
+        event: Some((TRUNK_EVENT_PAYLOAD_TYPE, CLIENT_EVENT_PAYLOAD_TYPE)),
+        comfort_noise: Some((COMFORT_NOISE_PAYLOAD_TYPE, COMFORT_NOISE_PAYLOAD_TYPE)),
+        clock_rate: 8_000,
+        output: OutputStream {
+            ssrc: 0x5EED_0003,
+            first_sequence: 11,
+            first_timestamp: 110,
+        },
     }
 }
 

@@ -1,5 +1,6 @@
 //! The packet path never allocates: 10 000 packets each way, with loss, reordering, events,
 //! comfort noise, SSRC changes and timer fills, after construction, with a counting global allocator.
+//! The trunk's packets also go through two relays (same law, and µ-law to A-law).
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::*;
 use landline_codecs::telephone_event::TelephoneEvent;
-use landline_codecs::{G711Law, G711ToOpus, OpusToG711, Scratch};
+use landline_codecs::{G711Law, G711ToOpus, OpusToG711, OutputStream, Relay, RelayConfig, Scratch};
 
 struct CountingAllocator;
 
@@ -88,6 +89,27 @@ fn ten_thousand_packets_each_way_allocate_nothing() {
     }
     let mut to_trunk = OpusToG711::new(&opus_to_g711_config(G711Law::Mu)).unwrap();
     let mut to_client = G711ToOpus::new(&g711_to_opus_config(G711Law::Mu)).unwrap();
+    let relay_config = RelayConfig {
+        audio: (0, 0),
+        event: Some((101, 96)),
+        comfort_noise: Some((CN_PT, CN_PT)),
+        clock_rate: 8000,
+        output: OutputStream {
+            ssrc: 3,
+            first_sequence: 0,
+            first_timestamp: 0,
+        },
+    };
+    let mut relay = Relay::new(&relay_config);
+    let mut mapped = Relay::between_laws(
+        &RelayConfig {
+            audio: (0, 8),
+            ..relay_config
+        },
+        G711Law::Mu,
+        G711Law::A,
+    );
+    mapped.accept_event_payload_type(100);
     let mut scratch = Scratch::new();
     let mut clock = Clock::new();
     let mut out_bytes = 0usize;
@@ -101,6 +123,8 @@ fn ten_thousand_packets_each_way_allocate_nothing() {
         to_client.handle_timeout(now, &mut scratch, |p| out_bytes += p.len());
         to_trunk.push(now, a, &mut scratch, |p| out_bytes += p.len());
         to_client.push(now, b, &mut scratch, |p| out_bytes += p.len());
+        relay.push(now, b, &mut scratch, |p| out_bytes += p.len());
+        mapped.push(now, b, &mut scratch, |p| out_bytes += p.len());
     }
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
 
@@ -112,4 +136,6 @@ fn ten_thousand_packets_each_way_allocate_nothing() {
     assert!(t.events_out > 0 && t.noise_samples + t.concealed_samples > 0 && t.restarts >= 3);
     assert!(c.comfort_noise_in > 0 && c.concealed_samples > 0);
     assert!(out_bytes > 0);
+    let (r, m) = (relay.stats(), mapped.stats());
+    assert!(r.packets_out >= PACKETS as u64 - 300 && m.packets_out == r.packets_out);
 }

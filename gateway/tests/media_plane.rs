@@ -24,13 +24,16 @@ fn opus_codec() -> LegCodec {
     LegCodec::Opus {
         payload_type: OPUS_PT,
         event_payload_type: Some(110),
+        our_event_payload_type: None,
     }
 }
 
 fn pcmu_codec() -> LegCodec {
     LegCodec::G711 {
         law: G711Law::Mu,
+        payload_type: 0,
         event_payload_type: Some(101),
+        our_event_payload_type: None,
         comfort_noise_payload_type: None,
     }
 }

@@ -514,6 +514,11 @@ struct CarrierMedia {
     /// (sequence, timestamp) of each PCMU packet received.
     received: Vec<(u16, u32)>,
     pcm: Vec<i16>,
+    /// From this long after its first packet on, it speaks PCMA (its 200 changed codec).
+    pcma_after: Option<Duration>,
+    first_sent: Option<Instant>,
+    /// The audio of each PCMA packet received.
+    pcma: Vec<i16>,
 }
 
 impl CarrierMedia {
@@ -527,6 +532,9 @@ impl CarrierMedia {
             next: Instant::now(),
             received: Vec::new(),
             pcm: Vec::new(),
+            pcma_after: None,
+            first_sent: None,
+            pcma: Vec::new(),
         }
     }
 
@@ -544,7 +552,18 @@ impl CarrierMedia {
         }
         let Some(to) = self.target else { return };
         while Instant::now() >= self.next {
-            let packet = common::pcmu_tone(self.sequence, u32::from(self.sequence) * 160, 1000.0);
+            let mut packet =
+                common::pcmu_tone(self.sequence, u32::from(self.sequence) * 160, 1000.0);
+            let first = *self.first_sent.get_or_insert_with(Instant::now);
+            if self
+                .pcma_after
+                .is_some_and(|after| first.elapsed() >= after)
+            {
+                let mut pcm = [0i16; 160];
+                G711Law::Mu.decode(&packet[12..], &mut pcm);
+                G711Law::A.encode(&pcm, &mut packet[12..]);
+                packet[1] = (packet[1] & 0x80) | 8;
+            }
             let _ = self.socket.send_to(&packet, to);
             self.sequence = self.sequence.wrapping_add(1);
             self.next += Duration::from_millis(20);
@@ -559,6 +578,10 @@ impl CarrierMedia {
                 let mut pcm = vec![0i16; rtp.payload.len()];
                 G711Law::Mu.decode(rtp.payload, &mut pcm);
                 self.pcm.extend_from_slice(&pcm);
+            } else if rtp.payload_type == 8 {
+                let mut pcm = vec![0i16; rtp.payload.len()];
+                G711Law::A.decode(rtp.payload, &mut pcm);
+                self.pcma.extend_from_slice(&pcm);
             }
         }
     }
@@ -660,6 +683,53 @@ fn early_media_reaches_the_browser_before_the_answer_and_goes_on_without_a_gap()
         first_late - last_early
     );
     common::assert_calls(stats, 1, "carrier", &gateway, &[&trunk]);
+    gateway.assert_idle();
+}
+
+#[test]
+fn a_carrier_answering_pcma_after_pcmu_early_media_is_transcoded_on_without_a_gap() {
+    let (gateway, mut trunk, mut media) = carrier_gateway("carrier_early_media_then_pcma");
+    // The 200 comes 2.5 s after the 183; the carrier speaks PCMA from 2.7 s on.
+    media.pcma_after = Some(Duration::from_millis(2700));
+    let browser = browser_call_with(
+        &gateway,
+        Browser::offer(),
+        "+15557654321",
+        440.0,
+        Duration::from_secs(5),
+        &mut || media.step(&trunk),
+    );
+    let stats = trunk.finish();
+    common::assert_calls(stats, 1, "carrier", &gateway, &[&trunk]);
+    assert!(browser.answered_at.is_some(), "the call was answered");
+    let ratio = tone_ratio(last_second(&browser.heard), 1000.0, 48_000.0);
+    assert!(
+        ratio > 0.5,
+        "the browser does not hear the carrier's PCMA tone (ratio {ratio:.3})\n{}",
+        gateway.log()
+    );
+    // The browser's stream goes on through the codec change as one.
+    for pair in browser.arrivals.windows(2) {
+        let ((_, seq_a, ts_a), (_, seq_b, ts_b)) = (pair[0], pair[1]);
+        assert_eq!(seq_b, seq_a + 1, "a sequence gap in the browser's stream");
+        assert_eq!(
+            ts_b.wrapping_sub(ts_a),
+            960,
+            "a timestamp jump in the browser's stream"
+        );
+    }
+    // The carrier gets the browser's tone in PCMA after its 200 (and PCMU before).
+    assert!(
+        media.pcm.len() >= 50 * 160 && media.pcma.len() >= 50 * 160,
+        "PCMU samples {}, PCMA samples {}",
+        media.pcm.len(),
+        media.pcma.len()
+    );
+    let ratio = tone_ratio(&media.pcma, 440.0, 8000.0);
+    assert!(
+        ratio > 0.5,
+        "the browser's tone in the PCMA (ratio {ratio:.3})"
+    );
     gateway.assert_idle();
 }
 

@@ -181,6 +181,52 @@ fn offerer_reads_the_answer() {
 }
 
 #[test]
+fn an_answer_naming_its_own_event_type_is_sent_with_and_ours_is_received_with() {
+    let ours = local(vec![Codec::Pcmu, Codec::Pcma], Direction::SendRecv);
+    let offer = build_offer(&ours);
+    let ans: Sdp = "v=0\r\no=c 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+                    m=audio 7000 RTP/AVP 8 96\r\na=rtpmap:8 PCMA/8000\r\n\
+                    a=rtpmap:96 telephone-event/8000\r\n"
+        .parse()
+        .expect("sdp");
+    let neg = accept_answer(&offer, &ans).expect("accept");
+    assert_eq!(neg.codec, Codec::Pcma);
+    // RFC 3264 §6.1: we send with the answer's type, the carrier with our offer's.
+    assert_eq!(
+        (neg.telephone_event, neg.local_telephone_event),
+        (Some(96), Some(101))
+    );
+    let without: Sdp = "v=0\r\no=c 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+                        m=audio 7000 RTP/AVP 0\r\n"
+        .parse()
+        .expect("sdp");
+    let neg = accept_answer(&offer, &without).expect("accept");
+    assert_eq!(
+        (neg.telephone_event, neg.local_telephone_event),
+        (None, None)
+    );
+}
+
+#[test]
+fn an_answer_mapping_our_codec_to_another_type_is_accepted_and_one_we_did_not_offer_is_not() {
+    let ours = local(vec![Codec::Pcmu, Codec::Pcma], Direction::SendRecv);
+    let offer = build_offer(&ours);
+    let answer_with = |m: &str| -> Sdp {
+        format!("v=0\r\no=c 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n{m}")
+            .parse()
+            .expect("sdp")
+    };
+    let dynamic = answer_with("m=audio 7000 RTP/AVP 96\r\na=rtpmap:96 PCMA/8000\r\n");
+    let neg = accept_answer(&offer, &dynamic).expect("accept");
+    assert_eq!((neg.codec, neg.pt), (Codec::Pcma, 96));
+    let opus = answer_with("m=audio 7000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n");
+    assert_eq!(
+        accept_answer(&offer, &opus).unwrap_err(),
+        NegotiationError::BadAnswer
+    );
+}
+
+#[test]
 fn malformed_sdp_is_an_error_not_a_panic() {
     for bad in [
         "",

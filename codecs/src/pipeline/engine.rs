@@ -66,6 +66,12 @@ pub(crate) struct PayloadTypes {
     pub(crate) comfort_noise_in: Option<u8>,
     pub(crate) audio_out: u8,
     pub(crate) event_out: Option<u8>,
+    /// A second telephone-event type taken as input: the one our SDP named when the far side's
+    /// names another (RFC 3264 says it sends with ours; many carriers send with theirs).
+    pub(crate) event_in_alt: Option<u8>,
+    /// A second audio type taken as input, for the same reason (a G.711 law under a dynamic
+    /// type in the far side's SDP, and the static one in ours).
+    pub(crate) audio_in_alt: Option<u8>,
 }
 
 /// One direction of one call.
@@ -151,6 +157,41 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
         &self.stats
     }
 
+    pub(crate) fn accept_event_payload_type(&mut self, payload_type: u8) {
+        self.payload_types.event_in_alt = Some(payload_type);
+    }
+
+    pub(crate) fn accept_audio_payload_type(&mut self, payload_type: u8) {
+        if payload_type != self.payload_types.audio_in {
+            self.payload_types.audio_in_alt = Some(payload_type);
+        }
+    }
+
+    pub(crate) fn send_audio_as(&mut self, payload_type: u8) {
+        self.payload_types.audio_out = payload_type;
+    }
+
+    /// Where the output stream goes on: our SSRC, the next sequence number and the timestamp of
+    /// the next frame, so a replacement pipeline can continue it without a jump (the samples of
+    /// a partly filled frame are dropped; the next frame takes their place).
+    pub(crate) fn next_output(&self) -> OutputStream {
+        let out = &self.output;
+        OutputStream {
+            ssrc: out.stream.ssrc,
+            first_sequence: out.stream.first_sequence,
+            first_timestamp: out.pending_timestamp,
+        }
+    }
+
+    /// Makes the output continue `stream` (see [`next_output`](Self::next_output)); the next
+    /// packet carries the marker, as after a change of source.
+    pub(crate) fn continue_output(&mut self, stream: OutputStream) {
+        self.output.stream = stream;
+        self.output.pending_timestamp = stream.first_timestamp;
+        self.output.pending_len = 0;
+        self.output.marker = true;
+    }
+
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let generated = self.digits.poll_timeout();
         match (self.fill_deadline, generated) {
@@ -208,9 +249,11 @@ impl<D: Depacketizer, P: Packetizer> Engine<D, P> {
             }
         };
         let pt = packet.payload_type;
-        if pt == self.payload_types.audio_in {
+        if pt == self.payload_types.audio_in || Some(pt) == self.payload_types.audio_in_alt {
             self.push_audio(now, &packet, scratch, emit);
-        } else if Some(pt) == self.payload_types.event_in {
+        } else if Some(pt) == self.payload_types.event_in
+            || Some(pt) == self.payload_types.event_in_alt
+        {
             self.push_event(&packet, scratch, emit);
         } else if Some(pt) == self.payload_types.comfort_noise_in {
             self.push_comfort_noise(now, &packet);

@@ -44,6 +44,8 @@ impl G711ToOpus {
             comfort_noise_in: config.comfort_noise_payload_type,
             audio_out: config.opus_payload_type,
             event_out: config.event_payload_type_out,
+            event_in_alt: None,
+            audio_in_alt: None,
         };
         let engine = Engine::new(
             G711In {
@@ -105,6 +107,30 @@ impl G711ToOpus {
     /// Counters for this direction.
     pub fn stats(&self) -> &PipelineStats {
         self.engine.stats()
+    }
+
+    /// Also takes `payload_type` as telephone-event input, besides the configured one: the type
+    /// our own SDP named, when the far side's SDP named another.
+    pub fn accept_event_payload_type(&mut self, payload_type: u8) {
+        self.engine.accept_event_payload_type(payload_type);
+    }
+
+    /// Also takes `payload_type` as the trunk's audio, besides the law's static type: the type
+    /// the trunk's SDP gave the law when it mapped it to another.
+    pub fn accept_audio_payload_type(&mut self, payload_type: u8) {
+        self.engine.accept_audio_payload_type(payload_type);
+    }
+
+    /// Where our output stream goes on (SSRC, next sequence number, next timestamp), for a
+    /// pipeline that replaces this one mid-call (a codec change) to continue it.
+    pub fn next_output(&self, _now: Instant) -> OutputStream {
+        self.engine.next_output()
+    }
+
+    /// Continues another pipeline's output stream (from its `next_output`) instead of the
+    /// configured one; call before the first packet.
+    pub fn continue_output(&mut self, stream: OutputStream) {
+        self.engine.continue_output(stream);
     }
 }
 

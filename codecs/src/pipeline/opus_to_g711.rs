@@ -39,6 +39,8 @@ impl OpusToG711 {
             comfort_noise_in: None,
             audio_out: config.law.payload_type(),
             event_out: config.event_payload_type_out,
+            event_in_alt: None,
+            audio_in_alt: None,
         };
         let engine = Engine::new(
             OpusIn {
@@ -96,6 +98,30 @@ impl OpusToG711 {
     /// Counters for this direction.
     pub fn stats(&self) -> &PipelineStats {
         self.engine.stats()
+    }
+
+    /// Also takes `payload_type` as telephone-event input, besides the configured one: the type
+    /// our own SDP named, when the far side's SDP named another.
+    pub fn accept_event_payload_type(&mut self, payload_type: u8) {
+        self.engine.accept_event_payload_type(payload_type);
+    }
+
+    /// Sends the G.711 audio with `payload_type` rather than the law's static one: the type
+    /// the trunk's SDP gave it (a dynamic-looking mapping some carriers answer with).
+    pub fn send_audio_as(&mut self, payload_type: u8) {
+        self.engine.send_audio_as(payload_type);
+    }
+
+    /// Where our output stream goes on (SSRC, next sequence number, next timestamp), for a
+    /// pipeline that replaces this one mid-call (a codec change) to continue it.
+    pub fn next_output(&self, _now: Instant) -> OutputStream {
+        self.engine.next_output()
+    }
+
+    /// Continues another pipeline's output stream (from its `next_output`) instead of the
+    /// configured one; call before the first packet.
+    pub fn continue_output(&mut self, stream: OutputStream) {
+        self.engine.continue_output(stream);
     }
 }
 

@@ -1,13 +1,15 @@
 //! One direction of a call whose legs share a codec: no transcoding, only the RTP header is
 //! rewritten (our SSRC, a continuous sequence and timestamp, the far leg's payload types), so the
-//! two legs stay independent streams (topology hiding) at the cost of a header copy.
+//! two legs stay independent streams (topology hiding) at the cost of a header copy. Between a
+//! µ-law and an A-law leg it also maps each audio byte through a 256-entry table (G.711 to
+//! G.711 needs no decoder, no re-timing and no concealment: the far end conceals its own loss).
 
 use std::time::Instant;
 
 use super::digits::{DigitGenerator, DigitReport};
 use super::{OutputStream, PipelineStats, Scratch};
 use crate::rtp::{RTP_HEADER_LEN, RtpHeader, RtpPacket, sequence_delta};
-use crate::{Error, MAX_PACKET_LEN};
+use crate::{Error, G711Law, MAX_PACKET_LEN};
 
 /// Payload types of a relayed stream on each leg; dynamic ones (Opus, events) may differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,13 @@ pub struct Relay {
     last_sent: Option<(u16, u32, Instant)>,
     /// A digit we send ourselves (SIP INFO from the other leg), if any.
     digits: DigitGenerator,
+    /// Set between a µ-law and an A-law leg: each input audio byte's code on the output law.
+    law_map: Option<[u8; 256]>,
+    /// Input → output payload types besides the audio's: events, comfort noise, and a second
+    /// input event type (see [`accept_event_payload_type`](Relay::accept_event_payload_type)).
+    others: [Option<(u8, u8)>; 3],
+    /// A second input audio type (see [`accept_audio_payload_type`](Relay::accept_audio_payload_type)).
+    audio_in_alt: Option<u8>,
     stats: PipelineStats,
 }
 
@@ -50,8 +59,61 @@ impl Relay {
             timestamp_offset: 0,
             last_sent: None,
             digits: DigitGenerator::default(),
+            law_map: None,
+            others: [config.event, config.comfort_noise, None],
+            audio_in_alt: None,
             stats: PipelineStats::default(),
         }
+    }
+
+    /// A relay between a G.711 leg in `from` and one in `to` (different laws: the audio bytes
+    /// are mapped from one to the other; the same law: a plain relay). `config.audio` gives the
+    /// payload types, as for [`new`](Self::new).
+    pub fn between_laws(config: &RelayConfig, from: G711Law, to: G711Law) -> Self {
+        let mut relay = Relay::new(config);
+        if from != to {
+            let mut map = [0u8; 256];
+            let mut pcm = [0i16; 256];
+            let codes: [u8; 256] = std::array::from_fn(|i| i as u8);
+            from.decode(&codes, &mut pcm);
+            to.encode(&pcm, &mut map);
+            relay.law_map = Some(map);
+        }
+        relay
+    }
+
+    /// Also takes `payload_type` as telephone-event input, sent on as the configured output
+    /// type: the type our own SDP named, when the far side's SDP named another.
+    pub fn accept_event_payload_type(&mut self, payload_type: u8) {
+        self.others[2] = self.config.event.map(|(_, output)| (payload_type, output));
+    }
+
+    /// Also takes `payload_type` as input audio, besides the configured one: the type our own
+    /// SDP gave the codec when the far side's gave it another (a G.711 law under a dynamic type).
+    pub fn accept_audio_payload_type(&mut self, payload_type: u8) {
+        if payload_type != self.config.audio.0 {
+            self.audio_in_alt = Some(payload_type);
+        }
+    }
+
+    /// Where our output stream goes on (SSRC, next sequence number, and the timestamp of now),
+    /// for a pipeline that replaces this one mid-call (a codec change) to continue it.
+    pub fn next_output(&self, now: Instant) -> OutputStream {
+        match self.last_sent {
+            Some((sequence, _, _)) => OutputStream {
+                ssrc: self.config.output.ssrc,
+                first_sequence: sequence.wrapping_add(1),
+                first_timestamp: self.current_timestamp(now),
+            },
+            None => self.config.output,
+        }
+    }
+
+    /// Continues another pipeline's output stream (from its `next_output`) instead of the
+    /// configured one; call before the first packet.
+    pub fn continue_output(&mut self, stream: OutputStream) {
+        self.config.output = stream;
+        self.last_sent = None;
     }
 
     /// Takes one datagram; `emit` is called with the rewritten packet, if it is to be sent. The
@@ -179,7 +241,7 @@ impl Relay {
         out: &mut [u8; MAX_PACKET_LEN],
     ) -> Result<Option<usize>, Error> {
         let packet = RtpPacket::parse(datagram)?;
-        let Some(payload_type) = self.map_payload_type(packet.payload_type) else {
+        let Some((payload_type, audio)) = self.map_payload_type(packet.payload_type) else {
             self.stats.unexpected_payload_type += 1;
             return Ok(None);
         };
@@ -213,7 +275,14 @@ impl Relay {
         };
         header.write(out);
         let len = RTP_HEADER_LEN + packet.payload.len();
-        out[RTP_HEADER_LEN..len].copy_from_slice(packet.payload);
+        match &self.law_map {
+            Some(map) if audio => {
+                for (to, from) in out[RTP_HEADER_LEN..len].iter_mut().zip(packet.payload) {
+                    *to = map[usize::from(*from)];
+                }
+            }
+            _ => out[RTP_HEADER_LEN..len].copy_from_slice(packet.payload),
+        }
         if self
             .last_sent
             .is_none_or(|(last, _, _)| sequence_delta(last, sequence) > 0)
@@ -246,13 +315,17 @@ impl Relay {
         self.timestamp_offset = next_timestamp.wrapping_sub(packet.timestamp);
     }
 
-    fn map_payload_type(&self, payload_type: u8) -> Option<u8> {
-        let c = &self.config;
-        [Some(c.audio), c.event, c.comfort_noise]
-            .into_iter()
+    /// The output payload type for an input one, and whether it is the audio's.
+    fn map_payload_type(&self, payload_type: u8) -> Option<(u8, bool)> {
+        let (audio_in, audio_out) = self.config.audio;
+        if payload_type == audio_in || Some(payload_type) == self.audio_in_alt {
+            return Some((audio_out, true));
+        }
+        self.others
+            .iter()
             .flatten()
             .find(|(input, _)| *input == payload_type)
-            .map(|(_, output)| output)
+            .map(|(_, output)| (*output, false))
     }
 }
 
@@ -398,5 +471,89 @@ mod tests {
             out[4].0, 0,
             "the audio after the first report is relayed in line"
         );
+    }
+
+    #[test]
+    fn between_laws_the_audio_is_mapped_and_events_pass_with_either_type() {
+        let config = RelayConfig {
+            audio: (0, 8),
+            event: Some((96, 101)),
+            comfort_noise: None,
+            clock_rate: 8000,
+            output: OutputStream {
+                ssrc: 77,
+                first_sequence: 500,
+                first_timestamp: 9000,
+            },
+        };
+        let mut relay = Relay::between_laws(&config, G711Law::Mu, G711Law::A);
+        relay.accept_event_payload_type(101);
+        let mut scratch = Scratch::new();
+        let now = Instant::now();
+        let tone: Vec<i16> = (0..160)
+            .map(|n| (8000.0 * (n as f64 * 0.3).sin()) as i16)
+            .collect();
+        let mut input = packet(0, 10, 0, 5);
+        G711Law::Mu.encode(&tone, &mut input[RTP_HEADER_LEN..]);
+        let mut heard = Vec::new();
+        relay.push(now, &input, &mut scratch, |o| heard.push(o.to_vec()));
+        for (i, pt) in [96u8, 101, 100].into_iter().enumerate() {
+            let mut event = packet(pt, 11 + i as u16, 160, 5);
+            event.truncate(RTP_HEADER_LEN + 4);
+            relay.push(now, &event, &mut scratch, |o| heard.push(o.to_vec()));
+        }
+        let types: Vec<u8> = heard
+            .iter()
+            .map(|o| RtpPacket::parse(o).unwrap().payload_type)
+            .collect();
+        assert_eq!(types, vec![8, 101, 101], "PT 100 was never negotiated");
+        let out = RtpPacket::parse(&heard[0]).unwrap();
+        let (mut sent, mut got) = ([0i16; 160], [0i16; 160]);
+        G711Law::Mu.decode(&input[RTP_HEADER_LEN..], &mut sent);
+        G711Law::A.decode(out.payload, &mut got);
+        for (a, b) in sent.iter().zip(&got) {
+            // The two laws' steps differ; one A-law step at most at this level.
+            assert!((a - b).abs() <= 256, "{a} became {b}");
+        }
+    }
+
+    #[test]
+    fn a_replacement_continues_the_stream_where_this_one_left_it() {
+        let mut old = relay();
+        let mut scratch = Scratch::new();
+        let start = Instant::now();
+        for i in 0..3u16 {
+            let now = start + std::time::Duration::from_millis(20 * u64::from(i));
+            old.push(
+                now,
+                &packet(0, 10 + i, 160 * u32::from(i), 5),
+                &mut scratch,
+                |_| {},
+            );
+        }
+        let swap = start + std::time::Duration::from_millis(60);
+        let next = old.next_output(swap);
+        assert_eq!((next.ssrc, next.first_sequence), (77, 503));
+        assert_eq!(next.first_timestamp, 9000 + 3 * 160);
+        let mut new = Relay::between_laws(
+            &RelayConfig {
+                audio: (8, 0),
+                output: OutputStream {
+                    ssrc: 1,
+                    first_sequence: 1,
+                    first_timestamp: 1,
+                },
+                ..old.config
+            },
+            G711Law::A,
+            G711Law::Mu,
+        );
+        new.continue_output(next);
+        let mut out = Vec::new();
+        new.push(swap, &packet(8, 7000, 123_456, 9), &mut scratch, |o| {
+            let p = RtpPacket::parse(o).unwrap();
+            out.push((p.ssrc, p.sequence, p.timestamp, p.payload_type));
+        });
+        assert_eq!(out, vec![(77, 503, 9480, 0)]);
     }
 }

@@ -7,7 +7,7 @@ use landline_sip::message::StatusCode;
 use landline_sip::sdp::{LocalMedia, Negotiated, Sdp};
 use landline_sip::ua::CallId as LegId;
 
-use crate::media::{LegRole, MediaCallId, MediaEvent, WebRtcSession};
+use crate::media::{LegCodec, LegRole, MediaCallId, MediaEvent, WebRtcSession};
 use crate::ops::cdr::EndedBy;
 use crate::ops::metrics::{Direction, Outcome};
 
@@ -55,6 +55,9 @@ pub(crate) struct LegSession {
     pub(crate) webrtc_answer: Option<String>,
     /// The browser's ICE username fragment: a re-offer with another one restarts ICE.
     pub(crate) webrtc_peer_ufrag: Option<String>,
+    /// The codec the media plane runs this leg with, once media started: a new negotiation
+    /// that ends elsewhere changes it on the shard.
+    pub(crate) media_codec: Option<LegCodec>,
 }
 
 /// A call through the gateway.
@@ -127,6 +130,7 @@ impl LegSession {
             webrtc: None,
             webrtc_answer: None,
             webrtc_peer_ufrag: None,
+            media_codec: None,
         }
     }
 

@@ -7,7 +7,8 @@ use std::time::Instant;
 use super::call::{self, OwnHangup, Service};
 use super::{Signalling, session};
 use crate::media::{
-    CallKind, CallSpec, LatchPolicy, LegSpec, LegTransport, MediaCallId, MediaEvent, WebRtcSession,
+    CallKind, CallSpec, Command, LatchPolicy, LegChange, LegCodec, LegRole, LegSpec, LegTransport,
+    MediaCallId, MediaEvent, WebRtcSession,
 };
 
 impl Signalling {
@@ -92,6 +93,17 @@ impl Signalling {
                 None => return false,
             },
         };
+        match &kind {
+            CallKind::Bridge { client, trunk } => {
+                call.client_session.media_codec = Some(client.codec);
+                if let Some(session) = call.trunk_session.as_mut() {
+                    session.media_codec = Some(trunk.codec);
+                }
+            }
+            CallKind::Echo { client } | CallKind::Tone { client, .. } => {
+                call.client_session.media_codec = Some(client.codec);
+            }
+        }
         let spec = CallSpec {
             id: media_id,
             kind,
@@ -114,6 +126,59 @@ impl Signalling {
                 false
             }
         }
+    }
+
+    /// Makes the media plane run `role`'s leg in `codec` (a new negotiation on it ended in
+    /// another codec or payload types); the other leg stays as it is. `false` when the change
+    /// cannot be made: no bridged media to change (echo, tone), or pipelines that cannot be
+    /// built. Before media starts there is nothing to do: it will start with the new codec.
+    pub(super) fn change_leg_codec(&mut self, id: u64, role: LegRole, codec: LegCodec) -> bool {
+        let rng = self.random();
+        let (opus, timing) = (self.config.opus.settings(), self.config.media.timing());
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let Some((media_id, shard)) = call.media else {
+            return true;
+        };
+        let (leg, other) = match role {
+            LegRole::Client => (Some(&mut call.client_session), call.trunk_session.as_ref()),
+            LegRole::Trunk => (call.trunk_session.as_mut(), Some(&call.client_session)),
+        };
+        let Some(leg) = leg else {
+            return false;
+        };
+        if leg.media_codec == Some(codec) {
+            return true;
+        }
+        let Some(other) = other.and_then(|o| o.media_codec) else {
+            // Echo and tone calls have no other leg: their one leg's codec is fixed.
+            return false;
+        };
+        // Used only where the running streams cannot be continued (a new RTP clock).
+        let fresh = |r: u64| landline_codecs::OutputStream {
+            ssrc: r as u32,
+            first_sequence: (r >> 32) as u16,
+            first_timestamp: (r >> 16) as u32,
+        };
+        let outputs = (fresh(rng), fresh(rng.rotate_left(23)));
+        let change = match LegChange::new(role, (codec, other), outputs, &opus, timing) {
+            Ok(change) => change,
+            Err(error) => {
+                tracing::warn!(call = id, ?role, %error, "cannot change the leg's codec");
+                return false;
+            }
+        };
+        if let Err(error) = self
+            .media
+            .send(shard, Command::SetCodec(media_id, Box::new(change)))
+        {
+            tracing::warn!(call = id, ?role, %error, "cannot change the leg's codec");
+            return false;
+        }
+        tracing::info!(call = id, ?role, from = ?leg.media_codec, to = ?codec, "leg codec changed");
+        leg.media_codec = Some(codec);
+        true
     }
 
     pub(super) fn on_media_event(&mut self, now: Instant, event: MediaEvent) {

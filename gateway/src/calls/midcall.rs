@@ -7,16 +7,18 @@ use landline_sip::message::StatusCode;
 use landline_sip::sdp::{self, Sdp};
 use landline_sip::ua::CallId as LegId;
 
+use super::call::Service;
 use super::{Signalling, session};
 use crate::media::{Command, LegRole};
 
 impl Signalling {
-    /// A re-INVITE or UPDATE offer on a leg: answer it ourselves with the same codec, and
-    /// follow its hold state on the media.
+    /// A re-INVITE or UPDATE offer on a leg: answer it ourselves (RFC 3264, in our codec
+    /// order), and make the media follow its codec, payload types, address and hold state.
     pub(super) fn answer_reoffer(&mut self, now: Instant, id: u64, leg: LegId, body: &[u8]) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        let bridged = call.service == Service::Bridge;
         let Some((role, session)) = call.leg_session(leg) else {
             return;
         };
@@ -51,41 +53,54 @@ impl Signalling {
             }
             return;
         }
-        let current = session.negotiated.as_ref().map(|n| n.codec);
-        let mut local = session.local.clone();
-        if let Some(codec) = current {
-            local.codecs = vec![codec];
-        }
-        local.session_version += 1;
-        session.local.session_version = local.session_version;
-        let policy = sdp::PreferenceOrder(local.codecs.clone());
-        match sdp::answer(&offer, &local, &policy) {
-            Ok((answer, negotiated)) => {
-                let remote = session::remote_of(&negotiated);
-                let held = offer_holds(&offer);
-                let hold_changed = session.remote_held != held;
-                session.remote_held = held;
-                session.negotiated = Some(negotiated);
-                self.ua
-                    .answer_offer(now, leg, answer.to_string().into_bytes());
-                let propagate = hold_changed.then_some(held);
-                if let Some((media_id, shard)) = call.media {
-                    if let Some(remote) = remote {
-                        let _ = self
-                            .media
-                            .send(shard, Command::SetRemote(media_id, role, remote));
-                    }
-                    let _ = self
-                        .media
-                        .send(shard, Command::SetHold(media_id, role, held));
-                }
-                if let Some(held) = propagate {
-                    self.propagate_hold(now, id, role, held);
-                }
+        // RFC 3264: the answer picks what we support from the offer: the running codec while
+        // it is still offered (a hold or a refresh changes nothing on the shard), else the first
+        // in our order (the trunk's configured codecs; a client's Opus first); the media plane
+        // then follows the new codec, payload types and address. The echo and tone calls'
+        // single leg keeps the codec they started with.
+        let running = session.negotiated.as_ref().map(|n| n.codec);
+        let fixed = (!bridged).then_some(running).flatten();
+        let Ok((answer, negotiated)) = answer_in_our_order(&offer, &session.local, fixed, running)
+        else {
+            self.ua
+                .reject_offer(now, leg, StatusCode::NOT_ACCEPTABLE_HERE);
+            return;
+        };
+        session.local.session_version += 1;
+        let remote = session::remote_of(&negotiated);
+        let codec = session::leg_codec(&negotiated);
+        let held = offer_holds(&offer);
+        let hold_changed = session.remote_held != held;
+        let previous = session.negotiated.replace(negotiated);
+        if !self.change_leg_codec(id, role, codec) {
+            // Nothing on the shard changed: the session stays as it was, the offer refused.
+            if let Some((_, session)) = self.calls.get_mut(&id).and_then(|c| c.leg_session(leg)) {
+                session.negotiated = previous;
             }
-            Err(_) => self
-                .ua
-                .reject_offer(now, leg, StatusCode::NOT_ACCEPTABLE_HERE),
+            self.ua
+                .reject_offer(now, leg, StatusCode::NOT_ACCEPTABLE_HERE);
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if let Some((_, session)) = call.leg_session(leg) {
+            session.remote_held = held;
+        }
+        self.ua
+            .answer_offer(now, leg, answer.to_string().into_bytes());
+        if let Some((media_id, shard)) = call.media {
+            if let Some(remote) = remote {
+                let _ = self
+                    .media
+                    .send(shard, Command::SetRemote(media_id, role, remote));
+            }
+            let _ = self
+                .media
+                .send(shard, Command::SetHold(media_id, role, held));
+        }
+        if hold_changed {
+            self.propagate_hold(now, id, role, held);
         }
     }
 
@@ -152,8 +167,12 @@ impl Signalling {
         let hold_changed = session.remote_held != held;
         session.remote_held = held;
         let remote = session::remote_of(&negotiated);
+        let codec = session::leg_codec(&negotiated);
         session.negotiated = Some(negotiated);
-        if let Some((media_id, shard)) = call.media {
+        let media = call.media;
+        // Same codec as offered, but the answer may give it or its events other types.
+        self.change_leg_codec(id, role, codec);
+        if let Some((media_id, shard)) = media {
             if let Some(remote) = remote {
                 let _ = self
                     .media
@@ -225,6 +244,26 @@ impl Signalling {
     }
 }
 
+/// Our answer to a re-offer on a plain RTP leg (RFC 3264 §8.3.2 with §6.1): what we support of
+/// the offer, in our order (`local.codecs`: the trunk's configured codecs, a client's Opus
+/// first), or only `fixed` when the leg's codec cannot change; a new `o=` version.
+fn answer_in_our_order(
+    offer: &Sdp,
+    local: &sdp::LocalMedia,
+    fixed: Option<sdp::Codec>,
+    running: Option<sdp::Codec>,
+) -> Result<(Sdp, sdp::Negotiated), sdp::NegotiationError> {
+    let mut local = local.clone();
+    local.session_version += 1;
+    if let Some(codec) = fixed {
+        local.codecs = vec![codec];
+    }
+    let mut order: Vec<sdp::Codec> = running.into_iter().collect();
+    order.extend(local.codecs.iter().filter(|c| Some(**c) != running));
+    let policy = sdp::PreferenceOrder(order);
+    sdp::answer(offer, &local, &policy)
+}
+
 /// Whether an offer puts us on hold: its audio stream will not send to us, or (RFC 2543
 /// style, still sent by carriers' older switches) it gives `c=0.0.0.0` as its address.
 fn offer_holds(offer: &Sdp) -> bool {
@@ -291,6 +330,57 @@ mod tests {
         assert!(offer_holds(&offer("a=inactive\r\n", "192.0.2.1")));
         assert!(offer_holds(&offer("a=sendrecv\r\n", "0.0.0.0")));
         assert!(!offer_holds(&offer("a=recvonly\r\n", "192.0.2.1")));
+    }
+
+    fn trunk_local(codecs: Vec<sdp::Codec>) -> sdp::LocalMedia {
+        session::trunk_media([192, 0, 2, 1].into(), 4000, codecs, 7)
+    }
+
+    fn reoffer(formats: &str, maps: &str) -> Sdp {
+        let text = format!(
+            "v=0\r\no=c 1 3 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+             m=audio 6002 RTP/AVP {formats}\r\n{maps}"
+        );
+        Sdp::parse(text.as_bytes()).expect("offer parses")
+    }
+
+    #[test]
+    fn a_reoffer_is_answered_in_the_trunks_order_with_its_address_and_event_type() {
+        use sdp::Codec::{Pcma, Pcmu};
+        let maps = "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+                    a=rtpmap:96 telephone-event/8000\r\n";
+        let offer = reoffer("0 8 96", maps);
+        let (answer, negotiated) =
+            answer_in_our_order(&offer, &trunk_local(vec![Pcma, Pcmu]), None, None)
+                .expect("answer");
+        assert_eq!(negotiated.codec, Pcma, "the trunk's order, not the offer's");
+        assert_eq!(negotiated.telephone_event, Some(96));
+        assert_eq!(negotiated.remote, "192.0.2.9:6002".parse().expect("addr"));
+        assert_eq!(answer.media[0].formats, ["8", "96"]);
+        assert_eq!(answer.session_version, 2);
+        // Only PCMA offered while PCMU ran: PCMA it is.
+        let only_pcma = reoffer("8", "a=rtpmap:8 PCMA/8000\r\n");
+        let (_, negotiated) =
+            answer_in_our_order(&only_pcma, &trunk_local(vec![Pcmu, Pcma]), None, Some(Pcmu))
+                .expect("answer");
+        assert_eq!(negotiated.codec, Pcma);
+        // Both offered while PCMA runs on a PCMU-first trunk (a hold, say): PCMA goes on.
+        let (_, negotiated) =
+            answer_in_our_order(&offer, &trunk_local(vec![Pcmu, Pcma]), None, Some(Pcma))
+                .expect("answer");
+        assert_eq!(negotiated.codec, Pcma, "no needless codec change");
+        // Nothing we support, or a leg whose codec is fixed and not offered: refused (488).
+        let g729 = reoffer("18", "a=rtpmap:18 G729/8000\r\n");
+        assert!(answer_in_our_order(&g729, &trunk_local(vec![Pcmu, Pcma]), None, None).is_err());
+        assert!(
+            answer_in_our_order(
+                &only_pcma,
+                &trunk_local(vec![Pcmu, Pcma]),
+                Some(Pcmu),
+                Some(Pcmu)
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::caller_id::caller_identity;
 use super::session::{self, ClientCodecPolicy};
 use super::{Signalling, sip_transport};
 use crate::config::{E164, TrunkCodec};
+use crate::media::LegRole;
 use crate::ops::cdr::EndedBy;
 use crate::ops::metrics::Direction;
 
@@ -487,20 +488,18 @@ fn next_trunk_or_fail(s: &mut Signalling, now: Instant, id: u64, cause: String) 
 }
 
 /// A new answer from the trunk while media already runs (early media from a 18x): the trunk
-/// leg's media goes where the new answer says. The codec must stay the one media runs with
-/// (the shards cannot change a running leg's codec); `false` when the answer is unusable.
+/// leg's media goes where the new answer says, in the codec and payload types it names (the
+/// client's answer went out already and stays: the shard transcodes or maps between laws as
+/// the new pair needs); `false` when the answer is unusable.
 fn follow_trunk_answer(s: &mut Signalling, id: u64, trunk_answer: &[u8]) -> bool {
-    let Some(call) = s.calls.get_mut(&id) else {
-        return false;
-    };
-    let Some(trunk) = call.trunk_session.as_mut() else {
+    let Some(trunk) = s.calls.get_mut(&id).and_then(|c| c.trunk_session.as_mut()) else {
         return false;
     };
     let negotiated = Sdp::parse(trunk_answer)
         .ok()
         .zip(trunk.offer.as_ref())
-        .and_then(|(answer, offer)| sdp::accept_answer(offer, &answer).ok());
-    let current = trunk.negotiated.as_ref().map(|n| n.codec);
+        .and_then(|(answer, offer)| sdp::accept_answer(offer, &answer).ok())
+        .filter(|n| n.codec != Codec::Opus);
     let Some(negotiated) = negotiated else {
         tracing::warn!(
             call = id,
@@ -508,23 +507,19 @@ fn follow_trunk_answer(s: &mut Signalling, id: u64, trunk_answer: &[u8]) -> bool
         );
         return false;
     };
-    if Some(negotiated.codec) != current {
-        tracing::warn!(
-            call = id,
-            early = ?current,
-            now = ?negotiated.codec,
-            "trunk changed codec after early media; media keeps the early one"
-        );
+    let remote = session::remote_of(&negotiated);
+    let moved = trunk.negotiated.as_ref().map(session::remote_of) != Some(remote);
+    let codec = session::leg_codec(&negotiated);
+    trunk.negotiated = Some(negotiated);
+    if !s.change_leg_codec(id, LegRole::Trunk, codec) {
         return false;
     }
-    let remote = session::remote_of(&negotiated);
-    let changed = trunk.negotiated.as_ref().map(session::remote_of) != Some(remote);
-    trunk.negotiated = Some(negotiated);
-    if let (true, Some(remote), Some((media_id, shard))) = (changed, remote, call.media) {
+    let media = s.calls.get(&id).and_then(|c| c.media);
+    if let (true, Some(remote), Some((media_id, shard))) = (moved, remote, media) {
         tracing::info!(call = id, %remote, "trunk media moved");
         let _ = s.media.send(
             shard,
-            crate::media::Command::SetRemote(media_id, crate::media::LegRole::Trunk, remote),
+            crate::media::Command::SetRemote(media_id, LegRole::Trunk, remote),
         );
     }
     true

@@ -162,10 +162,14 @@ fn bump_version(origin: &str) -> String {
 
 /// The codec a leg negotiated, as the media plane needs it.
 pub(crate) fn leg_codec(negotiated: &Negotiated) -> LegCodec {
+    let our_event_payload_type = negotiated
+        .local_telephone_event
+        .filter(|ours| Some(*ours) != negotiated.telephone_event);
     match negotiated.codec {
         Codec::Opus => LegCodec::Opus {
             payload_type: negotiated.pt,
             event_payload_type: negotiated.telephone_event,
+            our_event_payload_type,
         },
         Codec::Pcmu | Codec::Pcma => LegCodec::G711 {
             law: if negotiated.codec == Codec::Pcmu {
@@ -173,7 +177,9 @@ pub(crate) fn leg_codec(negotiated: &Negotiated) -> LegCodec {
             } else {
                 G711Law::A
             },
+            payload_type: negotiated.pt,
             event_payload_type: negotiated.telephone_event,
+            our_event_payload_type,
             comfort_noise_payload_type: None,
         },
     }

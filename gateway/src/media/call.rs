@@ -69,6 +69,19 @@ pub(crate) struct CallMedia {
     pub(crate) trunk: Option<Leg>,
     flow: Flow,
     rtp_timeout: Duration,
+    /// The counters of pipelines replaced by codec changes, added to the running ones'.
+    earlier: CallMediaStats,
+}
+
+/// A leg's new codec and the two pipelines that go with it, built on the control plane (they
+/// allocate codec state) and handed to the shard, which swaps them in for the running ones.
+pub struct LegChange {
+    role: LegRole,
+    codec: LegCodec,
+    /// Towards the changed leg, from the other one.
+    to_leg: Direction,
+    /// From the changed leg, towards the other one.
+    from_leg: Direction,
 }
 
 /// One side of a call: how its media travels, and its codec and liveness.
@@ -165,7 +178,9 @@ impl CallMedia {
                 // Through G.711 and back, so the echo test hears exactly what a trunk would.
                 let pcmu = LegCodec::G711 {
                     law: G711Law::Mu,
+                    payload_type: G711Law::Mu.payload_type(),
                     event_payload_type: None,
+                    our_event_payload_type: None,
                     comfort_noise_payload_type: None,
                 };
                 let middle = OutputStream {
@@ -195,7 +210,36 @@ impl CallMedia {
             trunk,
             flow,
             rtp_timeout,
+            earlier: CallMediaStats::default(),
         })
+    }
+
+    /// Swaps in a leg's new codec and pipelines; both directions' output streams go on where
+    /// the replaced pipelines left them (same SSRC, next sequence number, a timestamp in line),
+    /// except towards the changed leg when its RTP clock changed (a new stream then).
+    pub(crate) fn change_codec(&mut self, now: Instant, change: LegChange) {
+        let LegChange {
+            role,
+            codec,
+            to_leg,
+            from_leg,
+        } = change;
+        let Some(leg) = self.leg_mut(role) else {
+            return;
+        };
+        let same_clock = leg.codec.clock_rate() == codec.clock_rate();
+        let before = self.stats();
+        if self
+            .flow
+            .change_leg(now, role, (to_leg, from_leg), same_clock)
+        {
+            self.earlier = before;
+            if let Some(leg) = self.leg_mut(role) {
+                leg.codec = codec;
+                leg.last_event = None;
+            }
+            tracing::debug!(call = self.id.0, ?role, ?codec, "leg codec changed");
+        }
     }
 
     pub(crate) fn leg_mut(&mut self, role: LegRole) -> Option<&mut Leg> {
@@ -389,6 +433,7 @@ impl CallMedia {
             trunk,
             flow,
             rtp_timeout,
+            ..
         } = self;
         let MediaScratch { pipeline, chained } = scratch;
         let counters = &mut *io.counters;
@@ -448,13 +493,99 @@ impl CallMedia {
         let from_trunk = toward_client.copied().unwrap_or_default();
         let concealed =
             |s: &PipelineStats| s.recovered_samples + s.concealed_samples + s.noise_samples;
+        let e = &self.earlier;
         CallMediaStats {
-            client_packets_in: from_client.packets_in,
-            trunk_packets_in: from_trunk.packets_in,
-            client_lost: from_client.lost,
-            trunk_lost: from_trunk.lost,
-            concealed_samples: concealed(&from_client) + concealed(&from_trunk),
+            client_packets_in: e.client_packets_in + from_client.packets_in,
+            trunk_packets_in: e.trunk_packets_in + from_trunk.packets_in,
+            client_lost: e.client_lost + from_client.lost,
+            trunk_lost: e.trunk_lost + from_trunk.lost,
+            concealed_samples: e.concealed_samples
+                + concealed(&from_client)
+                + concealed(&from_trunk),
         }
+    }
+}
+
+/// The far side's own type for a G.711 leg's audio, when its SDP mapped the law to another than
+/// the static one (which stays accepted): taken as audio too, unless it names an event or
+/// comfort-noise type of the leg (then it is not audio, whatever the SDP said).
+fn extra_audio_in(codec: &LegCodec) -> Option<u8> {
+    let LegCodec::G711 {
+        law,
+        payload_type,
+        event_payload_type,
+        our_event_payload_type,
+        comfort_noise_payload_type,
+    } = *codec
+    else {
+        return None;
+    };
+    let taken = [
+        event_payload_type,
+        our_event_payload_type,
+        comfort_noise_payload_type,
+    ];
+    (payload_type != law.payload_type() && !taken.contains(&Some(payload_type)))
+        .then_some(payload_type)
+}
+
+impl LegChange {
+    /// The pipelines for `role`'s leg in `codec`, facing the other leg's `other` codec (which
+    /// stays as it is). `fresh` are the streams to use towards the changed leg and towards the
+    /// other one when the running ones cannot be continued.
+    pub fn new(
+        role: LegRole,
+        (codec, other): (LegCodec, LegCodec),
+        fresh: (OutputStream, OutputStream),
+        opus: &OpusSettings,
+        timing: Timing,
+    ) -> Result<Self, MediaError> {
+        Ok(LegChange {
+            role,
+            codec,
+            to_leg: Direction::new(other, codec, fresh.0, opus, timing)?,
+            from_leg: Direction::new(codec, other, fresh.1, opus, timing)?,
+        })
+    }
+}
+
+impl std::fmt::Debug for LegChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegChange")
+            .field("role", &self.role)
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Flow {
+    /// Replaces the pipelines to and from `role`'s leg; `false` when the flow has no such leg
+    /// (echo and tone calls: their client's codec is fixed).
+    fn change_leg(
+        &mut self,
+        now: Instant,
+        role: LegRole,
+        (mut to_leg, mut from_leg): (Direction, Direction),
+        same_clock: bool,
+    ) -> bool {
+        let Flow::Bridge {
+            to_trunk,
+            to_client,
+        } = self
+        else {
+            return false;
+        };
+        let (old_to, old_from) = match role {
+            LegRole::Trunk => (to_trunk, to_client),
+            LegRole::Client => (to_client, to_trunk),
+        };
+        if same_clock {
+            to_leg.continue_output(old_to.next_output(now));
+        }
+        from_leg.continue_output(old_from.next_output(now));
+        *old_to = to_leg;
+        *old_from = from_leg;
+        true
     }
 }
 
@@ -548,16 +679,21 @@ impl Leg {
 
     /// The digit a telephone-event packet starts, once per event.
     fn new_digit(&mut self, datagram: &[u8]) -> Option<char> {
-        let event_pt = match self.codec {
+        let (theirs, ours) = match self.codec {
             LegCodec::Opus {
-                event_payload_type, ..
-            } => event_payload_type,
-            LegCodec::G711 {
-                event_payload_type, ..
-            } => event_payload_type,
-        }?;
+                event_payload_type,
+                our_event_payload_type,
+                ..
+            }
+            | LegCodec::G711 {
+                event_payload_type,
+                our_event_payload_type,
+                ..
+            } => (event_payload_type?, our_event_payload_type),
+        };
         let packet = RtpPacket::parse(datagram).ok()?;
-        if packet.payload_type != event_pt || self.last_event == Some(packet.timestamp) {
+        let is_event = packet.payload_type == theirs || Some(packet.payload_type) == ours;
+        if !is_event || self.last_event == Some(packet.timestamp) {
             return None;
         }
         let event = TelephoneEvent::parse(packet.payload).ok()?;
@@ -625,53 +761,71 @@ impl Direction {
         opus: &OpusSettings,
         timing: Timing,
     ) -> Result<Self, MediaError> {
-        Ok(match (from, to) {
+        let mut direction = match (from, to) {
             (
                 LegCodec::Opus {
                     payload_type,
                     event_payload_type,
+                    ..
                 },
                 LegCodec::G711 {
                     law,
+                    payload_type: audio_out,
                     event_payload_type: event_out,
                     ..
                 },
-            ) => Direction::OpusToG711(Box::new(OpusToG711::new(&OpusToG711Config {
-                opus_payload_type: payload_type,
-                event_payload_type_in: event_payload_type,
-                law,
-                event_payload_type_out: event_out,
-                output,
-                timing,
-            })?)),
+            ) => {
+                let mut pipeline = OpusToG711::new(&OpusToG711Config {
+                    opus_payload_type: payload_type,
+                    event_payload_type_in: event_payload_type,
+                    law,
+                    event_payload_type_out: event_out,
+                    output,
+                    timing,
+                })?;
+                if audio_out != law.payload_type() {
+                    pipeline.send_audio_as(audio_out);
+                }
+                Direction::OpusToG711(Box::new(pipeline))
+            }
             (
                 LegCodec::G711 {
                     law,
                     event_payload_type,
                     comfort_noise_payload_type,
+                    ..
                 },
                 LegCodec::Opus {
                     payload_type,
                     event_payload_type: event_out,
+                    ..
                 },
-            ) => Direction::G711ToOpus(Box::new(G711ToOpus::new(&G711ToOpusConfig {
-                law,
-                comfort_noise_payload_type,
-                event_payload_type_in: event_payload_type,
-                opus_payload_type: payload_type,
-                event_payload_type_out: event_out,
-                opus: *opus,
-                output,
-                timing,
-            })?)),
+            ) => {
+                let mut pipeline = G711ToOpus::new(&G711ToOpusConfig {
+                    law,
+                    comfort_noise_payload_type,
+                    event_payload_type_in: event_payload_type,
+                    opus_payload_type: payload_type,
+                    event_payload_type_out: event_out,
+                    opus: *opus,
+                    output,
+                    timing,
+                })?;
+                if let Some(audio_in) = extra_audio_in(&from) {
+                    pipeline.accept_audio_payload_type(audio_in);
+                }
+                Direction::G711ToOpus(Box::new(pipeline))
+            }
             (
                 LegCodec::Opus {
                     payload_type: a,
                     event_payload_type: ea,
+                    ..
                 },
                 LegCodec::Opus {
                     payload_type: b,
                     event_payload_type: eb,
+                    ..
                 },
             ) => Direction::Relay(Box::new(Relay::new(&RelayConfig {
                 audio: (a, b),
@@ -685,28 +839,65 @@ impl Direction {
                     law: la,
                     event_payload_type: ea,
                     comfort_noise_payload_type: ca,
+                    ..
                 },
                 LegCodec::G711 {
                     law: lb,
+                    payload_type: pb,
                     event_payload_type: eb,
                     comfort_noise_payload_type: cb,
+                    ..
                 },
             ) => {
-                if la != lb {
-                    // Offer/answer picks a common law; a mismatch is a setup bug, not media.
-                    return Err(MediaError::Codec(landline_codecs::Error::BadSetting(
-                        "PCMU on one leg and PCMA on the other",
-                    )));
-                }
-                Direction::Relay(Box::new(Relay::new(&RelayConfig {
-                    audio: (la.payload_type(), lb.payload_type()),
+                // PCMU on one leg and PCMA on the other (a carrier's 200 in another law than
+                // its early media, after the client's answer went out) map byte by byte.
+                let config = RelayConfig {
+                    audio: (la.payload_type(), pb),
                     event: ea.zip(eb),
                     comfort_noise: ca.zip(cb),
                     clock_rate: 8_000,
                     output,
-                })))
+                };
+                let mut relay = Relay::between_laws(&config, la, lb);
+                if let Some(audio_in) = extra_audio_in(&from) {
+                    relay.accept_audio_payload_type(audio_in);
+                }
+                Direction::Relay(Box::new(relay))
             }
-        })
+        };
+        let (LegCodec::Opus {
+            our_event_payload_type: Some(ours),
+            ..
+        }
+        | LegCodec::G711 {
+            our_event_payload_type: Some(ours),
+            ..
+        }) = from
+        else {
+            return Ok(direction);
+        };
+        match &mut direction {
+            Direction::OpusToG711(p) => p.accept_event_payload_type(ours),
+            Direction::G711ToOpus(p) => p.accept_event_payload_type(ours),
+            Direction::Relay(p) => p.accept_event_payload_type(ours),
+        }
+        Ok(direction)
+    }
+
+    fn next_output(&self, now: Instant) -> OutputStream {
+        match self {
+            Direction::OpusToG711(p) => p.next_output(now),
+            Direction::G711ToOpus(p) => p.next_output(now),
+            Direction::Relay(p) => p.next_output(now),
+        }
+    }
+
+    fn continue_output(&mut self, stream: OutputStream) {
+        match self {
+            Direction::OpusToG711(p) => p.continue_output(stream),
+            Direction::G711ToOpus(p) => p.continue_output(stream),
+            Direction::Relay(p) => p.continue_output(stream),
+        }
     }
 
     fn push(
@@ -760,5 +951,232 @@ impl Direction {
             Direction::G711ToOpus(p) => p.stats(),
             Direction::Relay(p) => p.stats(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use landline_codecs::rtp::RtpHeader;
+
+    use super::*;
+
+    fn g711(law: G711Law, event: Option<u8>, ours: Option<u8>) -> LegCodec {
+        LegCodec::G711 {
+            law,
+            payload_type: law.payload_type(),
+            event_payload_type: event,
+            our_event_payload_type: ours,
+            comfort_noise_payload_type: None,
+        }
+    }
+
+    fn opus() -> LegCodec {
+        LegCodec::Opus {
+            payload_type: 111,
+            event_payload_type: Some(110),
+            our_event_payload_type: None,
+        }
+    }
+
+    fn stream(ssrc: u32) -> OutputStream {
+        OutputStream {
+            ssrc,
+            first_sequence: 1000,
+            first_timestamp: 50_000,
+        }
+    }
+
+    fn rtp(payload_type: u8, sequence: u16, payload: &[u8]) -> Vec<u8> {
+        let mut packet = vec![0u8; 12 + payload.len()];
+        RtpHeader {
+            marker: false,
+            payload_type,
+            sequence,
+            timestamp: u32::from(sequence) * 160,
+            ssrc: 42,
+        }
+        .write(&mut packet);
+        packet[12..].copy_from_slice(payload);
+        packet
+    }
+
+    fn bridge(client: LegCodec, trunk: LegCodec) -> Flow {
+        let (opus, timing) = (OpusSettings::default(), Timing::default());
+        Flow::Bridge {
+            to_trunk: Direction::new(client, trunk, stream(1), &opus, timing).unwrap(),
+            to_client: Direction::new(trunk, client, stream(2), &opus, timing).unwrap(),
+        }
+    }
+
+    fn change(role: LegRole, codec: LegCodec, other: LegCodec) -> LegChange {
+        let (opus, timing) = (OpusSettings::default(), Timing::default());
+        LegChange::new(role, (codec, other), (stream(7), stream(8)), &opus, timing).unwrap()
+    }
+
+    /// Pushes `packet` through one direction of a bridge; (SSRC, sequence, PT, payload) out.
+    fn through(
+        flow: &mut Flow,
+        now: Instant,
+        toward: LegRole,
+        packet: &[u8],
+    ) -> Vec<(u32, u16, u8, Vec<u8>)> {
+        let Flow::Bridge {
+            to_trunk,
+            to_client,
+        } = flow
+        else {
+            panic!("a bridge")
+        };
+        let direction = match toward {
+            LegRole::Trunk => to_trunk,
+            LegRole::Client => to_client,
+        };
+        let mut out = Vec::new();
+        direction.push(now, packet, &mut Scratch::new(), &mut |p| {
+            let p = RtpPacket::parse(p).unwrap();
+            out.push((p.ssrc, p.sequence, p.payload_type, p.payload.to_vec()));
+        });
+        out
+    }
+
+    #[test]
+    fn a_relayed_call_whose_trunk_turns_to_pcma_maps_the_audio_and_continues_its_streams() {
+        let client = g711(G711Law::Mu, Some(101), None);
+        let mut flow = bridge(client, g711(G711Law::Mu, Some(101), None));
+        let start = Instant::now();
+        let tone: Vec<i16> = (0..160)
+            .map(|n| (6000.0 * (n as f64 * 0.35).sin()) as i16)
+            .collect();
+        let mut pcmu = [0u8; 160];
+        G711Law::Mu.encode(&tone, &mut pcmu);
+        let before = through(&mut flow, start, LegRole::Trunk, &rtp(0, 1, &pcmu));
+        assert_eq!((before[0].0, before[0].1, before[0].2), (1, 1000, 0));
+        through(&mut flow, start, LegRole::Client, &rtp(0, 1, &pcmu));
+
+        let pcma = g711(G711Law::A, Some(101), None);
+        let later = start + Duration::from_millis(20);
+        let LegChange {
+            to_leg, from_leg, ..
+        } = change(LegRole::Trunk, pcma, client);
+        assert!(flow.change_leg(later, LegRole::Trunk, (to_leg, from_leg), true));
+
+        let after = through(&mut flow, later, LegRole::Trunk, &rtp(0, 2, &pcmu));
+        assert_eq!(
+            (after[0].0, after[0].1, after[0].2),
+            (1, 1001, 8),
+            "the stream to the trunk goes on, now PCMA"
+        );
+        let mut heard = [0i16; 160];
+        G711Law::A.decode(&after[0].3, &mut heard);
+        assert!(heard.iter().zip(&tone).all(|(a, b)| (a - b).abs() < 400));
+        // The trunk's PCMA reaches the client as PCMU on its running stream.
+        let mut alaw = [0u8; 160];
+        G711Law::A.encode(&tone, &mut alaw);
+        let back = through(&mut flow, later, LegRole::Client, &rtp(8, 2, &alaw));
+        assert_eq!((back[0].0, back[0].1, back[0].2), (2, 1001, 0));
+        assert!(
+            through(&mut flow, later, LegRole::Client, &rtp(0, 3, &pcmu)).is_empty(),
+            "PCMU from the trunk is no longer its codec"
+        );
+    }
+
+    #[test]
+    fn a_transcoded_call_changes_law_and_a_relay_comes_back_when_the_laws_meet_again() {
+        let mut flow = bridge(opus(), g711(G711Law::Mu, Some(101), None));
+        let now = Instant::now();
+        let LegChange {
+            to_leg, from_leg, ..
+        } = change(
+            LegRole::Trunk,
+            g711(G711Law::A, Some(96), Some(101)),
+            opus(),
+        );
+        assert!(matches!(to_leg, Direction::OpusToG711(_)));
+        assert!(flow.change_leg(now, LegRole::Trunk, (to_leg, from_leg), true));
+
+        // A G.711 client with a PCMA trunk, then the trunk back to PCMU: a plain relay again.
+        let client = g711(G711Law::Mu, Some(101), None);
+        let mut flow = bridge(client, g711(G711Law::A, Some(101), None));
+        let LegChange {
+            to_leg, from_leg, ..
+        } = change(LegRole::Trunk, g711(G711Law::Mu, Some(101), None), client);
+        assert!(matches!(to_leg, Direction::Relay(_)));
+        assert!(flow.change_leg(now, LegRole::Trunk, (to_leg, from_leg), true));
+        let out = through(&mut flow, now, LegRole::Trunk, &rtp(0, 1, &[0xFF; 160]));
+        assert_eq!(out[0].2, 0);
+        assert_eq!(
+            out[0].3,
+            vec![0xFF; 160],
+            "same law: the bytes pass as they are"
+        );
+    }
+
+    #[test]
+    fn events_go_to_the_trunk_with_its_type_and_come_from_it_with_either() {
+        // We offered 101; the trunk answered 96.
+        let client = g711(G711Law::Mu, Some(101), None);
+        let trunk = g711(G711Law::Mu, Some(96), Some(101));
+        let mut flow = bridge(client, trunk);
+        let now = Instant::now();
+        let event = [5u8, 10, 0, 160];
+        let sent = through(&mut flow, now, LegRole::Trunk, &rtp(101, 1, &event));
+        assert_eq!(sent[0].2, 96, "sent with the trunk's type");
+        for (sequence, pt) in [(1u16, 101u8), (2, 96)] {
+            let got = through(&mut flow, now, LegRole::Client, &rtp(pt, sequence, &event));
+            assert_eq!(
+                got[0].2, 101,
+                "the trunk's event with PT {pt} reaches the client"
+            );
+        }
+    }
+
+    #[test]
+    fn a_law_under_a_dynamic_type_is_sent_with_it_and_taken_with_either() {
+        // The trunk answered our PCMA (8) as 96.
+        let trunk = LegCodec::G711 {
+            law: G711Law::A,
+            payload_type: 96,
+            event_payload_type: Some(101),
+            our_event_payload_type: None,
+            comfort_noise_payload_type: None,
+        };
+        let client = g711(G711Law::A, Some(101), None);
+        let mut flow = bridge(client, trunk);
+        let now = Instant::now();
+        let audio = [0xD5u8; 160];
+        let sent = through(&mut flow, now, LegRole::Trunk, &rtp(8, 1, &audio));
+        assert_eq!(sent[0].2, 96, "sent with the trunk's type");
+        for (sequence, pt) in [(1u16, 8u8), (2, 96)] {
+            let got = through(&mut flow, now, LegRole::Client, &rtp(pt, sequence, &audio));
+            assert_eq!(
+                got[0].2, 8,
+                "the trunk's audio with PT {pt} reaches the client"
+            );
+        }
+        // A type that names the leg's events is not taken as audio.
+        let clash = LegCodec::G711 {
+            law: G711Law::A,
+            payload_type: 101,
+            event_payload_type: Some(101),
+            our_event_payload_type: None,
+            comfort_noise_payload_type: None,
+        };
+        assert_eq!(extra_audio_in(&clash), None);
+        assert_eq!(extra_audio_in(&trunk), Some(96));
+        assert_eq!(extra_audio_in(&client), None);
+    }
+
+    #[test]
+    fn echo_and_tone_calls_keep_their_codec() {
+        let (opus_settings, timing) = (OpusSettings::default(), Timing::default());
+        let pcmu = g711(G711Law::Mu, None, None);
+        let mut flow = Flow::Echo {
+            out: Direction::new(pcmu, pcmu, stream(1), &opus_settings, timing).unwrap(),
+            back: Direction::new(pcmu, pcmu, stream(2), &opus_settings, timing).unwrap(),
+        };
+        let LegChange {
+            to_leg, from_leg, ..
+        } = change(LegRole::Client, opus(), pcmu);
+        assert!(!flow.change_leg(Instant::now(), LegRole::Client, (to_leg, from_leg), false));
     }
 }

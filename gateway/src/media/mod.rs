@@ -25,6 +25,7 @@ use crossbeam_queue::ArrayQueue;
 use landline_codecs::{G711Law, OpusSettings, OutputStream, Timing};
 use tokio::sync::mpsc;
 
+pub use call::LegChange;
 pub use ports::PortPool;
 use shard::Shard;
 pub use webrtc::{Drained, RTP_BUFFER, WebRtcIdentity, WebRtcSession};
@@ -54,15 +55,26 @@ pub enum LegCodec {
     Opus {
         /// The negotiated dynamic payload type for `opus/48000/2`.
         payload_type: u8,
-        /// The payload type for `telephone-event/48000`, if negotiated.
+        /// The payload type for `telephone-event/48000`, if negotiated: the far side's, which
+        /// we send with.
         event_payload_type: Option<u8>,
+        /// The telephone-event type our own SDP gave when it differs from the far side's: it
+        /// should send with ours (RFC 3264 §6.1); events come in with either.
+        our_event_payload_type: Option<u8>,
     },
     /// G.711 (8 kHz RTP clock).
     G711 {
         /// µ-law (PCMU) or A-law (PCMA).
         law: G711Law,
-        /// The payload type for `telephone-event/8000`, if negotiated.
+        /// The audio payload type in the far side's SDP, which we send with: the law's static
+        /// type (0, 8) unless it mapped the law to another. The static type is accepted too.
+        payload_type: u8,
+        /// The payload type for `telephone-event/8000`, if negotiated: the far side's, which
+        /// we send with.
         event_payload_type: Option<u8>,
+        /// The telephone-event type our own SDP gave when it differs from the far side's: it
+        /// should send with ours (RFC 3264 §6.1); events come in with either.
+        our_event_payload_type: Option<u8>,
         /// The payload type for comfort noise (`CN/8000`), if negotiated.
         comfort_noise_payload_type: Option<u8>,
     },
@@ -151,6 +163,10 @@ pub enum Command {
     Remove(MediaCallId),
     /// The far side's address became known or changed (a re-INVITE's SDP).
     SetRemote(MediaCallId, LegRole, SocketAddr),
+    /// A running leg's codec or payload types changed (a carrier's 200 after early media in
+    /// another codec, a re-INVITE): its pipelines, built on the control plane, replace the
+    /// running ones, continuing their output streams.
+    SetCodec(MediaCallId, Box<LegChange>),
     /// A leg was put on hold (or taken off it): no media timeout while held.
     SetHold(MediaCallId, LegRole, bool),
     /// Send a DTMF digit towards a leg as RFC 4733 events (a SIP INFO digit from the other one).
@@ -246,6 +262,16 @@ struct ShardHandle {
     waker: Arc<mio::Waker>,
     counters: Arc<ShardCounters>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl LegCodec {
+    /// The RTP clock rate of the codec (and of its telephone events).
+    pub fn clock_rate(&self) -> u32 {
+        match self {
+            LegCodec::Opus { .. } => 48_000,
+            LegCodec::G711 { .. } => 8_000,
+        }
+    }
 }
 
 impl MediaPlane {

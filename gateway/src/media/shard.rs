@@ -316,6 +316,11 @@ impl Shard {
                         leg.set_remote(remote);
                     }
                 }
+                Command::SetCodec(id, change) => {
+                    if let Some(call) = self.call_mut(id) {
+                        call.change_codec(now, *change);
+                    }
+                }
                 Command::SetHold(id, role, on_hold) => {
                     if let Some(leg) = self.call_mut(id).and_then(|c| c.leg_mut(role)) {
                         leg.set_hold(on_hold, now);
@@ -576,7 +581,9 @@ mod tests {
                     latch: LatchPolicy::Learn,
                     codec: LegCodec::G711 {
                         law: G711Law::Mu,
+                        payload_type: 0,
                         event_payload_type: None,
+                        our_event_payload_type: None,
                         comfort_noise_payload_type: None,
                     },
                     output: OutputStream {

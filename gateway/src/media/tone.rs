@@ -43,7 +43,9 @@ impl ToneStream {
                 payload_type,
                 6,
             ),
-            LegCodec::G711 { law, .. } => (ToneEncoder::G711(law), law.payload_type(), 1),
+            LegCodec::G711 {
+                law, payload_type, ..
+            } => (ToneEncoder::G711(law), payload_type, 1),
         };
         Ok(ToneStream {
             encoder,

@@ -429,6 +429,7 @@ fn codec_of(answer: &str) -> Result<LegCodec, MediaError> {
     Ok(LegCodec::Opus {
         payload_type,
         event_payload_type: find("telephone-event", 48_000),
+        our_event_payload_type: None,
     })
 }
 
@@ -546,6 +547,7 @@ mod tests {
             Some(LegCodec::Opus {
                 payload_type: 111,
                 event_payload_type: Some(110),
+                our_event_payload_type: None,
             })
         );
         assert!(!session.ufrag().is_empty());

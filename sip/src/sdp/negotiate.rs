@@ -119,12 +119,18 @@ pub struct LocalMedia {
 pub struct Negotiated {
     /// The codec.
     pub codec: Codec,
-    /// Its payload type (the offerer's).
+    /// Its payload type: the offerer's when we answer; the answer's when we offered (what we
+    /// send with; the peer should send with our offer's).
     pub pt: u8,
     /// fmtp in force.
     pub fmtp: Option<String>,
-    /// telephone-event payload type, if both support it at the codec's clock rate.
+    /// telephone-event payload type, if both support it at the codec's clock rate: the peer's
+    /// (what we send with).
     pub telephone_event: Option<u8>,
+    /// The telephone-event payload type our own SDP gave, which the peer sends with (RFC 3264
+    /// §6.1); differs from `telephone_event` only when the peer answered our offer with
+    /// another one.
+    pub local_telephone_event: Option<u8>,
     /// Where to send RTP.
     pub remote: SocketAddr,
     /// Packetisation the peer asked for.
@@ -260,6 +266,7 @@ pub fn answer(
         pt: chosen.pt,
         fmtp: chosen.fmtp,
         telephone_event: te,
+        local_telephone_event: te,
         remote: SocketAddr::new(remote_ip, om.port),
         ptime: om.ptime,
         rtcp_mux: local.rtcp_mux && om.rtcp_mux,
@@ -288,16 +295,23 @@ pub fn accept_answer(offer: &Sdp, answer: &Sdp) -> Result<Negotiated, Negotiatio
         .into_iter()
         .next()
         .ok_or(NegotiationError::NoCodec)?;
-    let offered_pts = &offer.media[audio].formats;
-    if !offered_pts.contains(&first.pt.to_string()) {
+    // The answer must pick a codec we offered; some carriers give it another payload type than
+    // ours (PCMA under 96, say). We send with theirs and they should send with ours (RFC 3264
+    // §6.1), so that is workable and accepted.
+    let ours = offered_codecs(&offer.media[audio]);
+    if !ours.iter().any(|o| o.codec == first.codec) {
         return Err(NegotiationError::BadAnswer);
     }
     let theirs = answer.direction_of(audio);
+    let telephone_event = telephone_event_pt(am, first.codec.clock_rate());
+    let ours = telephone_event_pt(&offer.media[audio], first.codec.clock_rate());
     Ok(Negotiated {
         codec: first.codec,
         pt: first.pt,
         fmtp: first.fmtp,
-        telephone_event: telephone_event_pt(am, first.codec.clock_rate()),
+        telephone_event,
+        // Only where both agreed to events; ours is what the peer must send them with.
+        local_telephone_event: telephone_event.and(ours),
         remote: SocketAddr::new(
             answer.address_of(audio).ok_or(NegotiationError::NoAudio)?,
             am.port,
