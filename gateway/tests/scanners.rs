@@ -281,8 +281,12 @@ fn svcrack_is_banned_while_other_clients_and_running_calls_go_on() {
     let guesses: Vec<String> = (1..=40).map(|i| format!("guess-{i}")).collect();
     assert!(!guesses.iter().any(|g| g == PASSWORD));
     std::fs::write(&words, guesses.join("\n") + "\n").expect("word list");
+    // It gives up after --maximumtime seconds without an answer: long enough for the phone's
+    // calls below to happen while it still sends, on a slow machine too.
     let mut args = vec![
         "-v".to_owned(),
+        "--maximumtime".into(),
+        "15".into(),
         "-u".into(),
         "alice".into(),
         "-d".into(),
@@ -301,7 +305,7 @@ fn svcrack_is_banned_while_other_clients_and_running_calls_go_on() {
         gateway.log()
     );
 
-    // During the attack (svcrack still sending, for 10 s without answers before it gives up),
+    // During the attack (svcrack still sending, for 15 s without answers before it gives up),
     // the phone on another address registers and calls.
     phone_registers_and_calls(&gateway, &carrier, "during the attack");
     assert!(
