@@ -8,6 +8,8 @@
 //!   guesses stop being answered, while a client on another address registers and calls, during
 //!   the attack and after, and a call set up from the attacker's own address before the attack
 //!   runs to its normal end.
+//! - A guesser over TCP (SIPp, wrong password) is banned at the threshold the configuration
+//!   sets (`LANDLINE__SIP__AUTH_FAILURES_BEFORE_BAN`).
 //!
 //! sipvicious 0.3 ignores `-b` (it binds every address) and so sends from 127.0.0.1 here; the
 //! legitimate clients use 127.0.0.5 (Linux routes all of 127/8 to loopback), the carrier
@@ -380,4 +382,62 @@ fn svcrack_is_banned_while_other_clients_and_running_calls_go_on() {
     assert_eq!(cdrs.len(), 3, "{cdrs:?}");
     assert!(cdrs.iter().all(|c| c["outcome"] == "answered"), "{cdrs:?}");
     gateway.assert_idle();
+}
+
+/// The same over TCP, with the threshold set in the configuration: SIPp on one connection,
+/// every call a wrong password (one failure each), is banned at the third; its later calls get
+/// no answer at all, while the same account from another address still gets its challenge.
+#[test]
+fn a_guesser_over_tcp_is_banned_at_the_configured_threshold() {
+    let gateway = Gateway::start_with_env(&[], &[("LANDLINE__SIP__AUTH_FAILURES_BEFORE_BAN", "3")]);
+    let guesser = addr([127, 0, 0, 6]);
+    let args = [
+        "-t",
+        "t1",
+        "-au",
+        "alice",
+        "-ap",
+        "not-the-password",
+        "-s",
+        "+15557654321",
+        "-r",
+        "2",
+        "-recv_timeout",
+        "3000",
+    ];
+    let mut sipp = Sipp::start(
+        "client_wrong_password",
+        guesser,
+        Some(gateway.sip),
+        5,
+        &args,
+    );
+    let stats = sipp.finish();
+    assert!(
+        stats.successful <= 3 && stats.failed >= 2 && stats.successful + stats.failed == 5,
+        "{stats:?}: calls past the ban were answered\n{}",
+        sipp.diagnostics()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || gateway
+            .metric("landline_auth_refused_total")
+            >= 2.0)
+        .is_some(),
+        "the banned calls' INVITEs were not refused"
+    );
+    assert_eq!(gateway.metric("landline_auth_failures_total"), 3.0);
+    assert_eq!(gateway.metric("landline_auth_bans_total"), 1.0);
+    assert!(
+        gateway
+            .log()
+            .lines()
+            .any(|l| l.contains("source banned") && l.contains("source=127.0.0.6 ")),
+        "{}",
+        gateway.log()
+    );
+    assert_eq!(
+        register_status(&gateway, PHONE, Duration::from_secs(5)).as_deref(),
+        Some("SIP/2.0 401 Unauthorized"),
+        "another address is still served"
+    );
 }
