@@ -31,7 +31,7 @@ pub struct BanPolicy {
 pub const MAX_BAN_FACTOR: u32 = 16;
 
 impl Default for BanPolicy {
-    /// 10 failures in 60 s ban for 5 minutes; 10,000 sources remembered (about 1.5 MB).
+    /// 10 failures in 60 s ban for 5 minutes; 10,000 sources remembered (under 2 MB).
     fn default() -> Self {
         Self {
             failures: 10,
@@ -174,7 +174,11 @@ impl AuthBans {
                 _ => None,
             };
             let duration = repeat.map_or(policy.ban, |last| last.saturating_mul(2).min(longest));
-            source.banned_until = Some(now + duration);
+            // A policy of absurd length (beyond what `Instant` holds) bans for a day instead.
+            let until = now
+                .checked_add(duration)
+                .or_else(|| now.checked_add(Duration::from_secs(86_400)));
+            source.banned_until = until;
             source.last_ban = Some(duration);
             ban = Some(Ban {
                 source: ip,
@@ -330,6 +334,17 @@ mod tests {
         now += Duration::from_secs(300) * MAX_BAN_FACTOR;
         let ban = fail(&mut bans, &mut now, ip(ATTACKER), 3);
         assert_eq!(ban[0].duration, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn an_absurd_ban_time_does_not_overflow() {
+        let mut bans = AuthBans::new(BanPolicy {
+            ban: Duration::MAX,
+            ..policy()
+        });
+        let mut now = Instant::now();
+        assert_eq!(fail(&mut bans, &mut now, ip(ATTACKER), 3).len(), 1);
+        assert!(bans.is_banned(now, ip(ATTACKER)));
     }
 
     #[test]
