@@ -321,7 +321,10 @@ impl DigestServer {
             return Err(AuthError::Stale);
         }
         let last_nc = self.used.get(nonce).map_or(0, |u| u.last_nc);
-        let secret = password(user).ok_or(AuthError::Denied)?;
+        // An unknown user costs the same hashing as a wrong password and fails the same way,
+        // so neither the answer nor its timing tells whether the account exists.
+        let known = password(user);
+        let secret = known.as_deref().unwrap_or("");
         let ha1 = alg.hash(&format!("{user}:{}:{secret}", self.realm));
         let ha2 = alg.hash(&format!("{method}:{uri}"));
         let (expected, nc) = match get("qop") {
@@ -338,10 +341,11 @@ impl DigestServer {
             // Without qop there is no nonce count: allow one use only.
             None => (alg.hash(&format!("{ha1}:{nonce}:{ha2}")), last_nc + 1),
         };
-        if !constant_time_eq(
+        let matches = constant_time_eq(
             expected.as_bytes(),
             response.to_ascii_lowercase().as_bytes(),
-        ) {
+        );
+        if !matches || known.is_none() {
             return Err(AuthError::Denied);
         }
         if nc <= last_nc {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use landline_sip::message::{StatusCode, Transport};
-use landline_sip::ua::{CallId as LegId, Event, Reason, RequestId, UserAgent};
+use landline_sip::ua::{Ban, CallId as LegId, Event, Reason, RequestId, UserAgent};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, TrunkTransport};
@@ -59,7 +59,13 @@ pub struct Signalling {
     next_call: u64,
     rng: u64,
     draining: bool,
+    /// When a ban was last logged, and how many bans went unlogged since.
+    ban_log: (Option<Instant>, u64),
 }
+
+/// At most one log line about bans this often: a crack attempt from many addresses must not
+/// flood the log (every ban is still counted in `landline_auth_bans_total`).
+const BAN_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How often trunk probes and housekeeping run.
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
@@ -101,6 +107,7 @@ impl Signalling {
             next_call: 1,
             rng: seed | 1,
             draining: false,
+            ban_log: (None, 0),
         }
     }
 
@@ -281,7 +288,29 @@ impl Signalling {
                 self.registration_result(id, false);
             }
             Event::OptionsResult { id, status } => self.probe_result(id, status),
+            Event::SourceBanned(ban) => self.source_banned(now, ban),
         }
+    }
+
+    /// A source failed authentication too often and is banned by the SIP stack; logged (at
+    /// most once per [`BAN_LOG_INTERVAL`]) so an operator can tell a cracker from a phone
+    /// with a stale password. Counted from the stack's totals at housekeeping.
+    fn source_banned(&mut self, now: Instant, ban: Ban) {
+        let (last, unlogged) = &mut self.ban_log;
+        if last.is_some_and(|at| now.saturating_duration_since(at) < BAN_LOG_INTERVAL) {
+            *unlogged += 1;
+            return;
+        }
+        tracing::warn!(
+            source = %ban.source,
+            failures = ban.failures,
+            ban_seconds = ban.duration.as_secs(),
+            other_bans_unlogged = *unlogged,
+            "source banned after failed authentications: its REGISTERs and new INVITEs are \
+             dropped until the ban ends (calls in progress go on)"
+        );
+        *last = Some(now);
+        *unlogged = 0;
     }
 
     /// A client's WebSocket closed: nothing can reach it until it connects again, so its
@@ -553,6 +582,9 @@ impl Signalling {
             })
             .unwrap_or(0);
         self.metrics.set_registrations(bindings);
+        if let Some(auth) = self.ua.authenticator() {
+            self.metrics.set_auth_bans(auth.ban_stats());
+        }
     }
 
     fn hang_up_everything(&mut self, now: Instant) {

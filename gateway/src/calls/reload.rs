@@ -29,6 +29,7 @@ pub(crate) fn authenticator(config: &Config, server: DigestServer) -> Authentica
         .map(|u| (u.username.as_str().to_owned(), u.password.clone()))
         .collect();
     let mut authenticator = Authenticator::new(server, users);
+    authenticator.set_ban_policy(config.sip.ban_policy());
     // Calls from trunks are admitted by their address, not by a password; a trunk with
     // `challenge_inbound` must also answer a challenge with its own account.
     for trunk in &config.trunks {

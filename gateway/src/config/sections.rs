@@ -10,6 +10,7 @@ use std::time::Duration;
 use landline_codecs::{OpusSettings, Timing};
 use landline_sip::message::Limits;
 use landline_sip::transaction::TimerConfig;
+use landline_sip::ua::BanPolicy;
 use serde::Deserialize;
 
 use super::ConfigError;
@@ -58,6 +59,16 @@ pub struct SipConfig {
     /// Connections one source address may hold at once, so one host cannot take the slots
     /// every other client needs (clients behind one NAT share an address).
     pub max_connections_per_source: usize,
+    /// Failed digest authentications from one address (an IPv6 /64) within
+    /// `auth_failure_window` that ban it for `auth_ban_time`: a password cracker gets a few
+    /// guesses, then silence. 0 turns banning off. Carrier trunks' addresses are never banned.
+    pub auth_failures_before_ban: u32,
+    /// The window failed authentications are counted in.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_window: Duration,
+    /// How long a first ban lasts; each ban soon after the last doubles, up to 16 times this.
+    #[serde(with = "humantime_serde")]
+    pub auth_ban_time: Duration,
 }
 
 impl Default for SipConfig {
@@ -78,6 +89,9 @@ impl Default for SipConfig {
             max_transactions: 100_000,
             max_connections: 10_000,
             max_connections_per_source: 200,
+            auth_failures_before_ban: 10,
+            auth_failure_window: Duration::from_secs(60),
+            auth_ban_time: Duration::from_secs(300),
         }
     }
 }
@@ -114,8 +128,19 @@ impl SipConfig {
         }
     }
 
+    /// When the SIP stack bans a source for failed authentications.
+    pub fn ban_policy(&self) -> BanPolicy {
+        BanPolicy {
+            failures: self.auth_failures_before_ban,
+            window: self.auth_failure_window,
+            ban: self.auth_ban_time,
+            ..BanPolicy::default()
+        }
+    }
+
     pub(crate) fn validate(&self, layers: &Layers) -> Result<(), ConfigError> {
         cert_pair(layers, "sip", &self.tls_cert, &self.tls_key)?;
+        self.validate_bans(layers)?;
         if self.max_transactions < 100 {
             return Err(layers.invalid(
                 "sip.max_transactions",
@@ -162,6 +187,37 @@ impl SipConfig {
                 "sip.max_message_size",
                 format!("{} bytes is outside 1500–1048576", self.max_message_size),
                 "keep the default 65535",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SipConfig {
+    fn validate_bans(&self, layers: &Layers) -> Result<(), ConfigError> {
+        if (1..3).contains(&self.auth_failures_before_ban) {
+            return Err(layers.invalid(
+                "sip.auth_failures_before_ban",
+                format!(
+                    "{} would ban a phone whose user mistypes a password once",
+                    self.auth_failures_before_ban
+                ),
+                "keep the default 10 (at least 3), or 0 to turn banning off",
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.auth_failure_window)
+        {
+            return Err(layers.invalid(
+                "sip.auth_failure_window",
+                format!("{:?} is outside 1s–1h", self.auth_failure_window),
+                "keep the default `60s`",
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&self.auth_ban_time) {
+            return Err(layers.invalid(
+                "sip.auth_ban_time",
+                format!("{:?} is outside 1s–24h", self.auth_ban_time),
+                "keep the default `5m` (repeat offenders get up to 16 times as long)",
             ));
         }
         Ok(())

@@ -311,6 +311,39 @@ fn sip_transaction_cap_is_checked() {
 }
 
 #[test]
+fn auth_ban_settings_are_checked_and_reach_the_sip_stack() {
+    assert_error(
+        "[sip]\nauth_failures_before_ban = 1\n",
+        "sip.auth_failures_before_ban",
+        &["mistypes", "at least 3", "0 to turn banning off"],
+    );
+    assert_error(
+        "[sip]\nauth_failure_window = \"0s\"\n",
+        "sip.auth_failure_window",
+        &["outside 1s–1h", "60s"],
+    );
+    assert_error(
+        "[sip]\nauth_ban_time = \"2days\"\n",
+        "sip.auth_ban_time",
+        &["outside 1s–24h", "5m"],
+    );
+    let config =
+        load("[sip]\nauth_failures_before_ban = 0\nauth_ban_time = \"1h\"\n").expect("valid");
+    let policy = config.sip.ban_policy();
+    assert_eq!(policy.failures, 0, "0 turns banning off");
+    assert_eq!(policy.ban, std::time::Duration::from_secs(3600));
+    let defaults = load("").expect("valid").sip.ban_policy();
+    assert_eq!(
+        (
+            defaults.failures,
+            defaults.window.as_secs(),
+            defaults.ban.as_secs()
+        ),
+        (10, 60, 300)
+    );
+}
+
+#[test]
 fn media_settings_are_checked() {
     assert_error(
         "[media]\nrealtime_priority = 120\n",

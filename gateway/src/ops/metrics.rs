@@ -12,6 +12,7 @@ use std::sync::RwLock;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use landline_sip::ua::BanStats;
 use metrics::{
     Counter, Gauge, Recorder, Unit, counter, describe_counter, describe_gauge, gauge,
     with_local_recorder,
@@ -108,6 +109,9 @@ pub const METRIC_NAMES: &[&str] = &[
     "landline_websocket_connections",
     "landline_http_requests_total",
     "landline_config_reloads_total",
+    "landline_auth_failures_total",
+    "landline_auth_bans_total",
+    "landline_auth_refused_total",
 ];
 
 /// HTTP status classes, the label of `landline_http_requests_total`.
@@ -131,6 +135,9 @@ pub struct Metrics {
     websocket_connections: Gauge,
     http_requests: [Counter; 5],
     config_reloads: [Counter; 2],
+    auth_failures: Counter,
+    auth_bans: Counter,
+    auth_refused: Counter,
 }
 
 /// A trunk's gauges.
@@ -199,6 +206,9 @@ impl Metrics {
                     .map(|class| counter!("landline_http_requests_total", "status" => class)),
                 config_reloads: ["applied", "refused"]
                     .map(|result| counter!("landline_config_reloads_total", "result" => result)),
+                auth_failures: counter!("landline_auth_failures_total"),
+                auth_bans: counter!("landline_auth_bans_total"),
+                auth_refused: counter!("landline_auth_refused_total"),
             }
         })
     }
@@ -233,6 +243,15 @@ impl Metrics {
         trunks
             .entry(trunk.clone())
             .or_insert_with(|| TrunkGauges::register(trunk));
+    }
+
+    /// The SIP stack's running totals of failed authentications, bans and requests refused
+    /// from banned sources (copied in by call control's housekeeping, so a flood of guesses
+    /// costs no metrics call per guess).
+    pub fn set_auth_bans(&self, stats: BanStats) {
+        self.auth_failures.absolute(stats.failures);
+        self.auth_bans.absolute(stats.bans);
+        self.auth_refused.absolute(stats.refused);
     }
 
     /// A configuration reload was applied (`true`) or refused as invalid (`false`).
@@ -440,6 +459,21 @@ fn describe() {
         "SIP over WebSocket connections open (WS and WSS)."
     );
     describe_counter!(
+        "landline_auth_failures_total",
+        Unit::Count,
+        "Digest authentications that failed (wrong password, unknown user, bad credentials) from addresses that can be banned."
+    );
+    describe_counter!(
+        "landline_auth_bans_total",
+        Unit::Count,
+        "Source addresses banned for failing authentication sip.auth_failures_before_ban times."
+    );
+    describe_counter!(
+        "landline_auth_refused_total",
+        Unit::Count,
+        "REGISTERs and new INVITEs dropped unanswered because their source was banned."
+    );
+    describe_counter!(
         "landline_http_requests_total",
         Unit::Count,
         "HTTP requests answered (page, files, WebSocket upgrades), by status class."
@@ -614,6 +648,11 @@ mod tests {
         metrics.call_finished(Direction::Outbound, Outcome::Busy);
         metrics.set_trunk_up(&trunk, true);
         metrics.set_registrations(3);
+        metrics.set_auth_bans(BanStats {
+            failures: 12,
+            bans: 1,
+            refused: 7,
+        });
 
         let response = get(exporter.local_addr, "/metrics").await;
         assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
@@ -642,6 +681,13 @@ mod tests {
             "{response}"
         );
         assert!(response.contains("landline_registrations 3"), "{response}");
+        for line in [
+            "landline_auth_failures_total 12",
+            "landline_auth_bans_total 1",
+            "landline_auth_refused_total 7",
+        ] {
+            assert!(response.contains(line), "{line}:\n{response}");
+        }
 
         let other = get(exporter.local_addr, "/other").await;
         assert!(other.starts_with("HTTP/1.1 404"), "{other}");

@@ -515,6 +515,14 @@ impl Sipp {
     }
 }
 
+/// A test that fails half-way leaves no SIPp behind.
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn parse_stats(csv: &str) -> Option<Stats> {
     let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<&str> = lines.next()?.split(';').collect();

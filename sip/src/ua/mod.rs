@@ -6,6 +6,7 @@
 //! [`Event`]s. It never sees a transaction.
 
 mod authn;
+mod bans;
 mod call;
 mod dialog;
 mod incoming;
@@ -21,6 +22,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use authn::{Authenticator, IpRange};
+pub use bans::{AuthBans, Ban, BanPolicy, BanStats, MAX_BAN_FACTOR};
 pub use call::{CallParams, Reason};
 pub use register::{RegisterParams, Registrar, RegistrarTarget};
 
@@ -221,6 +223,10 @@ pub enum Event {
         /// The status (408 on timeout).
         status: StatusCode,
     },
+    /// A source failed authentication too often (see [`Authenticator::set_ban_policy`]): its
+    /// REGISTERs and new INVITEs are dropped until the ban ends. At most one per ban, so the
+    /// application may log each (a flood of guesses yields one event per threshold reached).
+    SourceBanned(Ban),
 }
 
 /// Who a client transaction works for.
@@ -295,6 +301,11 @@ impl UserAgent {
     /// Requires Digest credentials on incoming INVITE and REGISTER.
     pub fn set_authenticator(&mut self, authenticator: Authenticator) {
         self.authenticator = Some(authenticator);
+    }
+
+    /// The authenticator, to read its ban statistics.
+    pub fn authenticator(&self) -> Option<&Authenticator> {
+        self.authenticator.as_ref()
     }
 
     /// The authenticator, to change its accounts while running (a configuration reload).

@@ -102,6 +102,10 @@ fn request(
         incoming::ack(ua, now, &req);
         return;
     }
+    // A banned source's REGISTER or new INVITE: dropped before it costs a transaction.
+    if super::authn::refused(ua, now, &req, source) {
+        return;
+    }
     // RFC 3261 §8.2.2.2: the same request arriving by another path is a merged request.
     let initial = req
         .headers
