@@ -311,6 +311,29 @@ fn sip_transaction_cap_is_checked() {
 }
 
 #[test]
+fn connection_caps_are_checked() {
+    assert_error(
+        "[sip]\nmax_connections = 0\n",
+        "sip.max_connections",
+        &["refuse every", "10000"],
+    );
+    assert_error(
+        "[sip]\nmax_connections = 100\nmax_connections_per_source = 101\n",
+        "sip.max_connections_per_source",
+        &["outside 1–100", "NAT"],
+    );
+    let config =
+        load("[sip]\nmax_connections = 50\nmax_connections_per_source = 5\n").expect("valid caps");
+    assert_eq!(
+        (
+            config.sip.max_connections,
+            config.sip.max_connections_per_source
+        ),
+        (50, 5)
+    );
+}
+
+#[test]
 fn auth_ban_settings_are_checked_and_reach_the_sip_stack() {
     assert_error(
         "[sip]\nauth_failures_before_ban = 1\n",
