@@ -240,7 +240,12 @@ fn user_agent(config: &Config) -> UserAgent {
     )
     .collect();
     let mut ua = UserAgent::new(ua_config);
-    ua.set_registrar(Registrar::new(60, 3600, 10));
+    let mut registrar = Registrar::new(60, 3600, 10);
+    let nat = config.sip.nat_register_expires.as_secs();
+    if nat > 0 {
+        registrar.set_nat_max_expires(u32::try_from(nat).unwrap_or(u32::MAX));
+    }
+    ua.set_registrar(registrar);
     let secret = random_seed().to_be_bytes();
     let server = DigestServer::new(
         config.sip.realm(),

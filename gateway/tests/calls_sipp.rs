@@ -244,6 +244,60 @@ fn a_call_to_a_did_rings_the_registered_client() {
     gateway.assert_idle();
 }
 
+/// A softphone behind NAT (its Contact names a private address): granted 120 s instead of the
+/// hour it asked (its re-REGISTERs then keep the NAT open), and its DID call is sent to the
+/// address its REGISTER came from, not to the private one.
+#[test]
+fn a_softphone_behind_nat_gets_a_short_registration_and_its_calls() {
+    let (carrier, gateway) = one_carrier();
+    let phone = client_addr();
+    let mut register = Sipp::start(
+        "client_register_behind_nat",
+        phone,
+        Some(gateway.sip),
+        1,
+        &auth(PASSWORD),
+    );
+    assert_calls(
+        register.finish(),
+        1,
+        "register (120 s granted)",
+        &gateway,
+        &[&register],
+    );
+    let mut softphone = Sipp::start("client_answer", phone, None, 1, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut trunk = Sipp::start(
+        "carrier_call_did",
+        carrier,
+        Some(gateway.sip),
+        1,
+        &["-s", "+15551230001"],
+    );
+    assert_calls(
+        trunk.finish(),
+        1,
+        "carrier",
+        &gateway,
+        &[&trunk, &softphone],
+    );
+    assert_calls(
+        softphone.finish(),
+        1,
+        "softphone",
+        &gateway,
+        &[&trunk, &softphone],
+    );
+    assert!(
+        softphone
+            .messages()
+            .contains("INVITE sip:alice@192.168.1.20:5062"),
+        "the registered contact is the Request-URI:\n{}",
+        softphone.messages()
+    );
+    gateway.assert_idle();
+}
+
 #[test]
 fn a_did_with_nobody_registered_gets_480() {
     let (carrier, gateway) = one_carrier();

@@ -273,16 +273,18 @@ fn registrar_keeps_several_bindings_and_expires_them() {
         Transport::Udp,
     );
     assert_eq!((status, bindings.len()), (StatusCode::OK, 2));
+    // Full (2): the binding closest to lapsing (10.0.0.2, 20 s) makes room.
+    let (status, bindings) = reg.apply(
+        clock.now,
+        &req("sip:a@10.0.0.3", 60, 3),
+        source(),
+        Transport::Udp,
+    );
+    assert_eq!(status, StatusCode::OK);
+    let contacts: Vec<&str> = bindings.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(
-        reg.apply(
-            clock.now,
-            &req("sip:a@10.0.0.3", 60, 3),
-            source(),
-            Transport::Udp
-        )
-        .0
-        .code(),
-        403,
+        contacts,
+        ["sip:a@10.0.0.1", "sip:a@10.0.0.3"],
         "binding limit"
     );
     assert_eq!(
@@ -296,19 +298,124 @@ fn registrar_keeps_several_bindings_and_expires_them() {
         StatusCode::INTERVAL_TOO_BRIEF
     );
     let later = clock.now + Duration::from_secs(30);
-    assert_eq!(
-        reg.lookup(later, "alice").len(),
-        1,
-        "the 20 s binding lapsed"
-    );
+    assert_eq!(reg.lookup(later, "alice").len(), 2);
     let (_, left) = reg.apply(
         later,
         &req("sip:a@10.0.0.1", 0, 5),
         source(),
         Transport::Udp,
     );
-    assert!(left.is_empty(), "expires=0 removes");
+    let contacts: Vec<&str> = left.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(contacts, ["sip:a@10.0.0.3"], "expires=0 removes");
     let _ = (ALICE, BOB);
+}
+
+/// A REGISTER for alice with `contact` and its header parameters `params`.
+fn register_with(contact: &str, params: &str, cseq: u32) -> landline_sip::message::Request {
+    let text = format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK{cseq}\r\n\
+         From: <sip:alice@127.0.0.1>;tag=x\r\nTo: <sip:alice@127.0.0.1>\r\nCall-ID: reg-{cseq}\r\n\
+         CSeq: {cseq} REGISTER\r\nContact: <{contact}>{params}\r\nContent-Length: 0\r\n\r\n"
+    );
+    match Message::parse(text.as_bytes(), &Limits::default()) {
+        Ok(Message::Request(r)) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The same device (its `+sip.instance`) registering from a new port after a restart replaces
+/// its old binding instead of adding one that rings a dead port.
+#[test]
+fn the_same_instance_under_a_new_contact_replaces_its_binding() {
+    let mut reg = Registrar::new(10, 3600, 5);
+    let clock = Clock::new();
+    let instance = ";+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";expires=600";
+    for (port, cseq) in [(5070, 1), (5072, 2), (5074, 3)] {
+        let from: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let (status, _) = reg.apply(
+            clock.now,
+            &register_with(&format!("sip:alice@127.0.0.1:{port}"), instance, cseq),
+            from,
+            Transport::Udp,
+        );
+        assert_eq!(status, StatusCode::OK);
+    }
+    let bindings = reg.lookup(clock.now, "alice");
+    assert_eq!(bindings.len(), 1, "{bindings:?}");
+    assert_eq!(bindings[0].contact, "sip:alice@127.0.0.1:5074");
+    // Another device (no instance) is a binding of its own.
+    let (_, all) = reg.apply(
+        clock.now,
+        &register_with("sip:alice@127.0.0.1:6000", ";expires=600", 4),
+        "127.0.0.1:6000".parse().unwrap(),
+        Transport::Udp,
+    );
+    assert_eq!(all.len(), 2);
+}
+
+/// A UDP client behind NAT (its contact is not where the REGISTER came from) is granted a short
+/// registration, so its refreshes keep the NAT open; one that is not, and other transports,
+/// get what they asked up to the maximum.
+#[test]
+fn a_udp_client_behind_nat_gets_a_short_registration() {
+    let mut reg = Registrar::new(60, 3600, 5);
+    reg.set_nat_max_expires(120);
+    let clock = Clock::new();
+    let public: std::net::SocketAddr = "203.0.113.7:40123".parse().unwrap();
+    let granted = |reg: &mut Registrar, contact: &str, from, transport, cseq| {
+        let (status, bindings) = reg.apply(
+            clock.now,
+            &register_with(contact, ";expires=3600", cseq),
+            from,
+            transport,
+        );
+        assert_eq!(status, StatusCode::OK);
+        bindings
+            .iter()
+            .find(|(c, _)| c == contact)
+            .map(|(_, secs)| *secs)
+            .expect("bound")
+    };
+    assert_eq!(
+        granted(
+            &mut reg,
+            "sip:alice@192.168.1.20:5060",
+            public,
+            Transport::Udp,
+            1
+        ),
+        120
+    );
+    assert_eq!(
+        granted(
+            &mut reg,
+            "sip:alice@phone.example",
+            public,
+            Transport::Udp,
+            2
+        ),
+        120
+    );
+    assert_eq!(
+        granted(
+            &mut reg,
+            "sip:alice@203.0.113.7:40123",
+            public,
+            Transport::Udp,
+            3
+        ),
+        3600
+    );
+    assert_eq!(
+        granted(
+            &mut reg,
+            "sip:alice@192.168.1.20:5060;transport=tcp",
+            public,
+            Transport::Tcp,
+            4
+        ),
+        3600
+    );
 }
 
 #[test]

@@ -69,6 +69,11 @@ pub struct SipConfig {
     /// How long a first ban lasts; each ban soon after the last doubles, up to 16 times this.
     #[serde(with = "humantime_serde")]
     pub auth_ban_time: Duration,
+    /// The longest registration granted to a UDP client behind NAT (its Contact is not the
+    /// address its REGISTER came from), so that its own refreshes keep the NAT's mapping open
+    /// and calls still reach it. 0 grants what it asks, like everyone else.
+    #[serde(with = "humantime_serde")]
+    pub nat_register_expires: Duration,
 }
 
 impl Default for SipConfig {
@@ -92,6 +97,7 @@ impl Default for SipConfig {
             auth_failures_before_ban: 10,
             auth_failure_window: Duration::from_secs(60),
             auth_ban_time: Duration::from_secs(300),
+            nat_register_expires: Duration::from_secs(120),
         }
     }
 }
@@ -218,6 +224,15 @@ impl SipConfig {
                 "sip.auth_ban_time",
                 format!("{:?} is outside 1s–24h", self.auth_ban_time),
                 "keep the default `5m` (repeat offenders get up to 16 times as long)",
+            ));
+        }
+        let nat = self.nat_register_expires;
+        if !nat.is_zero() && !(Duration::from_secs(60)..=Duration::from_secs(3600)).contains(&nat) {
+            return Err(layers.invalid(
+                "sip.nat_register_expires",
+                format!("{nat:?} is outside 60s–1h"),
+                "keep the default `2m` (most NATs forget a UDP mapping after 30 s to a few \
+                 minutes), or `0s` to grant NATed clients what they ask",
             ));
         }
         Ok(())

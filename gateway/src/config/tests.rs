@@ -311,6 +311,17 @@ fn sip_transaction_cap_is_checked() {
 }
 
 #[test]
+fn the_nat_registration_cap_is_checked() {
+    assert_error(
+        "[sip]\nnat_register_expires = \"10s\"\n",
+        "sip.nat_register_expires",
+        &["outside 60s–1h", "0s"],
+    );
+    let off = load("[sip]\nnat_register_expires = \"0s\"\n").expect("0 turns it off");
+    assert!(off.sip.nat_register_expires.is_zero());
+}
+
+#[test]
 fn connection_caps_are_checked() {
     assert_error(
         "[sip]\nmax_connections = 0\n",

@@ -315,6 +315,9 @@ pub struct Binding {
     pub source: SocketAddr,
     /// The transport the REGISTER came over.
     pub transport: Transport,
+    /// The device's `+sip.instance` (RFC 5626 §4.1), when it gave one: the same device
+    /// registering a new contact (a new port after a restart) replaces its old binding.
+    instance: Option<String>,
     /// The registering Call-ID, so reordered REGISTERs are detected (RFC 3261 §10.3).
     call_id: String,
     cseq: u32,
@@ -329,6 +332,7 @@ pub struct Registrar {
     min_expires: u32,
     max_expires: u32,
     max_bindings: usize,
+    nat_max_expires: Option<u32>,
 }
 
 impl Registrar {
@@ -339,7 +343,16 @@ impl Registrar {
             min_expires,
             max_expires,
             max_bindings,
+            nat_max_expires: None,
         }
+    }
+
+    /// Grants at most `secs` to a UDP binding whose contact names another address than the
+    /// REGISTER came from (the client is behind NAT): its own refreshes then come often enough
+    /// to keep the NAT's mapping open, so a call to it still gets through. Not below the
+    /// minimum expiry.
+    pub fn set_nat_max_expires(&mut self, secs: u32) {
+        self.nat_max_expires = Some(secs.max(self.min_expires));
     }
 
     /// The live bindings of `user`.
@@ -402,6 +415,7 @@ impl Registrar {
                 return (StatusCode::INTERVAL_TOO_BRIEF, Vec::new());
             }
             let uri = c.uri.to_string();
+            let instance = c.params.value("+sip.instance").map(str::to_owned);
             let existing = list.iter().position(|b| b.contact == uri);
             if let Some(i) = existing {
                 if list[i].call_id == call_id && list[i].cseq >= cseq {
@@ -410,16 +424,35 @@ impl Registrar {
                 list.remove(i);
             }
             if expires > 0 {
-                if list.len() >= self.max_bindings {
-                    return (StatusCode::FORBIDDEN, Vec::new());
+                // The same device under a new contact: its old one is stale.
+                if instance.is_some() {
+                    list.retain(|b| b.instance != instance);
                 }
-                let secs = expires.min(self.max_expires);
+                // Full: the binding closest to lapsing makes room (a phone restarted on a new
+                // port many times must not be locked out until its old bindings expire).
+                if list.len() >= self.max_bindings {
+                    if let Some(oldest) = list
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, b)| b.expires_at)
+                        .map(|(i, _)| i)
+                    {
+                        list.remove(oldest);
+                    }
+                }
+                let behind_nat = transport == Transport::Udp && !names_source(&c.uri, source);
+                let cap = match self.nat_max_expires {
+                    Some(nat) if behind_nat => nat.min(self.max_expires),
+                    _ => self.max_expires,
+                };
+                let secs = expires.min(cap);
                 let expires_at = now + Duration::from_secs(u64::from(secs));
                 list.push(Binding {
                     contact: uri,
                     expires_at,
                     source,
                     transport: transport.clone(),
+                    instance,
                     call_id: call_id.clone(),
                     cseq,
                 });
@@ -436,6 +469,14 @@ impl Registrar {
             .collect();
         (StatusCode::OK, out)
     }
+}
+
+/// Whether a contact URI names the address its REGISTER came from (an IP literal and port,
+/// 5060 when none is written). A name or another address means a NAT rewrote the source.
+fn names_source(contact: &crate::message::Uri, source: SocketAddr) -> bool {
+    contact.as_sip().is_some_and(|uri| {
+        uri.host.ip() == Some(source.ip()) && uri.port.unwrap_or(5060) == source.port()
+    })
 }
 
 /// The AOR's user part: what bindings are filed under.
