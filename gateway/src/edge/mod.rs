@@ -139,12 +139,25 @@ impl EdgeEvents {
     }
 }
 
+/// The configuration key of the listener for `transport`, for error messages.
+fn listener_key(transport: &str) -> &'static str {
+    match transport {
+        "SIP over UDP" => "sip.udp",
+        "SIP over TCP" => "sip.tcp",
+        "SIP over TLS" => "sip.tls",
+        "HTTPS/WSS" => "http.secure_listen",
+        _ => "http.listen",
+    }
+}
+
 /// Errors of the SIP edge.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
     /// A listener could not bind.
     #[error(
-        "cannot listen for SIP over {transport} on {address}: {source} (is another process using the port?)"
+        "cannot listen for {transport} on {address}: {source}; if another process holds the port \
+         (another landline?), stop it, or set another address in `{}`",
+        listener_key(.transport)
     )]
     Bind {
         /// Transport name.

@@ -308,7 +308,7 @@ pub(super) async fn listen_tcp(
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| EdgeError::Bind {
-            transport: "TCP",
+            transport: "SIP over TCP",
             address,
             source,
         })?;
@@ -343,7 +343,7 @@ pub(super) async fn listen_tls(
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| EdgeError::Bind {
-            transport: "TLS",
+            transport: "SIP over TLS",
             address,
             source,
         })?;

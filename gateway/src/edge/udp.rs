@@ -19,7 +19,7 @@ pub(super) async fn start(
     let socket = UdpSocket::bind(address)
         .await
         .map_err(|source| EdgeError::Bind {
-            transport: "UDP",
+            transport: "SIP over UDP",
             address,
             source,
         })?;

@@ -484,7 +484,10 @@ fn describe() {
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     /// The metrics listener could not be bound.
-    #[error("cannot listen for metrics on {address}: {source}")]
+    #[error(
+        "cannot listen for metrics on {address}: {source}; if another process holds the port \
+         (another landline?), stop it, or set another address in `metrics.listen`"
+    )]
     Bind {
         /// The configured address.
         address: SocketAddr,
