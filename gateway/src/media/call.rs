@@ -675,7 +675,8 @@ impl Direction {
                 },
             ) => Direction::Relay(Box::new(Relay::new(&RelayConfig {
                 audio: (a, b),
-                event: ea.zip(eb),
+                event_in: ea,
+                event_out: eb,
                 comfort_noise: None,
                 clock_rate: 48_000,
                 output,
@@ -700,7 +701,8 @@ impl Direction {
                 }
                 Direction::Relay(Box::new(Relay::new(&RelayConfig {
                     audio: (la.payload_type(), lb.payload_type()),
-                    event: ea.zip(eb),
+                    event_in: ea,
+                    event_out: eb,
                     comfort_noise: ca.zip(cb),
                     clock_rate: 8_000,
                     output,
