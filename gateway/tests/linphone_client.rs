@@ -1,0 +1,731 @@
+//! A second real softphone stack, Linphone (liblinphone 5.1 through Debian's `linphonec`, package
+//! `linphone-cli`), as the client: it registers with digest auth, calls the echo number and
+//! carriers (Opus transcoded both ways, and PCMU relayed), sends DTMF both ways Linphone knows
+//! (RFC 4733 and SIP INFO), and auto-answers a carrier's call to its DID. Linphone plays a
+//! 440 Hz WAV as its microphone and records what it hears to a WAV; a carrier's media is a
+//! socket the test owns (1 kHz PCMU out, G.711 and RFC 4733 in), or SIPp's `-rtp_echo`.
+//!
+//! How linphonec is driven headless (found on Debian 12, liblinphone 5.1.65):
+//! - Commands go to its standard input, one per line, from a pipe (no terminal needed); its
+//!   answers and call events come on standard output (`Call 1 with sip:... connected.`,
+//!   `... ended (...)`). `linphonecsh` is not used: its daemon socket is `/tmp/linphonec-<uid>`,
+//!   one per user, so two instances (parallel tests) would share it.
+//! - `HOME` is a fresh directory per instance, and `$HOME/.local/share/linphone/` must exist:
+//!   without it the database cannot be opened and the core stays in `LinphoneGlobalStartup`
+//!   forever, never binding its SIP port (calls fail with "No listening point").
+//! - The account goes in the rc file (`-c`): `[proxy_0]` with `reg_proxy` and `reg_route` (the
+//!   `register` command sets no route, so INVITEs to `sip:600@domain` go to the domain's DNS),
+//!   `[auth_info_0]` with the realm, `[sip] default_proxy=0`.
+//! - Codecs are `[audio_codec_N]` sections in preference order; codecs not listed are added
+//!   with their defaults (speex, G.729 and PCMA enabled), so each unwanted one is listed
+//!   disabled.
+//! - The sound card: `soundcard use files` then `play <wav>` (the microphone) and
+//!   `record <wav>` (what is heard, written at the codec's rate: 48 kHz for Opus, 8 kHz for
+//!   PCMU; the header is complete once the call has ended). There is no sound card on the
+//!   machine; ALSA's errors in the log are harmless.
+//! - DTMF: a line of digits typed during a call sends them, by RFC 4733 (`telephone-event`)
+//!   unless `[sip] use_info=1` and `use_rfc2833=0` (SIP INFO, `application/dtmf-relay`).
+//! - `-a` answers incoming calls at once. `[sip] use_ipv6=0`: the machine has an IPv6 address
+//!   (fd00::2) that liblinphone otherwise considers for its media address.
+//! - `-d 6 -l file` logs every SIP message (kept in the instance's directory for failures).
+//! - `quit` unregisters (REGISTER with `Expires: 0`) before exiting.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use landline_codecs::G711Law;
+use landline_codecs::rtp::{RtpHeader, RtpPacket};
+use landline_codecs::telephone_event::TelephoneEvent;
+
+/// The tone Linphone's microphone plays.
+const PHONE_HZ: f64 = 440.0;
+/// The tone a carrier's media socket sends.
+const CARRIER_HZ: f64 = 1000.0;
+/// Alice's DID in the test gateway.
+const ALICE_DID: &str = "+15551230001";
+/// How long a step may take on a loaded 2-core CI machine.
+const STEP: Duration = Duration::from_secs(30);
+
+/// The codecs Linphone offers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Codecs {
+    /// Opus first, then PCMU: the gateway transcodes.
+    OpusFirst,
+    /// PCMU alone: the gateway relays to a PCMU trunk.
+    PcmuOnly,
+}
+
+/// How Linphone sends DTMF.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dtmf {
+    Rfc4733,
+    SipInfo,
+}
+
+/// One linphonec process registered as alice; killed (and its directory removed) on drop.
+struct Linphone {
+    child: Child,
+    stdin: ChildStdin,
+    output: Arc<Mutex<String>>,
+    home: PathBuf,
+}
+
+impl Linphone {
+    /// Starts linphonec for alice on `gateway` and waits until the gateway holds its
+    /// registration.
+    fn start(gateway: &Gateway, codecs: Codecs, dtmf: Dtmf, auto_answer: bool) -> Linphone {
+        let sip_port = free_port();
+        let home = std::env::temp_dir().join(format!(
+            "landline-linphone-{}-{sip_port}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(home.join(".local/share/linphone")).expect("linphone home");
+        write_tone(&home.join("mic.wav"), PHONE_HZ);
+        let rc = home.join("linphonerc");
+        std::fs::write(&rc, rc_file(gateway, sip_port, codecs, dtmf)).expect("rc file");
+        let mut cmd = Command::new("linphonec");
+        cmd.arg("-c")
+            .arg(&rc)
+            .args(["-d", "6", "-l"])
+            .arg(home.join("linphone.log"));
+        if auto_answer {
+            cmd.arg("-a");
+        }
+        let stderr = std::fs::File::create(home.join("stderr.log")).expect("stderr file");
+        let mut child = cmd
+            .env("HOME", &home)
+            .current_dir(&home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run linphonec ({e}): apt-get install linphone-cli (scripts/test does)"
+                )
+            });
+        let stdin = child.stdin.take().expect("linphonec stdin");
+        let stdout = child.stdout.take().expect("linphonec stdout");
+        let output = Arc::new(Mutex::new(String::new()));
+        {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    let mut out = output.lock().expect("output lock");
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        let mut phone = Linphone {
+            child,
+            stdin,
+            output,
+            home,
+        };
+        phone.command("soundcard use files");
+        let (mic, heard) = (phone.home.join("mic.wav"), phone.home.join("heard.wav"));
+        phone.command(&format!("play {}", mic.display()));
+        phone.command(&format!("record {}", heard.display()));
+        let registered = wait_until(STEP, || gateway.metric("landline_registrations") >= 1.0);
+        assert!(
+            registered.is_some(),
+            "Linphone did not register\n{}\n--- gateway ---\n{}",
+            phone.diagnostics(),
+            tail(&gateway.log(), 4000)
+        );
+        phone
+    }
+
+    /// Sends one command line to linphonec.
+    fn command(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}")
+            .and_then(|()| self.stdin.flush())
+            .unwrap_or_else(|e| panic!("linphonec gone ({e})\n{}", self.diagnostics()));
+    }
+
+    /// What linphonec printed so far.
+    fn output(&self) -> String {
+        self.output.lock().expect("output lock").clone()
+    }
+
+    /// Waits (bounded) until linphonec has printed `needle`.
+    fn wait_for(&self, needle: &str) -> bool {
+        wait_until(STEP, || self.output().contains(needle)).is_some()
+    }
+
+    /// Asserts linphonec prints `needle`, with diagnostics when it does not.
+    fn expect(&self, needle: &str, gateway: &Gateway, sides: &[&Sipp]) {
+        if !self.wait_for(needle) {
+            let mut report = format!("Linphone never printed {needle:?}\n{}", self.diagnostics());
+            for side in sides {
+                report.push_str(&side.diagnostics());
+            }
+            report.push_str("\n--- gateway (tail) ---\n");
+            report.push_str(&tail(&gateway.log(), 6000));
+            panic!("{report}");
+        }
+    }
+
+    /// Hangs up and waits for the call to end on Linphone's side.
+    fn hang_up(&mut self, gateway: &Gateway, sides: &[&Sipp]) {
+        self.command("terminate");
+        self.expect(" ended (", gateway, sides);
+    }
+
+    /// What Linphone heard in its call (after it ended): mono samples and their rate.
+    fn heard(&self) -> (Vec<i16>, u32) {
+        let path = self.home.join("heard.wav");
+        // The recorder writes the WAV header's sizes when it closes, just after the call ends.
+        let mut last = (Vec::new(), 0);
+        wait_until(Duration::from_secs(10), || {
+            let Ok(reader) = hound::WavReader::open(&path) else {
+                return false;
+            };
+            let spec = reader.spec();
+            let channels = usize::from(spec.channels.max(1));
+            let samples: Vec<i16> = reader
+                .into_samples::<i16>()
+                .filter_map(Result::ok)
+                .collect();
+            let mono: Vec<i16> = samples.chunks(channels).map(|frame| frame[0]).collect();
+            let done = !mono.is_empty();
+            last = (mono, spec.sample_rate);
+            done
+        });
+        last
+    }
+
+    /// Linphone's output and the tail of its log, for failure messages.
+    fn diagnostics(&self) -> String {
+        let log = std::fs::read_to_string(self.home.join("linphone.log")).unwrap_or_default();
+        format!(
+            "--- linphonec output ---\n{}\n--- linphone log (tail) ---\n{}",
+            self.output(),
+            tail(&log, 8000)
+        )
+    }
+
+    /// The SIP messages in Linphone's log (sent and received), for checks on what it saw.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("linphone.log")).unwrap_or_default()
+    }
+
+    /// Quits linphonec cleanly (it unregisters first) and waits for it to exit.
+    fn quit(&mut self) -> bool {
+        self.command("quit");
+        wait_until(Duration::from_secs(15), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        })
+        .is_some()
+    }
+}
+
+impl Drop for Linphone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.home);
+        }
+    }
+}
+
+/// linphonec's configuration: alice's account on the gateway, the codecs and DTMF mode asked
+/// for, no video, no echo canceller, no STUN/ICE/UPnP, its ports fixed.
+fn rc_file(gateway: &Gateway, sip_port: u16, codecs: Codecs, dtmf: Dtmf) -> String {
+    let rtp_port = free_port();
+    let proxy = format!("<sip:{};transport=udp>", gateway.sip);
+    let route = format!("<sip:{};transport=udp;lr>", gateway.sip);
+    let info = u8::from(dtmf == Dtmf::SipInfo);
+    let mut rc = format!(
+        "[sip]\nsip_port={sip_port}\nsip_tcp_port=0\nsip_tls_port=0\nuse_ipv6=0\n\
+         default_proxy=0\nuse_info={info}\nuse_rfc2833={rfc2833}\n\
+         [rtp]\naudio_rtp_port={rtp_port}\n\
+         [net]\nfirewall_policy=0\n\
+         [sound]\nechocancellation=0\n\
+         [video]\nenabled=0\ndisplay=0\ncapture=0\n\
+         [proxy_0]\nreg_proxy={proxy}\nreg_route={route}\n\
+         reg_identity=\"Alice\" <sip:alice@landline.test>\nreg_expires=3600\n\
+         reg_sendregister=1\npublish=0\n\
+         [auth_info_0]\nusername=alice\npasswd={PASSWORD}\nrealm=landline.test\n\
+         domain=landline.test\n",
+        rfc2833 = 1 - info,
+    );
+    let opus = codecs == Codecs::OpusFirst;
+    let table: [(&str, u32, u32, bool); 9] = [
+        ("opus", 48_000, 2, opus),
+        ("PCMU", 8000, 1, true),
+        ("PCMA", 8000, 1, false),
+        ("speex", 16_000, 1, false),
+        ("speex", 8000, 1, false),
+        ("speex", 32_000, 1, false),
+        ("G729", 8000, 1, false),
+        ("GSM", 8000, 1, false),
+        ("G722", 8000, 1, false),
+    ];
+    for (i, (mime, rate, channels, enabled)) in table.iter().enumerate() {
+        rc.push_str(&format!(
+            "[audio_codec_{i}]\nmime={mime}\nrate={rate}\nchannels={channels}\nenabled={}\n",
+            u8::from(*enabled)
+        ));
+    }
+    rc
+}
+
+/// A 30 s, 8 kHz mono WAV of a sine at `hz` (longer than any call here: the player stops at
+/// the file's end).
+fn write_tone(path: &std::path::Path, hz: f64) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(path, spec).expect("tone wav");
+    for n in 0..8000 * 30 {
+        let t = f64::from(n) / 8000.0;
+        let sample = 8000.0 * (2.0 * std::f64::consts::PI * hz * t).sin();
+        wav.write_sample(sample as i16).expect("tone sample");
+    }
+    wav.finalize().expect("tone wav");
+}
+
+fn tail(text: &str, max: usize) -> String {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
+
+/// The share of the energy of `pcm` (at `rate`) that is at `hz`, measured per 50 ms block and
+/// weighted by each block's energy (a jitter buffer's adjustment or a digit spoils a block, not
+/// the whole), and the signal's RMS level.
+fn tone_share(pcm: &[i16], rate: u32, hz: f64) -> (f64, f64) {
+    let block = (rate / 20) as usize;
+    let (mut tone, mut total) = (0.0, 0.0);
+    for chunk in pcm.chunks_exact(block.max(1)) {
+        let energy: f64 = chunk.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        tone += tone_ratio(chunk, hz, f64::from(rate)) * energy;
+        total += energy;
+    }
+    if total == 0.0 {
+        return (0.0, 0.0);
+    }
+    (tone / total, (total / pcm.len() as f64).sqrt())
+}
+
+/// Asserts Linphone heard a steady tone at `hz` for at least 2 s after its first second.
+fn assert_linphone_heard(phone: &Linphone, hz: f64, gateway: &Gateway) {
+    let (pcm, rate) = phone.heard();
+    let settled = pcm.get(rate as usize..).unwrap_or(&[]);
+    let (share, rms) = tone_share(settled, rate, hz);
+    eprintln!(
+        "Linphone heard {:.1} s at {rate} Hz: {hz} Hz holds {share:.3} of the power, RMS {rms:.0}",
+        pcm.len() as f64 / f64::from(rate.max(1))
+    );
+    assert!(
+        settled.len() >= 2 * rate as usize && share > 0.8 && rms > 1000.0,
+        "Linphone heard {} samples at {rate} Hz; {hz} Hz holds {share:.3} of the power, RMS \
+         {rms:.0}\n{}\n--- gateway (tail) ---\n{}",
+        pcm.len(),
+        phone.diagnostics(),
+        tail(&gateway.log(), 6000)
+    );
+}
+
+/// A carrier's media, played by the test: a socket on 127.0.0.2 that sends a 20 ms PCMU
+/// packet of a 1 kHz tone every 20 ms once it knows where to, and keeps the G.711 audio and
+/// RFC 4733 events it receives.
+struct CarrierMedia {
+    socket: UdpSocket,
+    sequence: u16,
+    next_send: Instant,
+    pcm: Vec<i16>,
+    events: Vec<TelephoneEvent>,
+    /// A digit being sent in place of audio: its event code, first timestamp, reports sent.
+    pressing: Option<(u8, u32, u16)>,
+}
+
+impl CarrierMedia {
+    fn new() -> CarrierMedia {
+        let socket = UdpSocket::bind("127.0.0.2:0").expect("carrier media socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .expect("timeout");
+        CarrierMedia {
+            socket,
+            sequence: 0,
+            next_send: Instant::now(),
+            pcm: Vec::new(),
+            events: Vec::new(),
+            pressing: None,
+        }
+    }
+
+    /// Sends `event` (RFC 4733, payload type 101) in place of the next 160 ms of audio: five
+    /// reports of a growing duration, then three end reports.
+    fn press(&mut self, event: u8) {
+        self.pressing = Some((event, u32::from(self.sequence) * 160, 0));
+    }
+
+    fn port(&self) -> String {
+        self.socket.local_addr().expect("addr").port().to_string()
+    }
+
+    /// Talks to `to` (once known) and listens until `done` holds or `limit` passes; whether
+    /// `done` held.
+    fn run_until(
+        &mut self,
+        limit: Duration,
+        mut to: impl FnMut() -> Option<SocketAddr>,
+        mut done: impl FnMut(&CarrierMedia) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut target = None;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            if done(self) {
+                return true;
+            }
+            if target.is_none() {
+                target = to();
+                self.next_send = Instant::now();
+            }
+            if let Some(target) = target {
+                while Instant::now() >= self.next_send {
+                    let ts = u32::from(self.sequence) * 160;
+                    let packet = match self.pressing {
+                        Some(pressing) => self.event_packet(pressing),
+                        None => pcmu_tone(self.sequence, ts, CARRIER_HZ),
+                    };
+                    let _ = self.socket.send_to(&packet, target);
+                    self.sequence = self.sequence.wrapping_add(1);
+                    self.next_send += Duration::from_millis(20);
+                }
+            }
+            if let Ok((n, _)) = self.socket.recv_from(&mut buf) {
+                self.keep(&buf[..n]);
+            }
+        }
+        done(self)
+    }
+
+    /// The next report of the digit being pressed.
+    fn event_packet(&mut self, (event, timestamp, sent): (u8, u32, u16)) -> Vec<u8> {
+        let mut packet = vec![0u8; 16];
+        RtpHeader {
+            marker: sent == 0,
+            payload_type: 101,
+            sequence: self.sequence,
+            timestamp,
+            ssrc: CARRIER_SSRC,
+        }
+        .write(&mut packet);
+        TelephoneEvent {
+            event,
+            end: sent >= 5,
+            volume: 10,
+            duration: 160 * (sent.min(5) + 1),
+        }
+        .write(&mut packet[12..]);
+        self.pressing = (sent < 7).then_some((event, timestamp, sent + 1));
+        packet
+    }
+
+    fn keep(&mut self, datagram: &[u8]) {
+        let Ok(rtp) = RtpPacket::parse(datagram) else {
+            return;
+        };
+        match rtp.payload_type {
+            0 => {
+                let mut pcm = vec![0i16; rtp.payload.len()];
+                G711Law::Mu.decode(rtp.payload, &mut pcm);
+                self.pcm.extend_from_slice(&pcm);
+            }
+            101 => {
+                if let Ok(event) = TelephoneEvent::parse(rtp.payload) {
+                    self.events.push(event);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The digits received, one per event (the reports of one event collapse).
+    fn digits(&self) -> String {
+        let mut out = String::new();
+        let mut last_end = true;
+        for e in &self.events {
+            if last_end && !e.end {
+                out.extend(e.dtmf_char());
+            }
+            last_end = e.end;
+        }
+        out
+    }
+
+    /// Asserts the carrier heard Linphone's tone for at least 2 s after the first second.
+    fn assert_heard_phone(&self, gateway: &Gateway) {
+        let settled = self.pcm.get(8000..).unwrap_or(&[]);
+        let (share, rms) = tone_share(settled, 8000, PHONE_HZ);
+        eprintln!(
+            "the carrier heard {:.1} s: {PHONE_HZ} Hz holds {share:.3} of the power, RMS {rms:.0}",
+            self.pcm.len() as f64 / 8000.0
+        );
+        assert!(
+            settled.len() >= 16_000 && share > 0.8 && rms > 1000.0,
+            "the carrier heard {} samples; {PHONE_HZ} Hz holds {share:.3}, RMS {rms:.0}\n\
+             --- gateway (tail) ---\n{}",
+            self.pcm.len(),
+            tail(&gateway.log(), 6000)
+        );
+    }
+}
+
+fn carrier() -> (SocketAddr, TestTrunk) {
+    let addr = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    (
+        addr,
+        TestTrunk {
+            name: "carrier",
+            addr,
+            probe: false,
+        },
+    )
+}
+
+/// The `m=audio` line of the gateway's 200 OK to Linphone's INVITE, from Linphone's log.
+fn answered_media_line(phone: &Linphone) -> String {
+    let log = phone.log();
+    log.split("SIP/2.0 200 OK")
+        .filter(|answer| answer.contains(" INVITE\n") || answer.contains(" INVITE\r\n"))
+        .filter_map(|answer| answer.lines().find(|l| l.starts_with("m=audio")))
+        .last()
+        .unwrap_or("")
+        .to_owned()
+}
+
+// --- tests ------------------------------------------------------------------------------------
+
+#[test]
+fn linphone_registers_with_digest_auth_and_unregisters_on_quit() {
+    let gateway = Gateway::start(&[]);
+    let mut phone = Linphone::start(&gateway, Codecs::OpusFirst, Dtmf::Rfc4733, false);
+    assert_eq!(gateway.metric("landline_registrations"), 1.0);
+    phone.command("status register");
+    phone.expect("registered, identity=", &gateway, &[]);
+    let log = phone.log();
+    assert!(
+        log.contains("SIP/2.0 401 Unauthorized") && log.contains("Authorization:"),
+        "Linphone registered without being challenged:\n{}",
+        phone.diagnostics()
+    );
+    assert!(
+        phone.quit(),
+        "linphonec did not quit\n{}",
+        phone.diagnostics()
+    );
+    assert!(
+        wait_until(STEP, || gateway.metric("landline_registrations") == 0.0).is_some(),
+        "the binding outlived Linphone's quit\n{}",
+        tail(&gateway.log(), 4000)
+    );
+    gateway.assert_idle();
+}
+
+#[test]
+fn linphone_with_opus_hears_itself_on_the_echo_number() {
+    let gateway = Gateway::start(&[]);
+    let mut phone = Linphone::start(&gateway, Codecs::OpusFirst, Dtmf::Rfc4733, false);
+    phone.command("call 600");
+    phone.expect("connected.", &gateway, &[]);
+    let answer = answered_media_line(&phone);
+    assert!(
+        answer.starts_with("m=audio ") && answer.contains(" RTP/AVP 96"),
+        "the gateway's answer: {answer:?}"
+    );
+    assert!(
+        phone.log().contains("a=rtpmap:96 opus/48000/2"),
+        "Linphone offered Opus first"
+    );
+    // Long enough for 2 s of settled audio after the first second, with margin.
+    std::thread::sleep(Duration::from_secs(5));
+    phone.hang_up(&gateway, &[]);
+    assert_linphone_heard(&phone, PHONE_HZ, &gateway);
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(cdrs.first().map(|c| &c["to"]), Some(&"600".into()));
+    assert_eq!(cdrs[0]["outcome"], "answered");
+    gateway.assert_idle();
+}
+
+#[test]
+fn linphone_calls_out_and_hears_itself_through_an_echoing_carrier() {
+    let (carrier_addr, trunk) = carrier();
+    let gateway = Gateway::start(&[trunk]);
+    let mut trunk = Sipp::start("carrier_answer", carrier_addr, None, 1, &["-rtp_echo"]);
+    let mut phone = Linphone::start(&gateway, Codecs::OpusFirst, Dtmf::Rfc4733, false);
+    phone.command("call +15557654321");
+    phone.expect("connected.", &gateway, &[&trunk]);
+    std::thread::sleep(Duration::from_secs(5));
+    phone.hang_up(&gateway, &[&trunk]);
+    // Opus → PCMU to the carrier, which echoes PCMU → Opus back: both directions transcoded.
+    assert_linphone_heard(&phone, PHONE_HZ, &gateway);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk]);
+    let at_carrier = trunk.messages();
+    assert!(at_carrier.contains("m=audio"), "{at_carrier}");
+    assert!(
+        !at_carrier.to_lowercase().contains("opus"),
+        "the carrier is offered G.711 only"
+    );
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(
+        cdrs.first().map(|c| &c["outcome"]),
+        Some(&"answered".into())
+    );
+    gateway.assert_idle();
+}
+
+/// Linphone's default DTMF (RFC 4733 on Opus) reaches a PCMU carrier as RFC 4733, and a tone
+/// crosses each way, told apart by frequency (440 Hz from Linphone, 1 kHz from the carrier).
+#[test]
+fn linphone_opus_call_out_carries_audio_both_ways_and_rfc4733_digits() {
+    call_out_with_digits(Codecs::OpusFirst, Dtmf::Rfc4733);
+}
+
+/// A PCMU-only Linphone (relayed, no transcoding) pressing keys by SIP INFO: the carrier gets
+/// RFC 4733 and the INFOs stay with the gateway.
+#[test]
+fn linphone_pcmu_call_out_with_sip_info_digits_reaches_the_carrier_as_rfc4733() {
+    call_out_with_digits(Codecs::PcmuOnly, Dtmf::SipInfo);
+}
+
+fn call_out_with_digits(codecs: Codecs, dtmf: Dtmf) {
+    let (carrier_addr, trunk) = carrier();
+    let gateway = Gateway::start(&[trunk]);
+    let mut media = CarrierMedia::new();
+    let mut trunk = Sipp::start(
+        "carrier_answer_media",
+        carrier_addr,
+        None,
+        1,
+        &["-key", "rtp_port", &media.port()],
+    );
+    let mut phone = Linphone::start(&gateway, codecs, dtmf, false);
+    phone.command("call +15557654321");
+    phone.expect("connected.", &gateway, &[&trunk]);
+    let answer = answered_media_line(&phone);
+    let expected = match codecs {
+        Codecs::OpusFirst => " RTP/AVP 96",
+        Codecs::PcmuOnly => " RTP/AVP 0",
+    };
+    assert!(
+        answer.contains(expected),
+        "the gateway's answer: {answer:?}"
+    );
+
+    // 3 s of audio both ways, then one digit at a time, each waited for at the carrier.
+    let to = || offered_media(&trunk);
+    media.run_until(STEP, to, |m| m.pcm.len() >= 3 * 8000);
+    let mut sent = String::new();
+    for digit in ["1", "5", "9", "#"] {
+        phone.command(digit);
+        sent.push_str(digit);
+        let arrived = media.run_until(STEP, || offered_media(&trunk), |m| m.digits() == sent);
+        assert!(
+            arrived,
+            "the carrier got digits {:?} after {sent:?} was pressed: {:?}\n{}\n{}",
+            media.digits(),
+            media.events,
+            phone.diagnostics(),
+            trunk.diagnostics()
+        );
+    }
+    // A last second of audio after the digits.
+    let until = Instant::now() + Duration::from_secs(1);
+    media.run_until(STEP, || offered_media(&trunk), |_| Instant::now() >= until);
+    phone.hang_up(&gateway, &[&trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk]);
+
+    media.assert_heard_phone(&gateway);
+    assert_linphone_heard(&phone, CARRIER_HZ, &gateway);
+    let infos = phone.log().matches("INFO sip:").count();
+    match dtmf {
+        Dtmf::SipInfo => assert!(
+            infos >= 4 && phone.log().contains("application/dtmf-relay"),
+            "Linphone sent {infos} INFO requests"
+        ),
+        Dtmf::Rfc4733 => assert_eq!(infos, 0, "Linphone sent INFO requests"),
+    }
+    assert!(
+        !trunk.messages().contains("INFO sip:"),
+        "an INFO reached the carrier:\n{}",
+        trunk.messages()
+    );
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(
+        cdrs.first().map(|c| &c["outcome"]),
+        Some(&"answered".into())
+    );
+    gateway.assert_idle();
+}
+
+#[test]
+fn a_carrier_call_to_the_did_rings_linphone_which_answers_and_talks() {
+    let (carrier_addr, trunk) = carrier();
+    let gateway = Gateway::start(&[trunk]);
+    let phone = Linphone::start(&gateway, Codecs::OpusFirst, Dtmf::Rfc4733, true);
+    let mut media = CarrierMedia::new();
+    let mut trunk = Sipp::start(
+        "carrier_call_did_media",
+        carrier_addr,
+        Some(gateway.sip),
+        1,
+        &["-s", ALICE_DID, "-key", "rtp_port", &media.port()],
+    );
+    phone.expect("Receiving new incoming call from", &gateway, &[&trunk]);
+    phone.expect("connected.", &gateway, &[&trunk]);
+    let gateway_trunk_leg = SocketAddr::from(([127, 0, 0, 1], trunk.answer_port()));
+    // 2 s of talk, then the carrier presses 7 (RFC 4733 at 8 kHz, carried to Linphone's Opus
+    // stream as telephone-event/48000), and talks on until it hangs up (its scenario: 6 s
+    // after the answer).
+    let until = Instant::now() + Duration::from_secs(2);
+    media.run_until(
+        STEP,
+        || Some(gateway_trunk_leg),
+        |_| Instant::now() >= until,
+    );
+    media.press(7);
+    media.run_until(
+        Duration::from_secs(40),
+        || Some(gateway_trunk_leg),
+        |_| phone.output().contains(" ended ("),
+    );
+    phone.expect(" ended (", &gateway, &[&trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk]);
+    let output = phone.output();
+    assert_eq!(
+        output.matches("Receiving tone ").count(),
+        1,
+        "Linphone heard the carrier's digit once:\n{output}"
+    );
+    assert!(output.contains("Receiving tone 7 from"), "{output}");
+    media.assert_heard_phone(&gateway);
+    assert_linphone_heard(&phone, CARRIER_HZ, &gateway);
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(
+        cdrs.first().map(|c| &c["direction"]),
+        Some(&"inbound".into())
+    );
+    assert_eq!(cdrs[0]["outcome"], "answered");
+    gateway.assert_idle();
+}
