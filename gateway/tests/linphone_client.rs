@@ -609,6 +609,18 @@ fn linphone_pcmu_call_out_with_sip_info_digits_reaches_the_carrier_as_rfc4733() 
     call_out_with_digits(Codecs::PcmuOnly, Dtmf::SipInfo);
 }
 
+/// Opus with SIP INFO: transcoded, the client offering no telephone-event.
+#[test]
+fn linphone_opus_call_out_with_sip_info_digits_reaches_the_carrier_as_rfc4733() {
+    call_out_with_digits(Codecs::OpusFirst, Dtmf::SipInfo);
+}
+
+/// PCMU with RFC 4733: relayed, Linphone's events passed on in the trunk's payload type.
+#[test]
+fn linphone_pcmu_call_out_relays_rfc4733_digits_to_the_carrier() {
+    call_out_with_digits(Codecs::PcmuOnly, Dtmf::Rfc4733);
+}
+
 fn call_out_with_digits(codecs: Codecs, dtmf: Dtmf) {
     let (carrier_addr, trunk) = carrier();
     let gateway = Gateway::start(&[trunk]);
@@ -727,5 +739,48 @@ fn a_carrier_call_to_the_did_rings_linphone_which_answers_and_talks() {
         Some(&"inbound".into())
     );
     assert_eq!(cdrs[0]["outcome"], "answered");
+    gateway.assert_idle();
+}
+
+/// Linphone's hold (`pause`: a re-INVITE with `a=sendonly`) and unhold (`resume`) reach the
+/// carrier as re-INVITEs (its scenario fails unless they say `sendonly`, then `sendrecv`), and
+/// the echoed audio comes back after the resume.
+#[test]
+fn linphone_pauses_and_resumes_a_call_out_and_the_carrier_is_told() {
+    let (carrier_addr, trunk) = carrier();
+    let gateway = Gateway::start(&[trunk]);
+    let mut trunk = Sipp::start("carrier_hold", carrier_addr, None, 1, &["-rtp_echo"]);
+    let mut phone = Linphone::start(&gateway, Codecs::OpusFirst, Dtmf::Rfc4733, false);
+    phone.command("call +15557654321");
+    phone.expect("connected.", &gateway, &[&trunk]);
+    phone.command("pause");
+    phone.expect("is now paused.", &gateway, &[&trunk]);
+    let reinvites =
+        |n: usize| wait_until(STEP, || trunk.messages().matches("X-Seen:").count() >= n).is_some();
+    assert!(
+        reinvites(1),
+        "no hold reached the carrier\n{}",
+        trunk.diagnostics()
+    );
+    phone.command("resume");
+    assert!(
+        reinvites(2),
+        "no unhold reached the carrier\n{}",
+        trunk.diagnostics()
+    );
+    let resumed = wait_until(STEP, || {
+        phone.output().matches("Media streams established").count() >= 2
+    });
+    assert!(resumed.is_some(), "{}", phone.diagnostics());
+    // Linphone restarts its recording on the resume: what it heard is from then on.
+    std::thread::sleep(Duration::from_secs(5));
+    phone.hang_up(&gateway, &[&trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk]);
+    assert_linphone_heard(&phone, PHONE_HZ, &gateway);
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(
+        cdrs.first().map(|c| &c["outcome"]),
+        Some(&"answered".into())
+    );
     gateway.assert_idle();
 }
