@@ -69,6 +69,37 @@ enum Dtmf {
     SipInfo,
 }
 
+/// The SIP transport Linphone uses towards the gateway.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SipTransport {
+    Udp,
+    Tcp,
+}
+
+/// How one Linphone is set up.
+#[derive(Clone, Copy)]
+struct Setup {
+    codecs: Codecs,
+    dtmf: Dtmf,
+    /// linphonec's `-a`: incoming calls answered at once.
+    auto_answer: bool,
+    transport: SipTransport,
+    /// The registration lifetime asked for, in seconds.
+    expires: u32,
+}
+
+impl Default for Setup {
+    fn default() -> Setup {
+        Setup {
+            codecs: Codecs::OpusFirst,
+            dtmf: Dtmf::Rfc4733,
+            auto_answer: false,
+            transport: SipTransport::Udp,
+            expires: 3600,
+        }
+    }
+}
+
 /// One linphonec process registered as alice; killed (and its directory removed) on drop.
 struct Linphone {
     child: Child,
@@ -80,7 +111,7 @@ struct Linphone {
 impl Linphone {
     /// Starts linphonec for alice on `gateway` and waits until the gateway holds its
     /// registration.
-    fn start(gateway: &Gateway, codecs: Codecs, dtmf: Dtmf, auto_answer: bool) -> Linphone {
+    fn start(gateway: &Gateway, setup: Setup) -> Linphone {
         let sip_port = free_port();
         let home = std::env::temp_dir().join(format!(
             "landline-linphone-{}-{sip_port}",
@@ -89,13 +120,13 @@ impl Linphone {
         std::fs::create_dir_all(home.join(".local/share/linphone")).expect("linphone home");
         write_tone(&home.join("mic.wav"), PHONE_HZ);
         let rc = home.join("linphonerc");
-        std::fs::write(&rc, rc_file(gateway, sip_port, codecs, dtmf)).expect("rc file");
+        std::fs::write(&rc, rc_file(gateway, sip_port, setup)).expect("rc file");
         let mut cmd = Command::new("linphonec");
         cmd.arg("-c")
             .arg(&rc)
             .args(["-d", "6", "-l"])
             .arg(home.join("linphone.log"));
-        if auto_answer {
+        if setup.auto_answer {
             cmd.arg("-a");
         }
         let stderr = std::fs::File::create(home.join("stderr.log")).expect("stderr file");
@@ -219,6 +250,11 @@ impl Linphone {
         std::fs::read_to_string(self.home.join("linphone.log")).unwrap_or_default()
     }
 
+    /// Waits (bounded) until Linphone's log passes `check`: the log is written as it goes.
+    fn log_shows(&self, check: impl Fn(&str) -> bool) -> bool {
+        wait_until(STEP, || check(&self.log())).is_some()
+    }
+
     /// Quits linphonec cleanly (it unregisters first) and waits for it to exit.
     fn quit(&mut self) -> bool {
         self.command("quit");
@@ -241,26 +277,32 @@ impl Drop for Linphone {
 
 /// linphonec's configuration: alice's account on the gateway, the codecs and DTMF mode asked
 /// for, no video, no echo canceller, no STUN/ICE/UPnP, its ports fixed.
-fn rc_file(gateway: &Gateway, sip_port: u16, codecs: Codecs, dtmf: Dtmf) -> String {
+fn rc_file(gateway: &Gateway, sip_port: u16, setup: Setup) -> String {
     let rtp_port = free_port();
-    let proxy = format!("<sip:{};transport=udp>", gateway.sip);
-    let route = format!("<sip:{};transport=udp;lr>", gateway.sip);
-    let info = u8::from(dtmf == Dtmf::SipInfo);
+    // Port 0 turns a transport off.
+    let (transport, udp_port, tcp_port) = match setup.transport {
+        SipTransport::Udp => ("udp", sip_port, 0),
+        SipTransport::Tcp => ("tcp", 0, sip_port),
+    };
+    let proxy = format!("<sip:{};transport={transport}>", gateway.sip);
+    let route = format!("<sip:{};transport={transport};lr>", gateway.sip);
+    let info = u8::from(setup.dtmf == Dtmf::SipInfo);
+    let expires = setup.expires;
     let mut rc = format!(
-        "[sip]\nsip_port={sip_port}\nsip_tcp_port=0\nsip_tls_port=0\nuse_ipv6=0\n\
+        "[sip]\nsip_port={udp_port}\nsip_tcp_port={tcp_port}\nsip_tls_port=0\nuse_ipv6=0\n\
          default_proxy=0\nuse_info={info}\nuse_rfc2833={rfc2833}\n\
          [rtp]\naudio_rtp_port={rtp_port}\n\
          [net]\nfirewall_policy=0\n\
          [sound]\nechocancellation=0\n\
          [video]\nenabled=0\ndisplay=0\ncapture=0\n\
          [proxy_0]\nreg_proxy={proxy}\nreg_route={route}\n\
-         reg_identity=\"Alice\" <sip:alice@landline.test>\nreg_expires=3600\n\
+         reg_identity=\"Alice\" <sip:alice@landline.test>\nreg_expires={expires}\n\
          reg_sendregister=1\npublish=0\n\
          [auth_info_0]\nusername=alice\npasswd={PASSWORD}\nrealm=landline.test\n\
          domain=landline.test\n",
         rfc2833 = 1 - info,
     );
-    let opus = codecs == Codecs::OpusFirst;
+    let opus = setup.codecs == Codecs::OpusFirst;
     let table: [(&str, u32, u32, bool); 9] = [
         ("opus", 48_000, 2, opus),
         ("PCMU", 8000, 1, true),
@@ -504,15 +546,19 @@ fn carrier() -> (SocketAddr, TestTrunk) {
     )
 }
 
-/// The `m=audio` line of the gateway's 200 OK to Linphone's INVITE, from Linphone's log.
+/// The `m=audio` line of the gateway's 200 OK to Linphone's INVITE, from Linphone's log
+/// (waited for: the log is written as Linphone goes).
 fn answered_media_line(phone: &Linphone) -> String {
-    let log = phone.log();
-    log.split("SIP/2.0 200 OK")
-        .filter(|answer| answer.contains(" INVITE\n") || answer.contains(" INVITE\r\n"))
-        .filter_map(|answer| answer.lines().find(|l| l.starts_with("m=audio")))
-        .last()
-        .unwrap_or("")
-        .to_owned()
+    let find = || {
+        let log = phone.log();
+        log.split("SIP/2.0 200 OK")
+            .filter(|answer| answer.contains(" INVITE\n") || answer.contains(" INVITE\r\n"))
+            .filter_map(|answer| answer.lines().find(|l| l.starts_with("m=audio")))
+            .last()
+            .map(str::to_owned)
+    };
+    wait_until(STEP, || find().is_some());
+    find().unwrap_or_default()
 }
 
 // --- tests ------------------------------------------------------------------------------------
@@ -520,13 +566,14 @@ fn answered_media_line(phone: &Linphone) -> String {
 #[test]
 fn linphone_registers_with_digest_auth_and_unregisters_on_quit() {
     let gateway = Gateway::start(&[]);
-    let mut phone = Linphone::start(&gateway, Codecs::OpusFirst, Dtmf::Rfc4733, false);
+    let mut phone = Linphone::start(&gateway, Setup::default());
     assert_eq!(gateway.metric("landline_registrations"), 1.0);
     phone.command("status register");
     phone.expect("registered, identity=", &gateway, &[]);
-    let log = phone.log();
     assert!(
-        log.contains("SIP/2.0 401 Unauthorized") && log.contains("Authorization:"),
+        phone.log_shows(|log| {
+            log.contains("SIP/2.0 401 Unauthorized") && log.contains("Authorization:")
+        }),
         "Linphone registered without being challenged:\n{}",
         phone.diagnostics()
     );
@@ -543,10 +590,38 @@ fn linphone_registers_with_digest_auth_and_unregisters_on_quit() {
     gateway.assert_idle();
 }
 
+/// Asked for less than the registrar's minimum (60 s), Linphone gets 423 with `Min-Expires`
+/// and registers again with 60 s, which the gateway grants.
+#[test]
+fn linphone_asking_too_short_a_registration_retries_with_min_expires() {
+    let gateway = Gateway::start(&[]);
+    let phone = Linphone::start(
+        &gateway,
+        Setup {
+            expires: 20,
+            ..Setup::default()
+        },
+    );
+    // The log is written as Linphone goes; wait for the lines rather than race them.
+    let seen = wait_until(STEP, || {
+        let log = phone.log();
+        log.contains("SIP/2.0 423 ")
+            && log.contains("Min-Expires: 60")
+            && log.contains(";expires=60")
+    });
+    assert!(
+        seen.is_some(),
+        "no 423 with Min-Expires, then a 60 s binding, in Linphone's log\n{}",
+        phone.diagnostics()
+    );
+    assert_eq!(gateway.metric("landline_registrations"), 1.0);
+    gateway.assert_idle();
+}
+
 #[test]
 fn linphone_with_opus_hears_itself_on_the_echo_number() {
     let gateway = Gateway::start(&[]);
-    let mut phone = Linphone::start(&gateway, Codecs::OpusFirst, Dtmf::Rfc4733, false);
+    let mut phone = Linphone::start(&gateway, Setup::default());
     phone.command("call 600");
     phone.expect("connected.", &gateway, &[]);
     let answer = answered_media_line(&phone);
@@ -555,7 +630,7 @@ fn linphone_with_opus_hears_itself_on_the_echo_number() {
         "the gateway's answer: {answer:?}"
     );
     assert!(
-        phone.log().contains("a=rtpmap:96 opus/48000/2"),
+        phone.log_shows(|log| log.contains("a=rtpmap:96 opus/48000/2")),
         "Linphone offered Opus first"
     );
     // Long enough for 2 s of settled audio after the first second, with margin.
@@ -573,7 +648,7 @@ fn linphone_calls_out_and_hears_itself_through_an_echoing_carrier() {
     let (carrier_addr, trunk) = carrier();
     let gateway = Gateway::start(&[trunk]);
     let mut trunk = Sipp::start("carrier_answer", carrier_addr, None, 1, &["-rtp_echo"]);
-    let mut phone = Linphone::start(&gateway, Codecs::OpusFirst, Dtmf::Rfc4733, false);
+    let mut phone = Linphone::start(&gateway, Setup::default());
     phone.command("call +15557654321");
     phone.expect("connected.", &gateway, &[&trunk]);
     std::thread::sleep(Duration::from_secs(5));
@@ -632,7 +707,14 @@ fn call_out_with_digits(codecs: Codecs, dtmf: Dtmf) {
         1,
         &["-key", "rtp_port", &media.port()],
     );
-    let mut phone = Linphone::start(&gateway, codecs, dtmf, false);
+    let mut phone = Linphone::start(
+        &gateway,
+        Setup {
+            codecs,
+            dtmf,
+            ..Setup::default()
+        },
+    );
     phone.command("call +15557654321");
     phone.expect("connected.", &gateway, &[&trunk]);
     let answer = answered_media_line(&phone);
@@ -673,7 +755,9 @@ fn call_out_with_digits(codecs: Codecs, dtmf: Dtmf) {
     let infos = phone.log().matches("INFO sip:").count();
     match dtmf {
         Dtmf::SipInfo => assert!(
-            infos >= 4 && phone.log().contains("application/dtmf-relay"),
+            phone.log_shows(|log| {
+                log.matches("INFO sip:").count() >= 4 && log.contains("application/dtmf-relay")
+            }),
             "Linphone sent {infos} INFO requests"
         ),
         Dtmf::Rfc4733 => assert_eq!(infos, 0, "Linphone sent INFO requests"),
@@ -695,7 +779,13 @@ fn call_out_with_digits(codecs: Codecs, dtmf: Dtmf) {
 fn a_carrier_call_to_the_did_rings_linphone_which_answers_and_talks() {
     let (carrier_addr, trunk) = carrier();
     let gateway = Gateway::start(&[trunk]);
-    let phone = Linphone::start(&gateway, Codecs::OpusFirst, Dtmf::Rfc4733, true);
+    let phone = Linphone::start(
+        &gateway,
+        Setup {
+            auto_answer: true,
+            ..Setup::default()
+        },
+    );
     let mut media = CarrierMedia::new();
     let mut trunk = Sipp::start(
         "carrier_call_did_media",
@@ -750,7 +840,7 @@ fn linphone_pauses_and_resumes_a_call_out_and_the_carrier_is_told() {
     let (carrier_addr, trunk) = carrier();
     let gateway = Gateway::start(&[trunk]);
     let mut trunk = Sipp::start("carrier_hold", carrier_addr, None, 1, &["-rtp_echo"]);
-    let mut phone = Linphone::start(&gateway, Codecs::OpusFirst, Dtmf::Rfc4733, false);
+    let mut phone = Linphone::start(&gateway, Setup::default());
     phone.command("call +15557654321");
     phone.expect("connected.", &gateway, &[&trunk]);
     phone.command("pause");
@@ -782,5 +872,56 @@ fn linphone_pauses_and_resumes_a_call_out_and_the_carrier_is_told() {
         cdrs.first().map(|c| &c["outcome"]),
         Some(&"answered".into())
     );
+    gateway.assert_idle();
+}
+
+/// Linphone over SIP/TCP: it registers, hears itself on the echo number, and a carrier's call
+/// to its DID comes down its connection; Linphone answers and hangs up itself, and its BYE
+/// reaches the carrier.
+#[test]
+fn linphone_over_tcp_calls_and_answers_down_its_connection() {
+    let (carrier_addr, trunk) = carrier();
+    let gateway = Gateway::start(&[trunk]);
+    let mut phone = Linphone::start(
+        &gateway,
+        Setup {
+            transport: SipTransport::Tcp,
+            auto_answer: true,
+            ..Setup::default()
+        },
+    );
+    phone.command("call 600");
+    phone.expect("connected.", &gateway, &[]);
+    std::thread::sleep(Duration::from_secs(4));
+    phone.hang_up(&gateway, &[]);
+    assert_linphone_heard(&phone, PHONE_HZ, &gateway);
+    assert!(
+        phone.log_shows(|log| log.contains("Via: SIP/2.0/TCP")),
+        "Linphone did not talk TCP\n{}",
+        phone.diagnostics()
+    );
+
+    let mut trunk = Sipp::start(
+        "browser_carrier_call_did_wait_bye",
+        carrier_addr,
+        Some(gateway.sip),
+        1,
+        &["-s", ALICE_DID],
+    );
+    let answered = wait_until(STEP, || phone.output().matches("connected.").count() >= 2);
+    assert!(
+        answered.is_some(),
+        "Linphone did not answer the DID call\n{}\n{}",
+        phone.diagnostics(),
+        trunk.diagnostics()
+    );
+    phone.command("terminate");
+    let ended = wait_until(STEP, || phone.output().matches(" ended (").count() >= 2);
+    assert!(ended.is_some(), "{}", phone.diagnostics());
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk]);
+    let cdrs = gateway.wait_cdrs(2);
+    assert_eq!(cdrs.len(), 2, "{cdrs:?}");
+    assert_eq!(cdrs[1]["direction"], "inbound");
+    assert_eq!(cdrs[1]["outcome"], "answered");
     gateway.assert_idle();
 }
