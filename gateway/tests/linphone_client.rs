@@ -106,6 +106,7 @@ struct Linphone {
     stdin: ChildStdin,
     output: Arc<Mutex<String>>,
     home: PathBuf,
+    setup: Setup,
 }
 
 impl Linphone {
@@ -161,6 +162,7 @@ impl Linphone {
             stdin,
             output,
             home,
+            setup,
         };
         phone.command("soundcard use files");
         let (mic, heard) = (phone.home.join("mic.wav"), phone.home.join("heard.wav"));
@@ -210,6 +212,25 @@ impl Linphone {
     fn hang_up(&mut self, gateway: &Gateway, sides: &[&Sipp]) {
         self.command("terminate");
         self.expect(" ended (", gateway, sides);
+    }
+
+    /// Waits (bounded) until Linphone has recorded `seconds` of what it hears in the call.
+    /// The recorder appends mono 16-bit samples at the codec's rate as it goes (its header is
+    /// all zeros until the call ends, so the rate comes from the codec asked for).
+    fn wait_recorded(&self, seconds: u64) {
+        let rate = match self.setup.codecs {
+            Codecs::OpusFirst => 48_000,
+            Codecs::PcmuOnly => 8000,
+        };
+        let path = self.home.join("heard.wav");
+        let recorded = wait_until(STEP, || {
+            std::fs::metadata(&path).is_ok_and(|m| m.len() >= 44 + rate * 2 * seconds)
+        });
+        assert!(
+            recorded.is_some(),
+            "Linphone did not record {seconds} s\n{}",
+            self.diagnostics()
+        );
     }
 
     /// What Linphone heard in its call (after it ended): mono samples and their rate.
@@ -634,7 +655,7 @@ fn linphone_with_opus_hears_itself_on_the_echo_number() {
         "Linphone offered Opus first"
     );
     // Long enough for 2 s of settled audio after the first second, with margin.
-    std::thread::sleep(Duration::from_secs(5));
+    phone.wait_recorded(5);
     phone.hang_up(&gateway, &[]);
     assert_linphone_heard(&phone, PHONE_HZ, &gateway);
     let cdrs = gateway.wait_cdrs(1);
@@ -651,7 +672,7 @@ fn linphone_calls_out_and_hears_itself_through_an_echoing_carrier() {
     let mut phone = Linphone::start(&gateway, Setup::default());
     phone.command("call +15557654321");
     phone.expect("connected.", &gateway, &[&trunk]);
-    std::thread::sleep(Duration::from_secs(5));
+    phone.wait_recorded(5);
     phone.hang_up(&gateway, &[&trunk]);
     // Opus → PCMU to the carrier, which echoes PCMU → Opus back: both directions transcoded.
     assert_linphone_heard(&phone, PHONE_HZ, &gateway);
@@ -862,7 +883,8 @@ fn linphone_pauses_and_resumes_a_call_out_and_the_carrier_is_told() {
         phone.output().matches("Media streams established").count() >= 2
     });
     assert!(resumed.is_some(), "{}", phone.diagnostics());
-    // Linphone restarts its recording on the resume: what it heard is from then on.
+    // Linphone restarts its recording on the resume (the file is truncated, so its size
+    // cannot be waited on until the restart is seen): 5 s of the call after it.
     std::thread::sleep(Duration::from_secs(5));
     phone.hang_up(&gateway, &[&trunk]);
     assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk]);
@@ -892,7 +914,7 @@ fn linphone_over_tcp_calls_and_answers_down_its_connection() {
     );
     phone.command("call 600");
     phone.expect("connected.", &gateway, &[]);
-    std::thread::sleep(Duration::from_secs(4));
+    phone.wait_recorded(4);
     phone.hang_up(&gateway, &[]);
     assert_linphone_heard(&phone, PHONE_HZ, &gateway);
     assert!(
