@@ -947,3 +947,54 @@ fn linphone_over_tcp_calls_and_answers_down_its_connection() {
     assert_eq!(cdrs[1]["outcome"], "answered");
     gateway.assert_idle();
 }
+
+/// A carrier's call to the DID rings Linphone (no auto-answer), which declines it: Linphone's
+/// 603 reaches the carrier as 603 after its 180, and the CDR records the 603.
+#[test]
+fn linphone_declines_a_carrier_call_and_the_carrier_gets_603() {
+    let (carrier_addr, trunk) = carrier();
+    let gateway = Gateway::start(&[trunk]);
+    let mut phone = Linphone::start(&gateway, Setup::default());
+    let mut trunk = Sipp::start(
+        "carrier_call_declined_603",
+        carrier_addr,
+        Some(gateway.sip),
+        1,
+        &["-s", ALICE_DID],
+    );
+    phone.expect("Receiving new incoming call from", &gateway, &[&trunk]);
+    phone.command("terminate");
+    phone.expect(" ended (", &gateway, &[&trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk]);
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(
+        cdrs.first().map(|c| &c["direction"]),
+        Some(&"inbound".into())
+    );
+    assert_eq!(cdrs[0]["sip_status"], 603, "{}", cdrs[0]);
+    assert_eq!(cdrs[0]["hangup_cause"], "client_603", "{}", cdrs[0]);
+    assert_ne!(cdrs[0]["outcome"], "answered", "{}", cdrs[0]);
+    gateway.assert_idle();
+}
+
+/// Linphone gives up on a call the carrier is ringing: its CANCEL reaches the carrier as one,
+/// the carrier's 487 ends Linphone's call, and the CDR says cancelled.
+#[test]
+fn linphone_cancels_a_ringing_call_out() {
+    let (carrier_addr, trunk) = carrier();
+    let gateway = Gateway::start(&[trunk]);
+    let mut trunk = Sipp::start("carrier_ring_cancel", carrier_addr, None, 1, &[]);
+    let mut phone = Linphone::start(&gateway, Setup::default());
+    phone.command("call +15557654321");
+    phone.expect("ringing.", &gateway, &[&trunk]);
+    phone.command("terminate");
+    phone.expect(" ended (", &gateway, &[&trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk]);
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(
+        cdrs.first().map(|c| &c["outcome"]),
+        Some(&"cancelled".into()),
+        "{cdrs:?}"
+    );
+    gateway.assert_idle();
+}
