@@ -998,3 +998,43 @@ fn linphone_cancels_a_ringing_call_out() {
     );
     gateway.assert_idle();
 }
+
+/// Linphone refreshes a 60 s registration before it expires (at ~54 s, reusing its digest
+/// nonce or answering a new challenge), and the binding lives on past its first lifetime.
+#[test]
+fn linphone_refreshes_its_registration_before_it_expires() {
+    let gateway = Gateway::start(&[]);
+    let phone = Linphone::start(
+        &gateway,
+        Setup {
+            expires: 60,
+            ..Setup::default()
+        },
+    );
+    let registered = Instant::now();
+    let refreshed = wait_until(Duration::from_secs(90), || {
+        phone.log().matches("Register refresher [200]").count() >= 2
+    });
+    assert!(
+        refreshed.is_some(),
+        "Linphone did not refresh its registration\n{}\n--- gateway ---\n{}",
+        phone.diagnostics(),
+        tail(&gateway.log(), 4000)
+    );
+    // Past the first binding's 60 s (and a housekeeping round of the gauge, which counts
+    // only live bindings), the refreshed one holds: nothing to wait on but the clock.
+    std::thread::sleep(Duration::from_secs(63).saturating_sub(registered.elapsed()));
+    assert_eq!(gateway.metric("landline_registrations"), 1.0);
+    let log = phone.log();
+    eprintln!(
+        "Linphone sent {} REGISTERs and got {} challenges",
+        log.matches("REGISTER sip:").count(),
+        log.matches("SIP/2.0 401 ").count()
+    );
+    assert!(
+        !log.contains("LinphoneRegistrationFailed"),
+        "{}",
+        phone.diagnostics()
+    );
+    gateway.assert_idle();
+}
