@@ -19,15 +19,30 @@
 //! - Codecs are `[audio_codec_N]` sections in preference order; codecs not listed are added
 //!   with their defaults (speex, G.729 and PCMA enabled), so each unwanted one is listed
 //!   disabled.
-//! - The sound card: `soundcard use files` then `play <wav>` (the microphone) and
-//!   `record <wav>` (what is heard, written at the codec's rate: 48 kHz for Opus, 8 kHz for
-//!   PCMU; the header is complete once the call has ended). There is no sound card on the
-//!   machine; ALSA's errors in the log are harmless.
+//! - The sound card: `soundcard use files` then `play <wav>` (the microphone; the WAV here is
+//!   longer than any call, whether it loops was not checked) and `record <wav>` (what is
+//!   heard, mono at the codec's rate: 48 kHz for Opus, 8 kHz for PCMU). The WAV header stays
+//!   all zeros until the call ends (size the recording by the file's length), and a `resume`
+//!   after `pause` truncates the file and records again. The local feedback tone of a key
+//!   pressed is mixed into the recording. There is no sound card on the machine; ALSA's
+//!   errors in the log are harmless.
 //! - DTMF: a line of digits typed during a call sends them, by RFC 4733 (`telephone-event`)
-//!   unless `[sip] use_info=1` and `use_rfc2833=0` (SIP INFO, `application/dtmf-relay`).
-//! - `-a` answers incoming calls at once. `[sip] use_ipv6=0`: the machine has an IPv6 address
-//!   (fd00::2) that liblinphone otherwise considers for its media address.
-//! - `-d 6 -l file` logs every SIP message (kept in the instance's directory for failures).
+//!   unless `[sip] use_info=1` and `use_rfc2833=0` (SIP INFO, `application/dtmf-relay`, and then
+//!   no telephone-event in its offers). linphonec's main loop stalls about 1 s after each
+//!   digit: digits go out 1 s apart, and a SIP answer arriving meanwhile waits.
+//! - `-a` answers incoming calls at once; without it `terminate` declines a ringing call (603)
+//!   and cancels a ringing call out. `pause` / `resume` send re-INVITEs `sendonly` /
+//!   `sendrecv`.
+//! - `[sip] sip_port=0` with `sip_tcp_port=P` and `transport=tcp` in the proxy URIs gives SIP
+//!   over TCP only.
+//! - `[sip] use_ipv6=0`: the machine has an IPv6 address (fd00::2) that liblinphone logs as
+//!   its media address candidate (its SDP said 127.0.0.1 anyway, the proxy being on IPv4).
+//! - Linphone puts its cached digest credentials on in-dialog requests (INFO) and refreshes
+//!   its registration reusing the nonce (nc=2); asked less than the gateway's 60 s minimum, it
+//!   takes the 423's `Min-Expires`.
+//! - `-d 6 -l file` logs every SIP message (kept in the instance's directory for failures;
+//!   the directory is removed when the test passes). The log is written as Linphone goes:
+//!   checks on it wait for what they look for.
 //! - `quit` unregisters (REGISTER with `Expires: 0`) before exiting.
 
 mod common;
@@ -344,8 +359,7 @@ fn rc_file(gateway: &Gateway, sip_port: u16, setup: Setup) -> String {
     rc
 }
 
-/// A 30 s, 8 kHz mono WAV of a sine at `hz` (longer than any call here: the player stops at
-/// the file's end).
+/// A 30 s, 8 kHz mono WAV of a sine at `hz`: longer than any call here.
 fn write_tone(path: &std::path::Path, hz: f64) {
     let spec = hound::WavSpec {
         channels: 1,
