@@ -43,6 +43,8 @@
 //! - `-d 6 -l file` logs every SIP message (kept in the instance's directory for failures;
 //!   the directory is removed when the test passes). The log is written as Linphone goes:
 //!   checks on it wait for what they look for.
+//! - Its RTP opens with a 20-byte STUN packet (no STUN server configured), then Opus in
+//!   narrowband as our answer's `maxplaybackrate=8000` asks.
 //! - `quit` unregisters (REGISTER with `Expires: 0`) before exiting.
 
 mod common;
@@ -672,6 +674,16 @@ fn linphone_with_opus_hears_itself_on_the_echo_number() {
     phone.wait_recorded(5);
     phone.hang_up(&gateway, &[]);
     assert_linphone_heard(&phone, PHONE_HZ, &gateway);
+    // Linphone honours our answer's `maxplaybackrate=8000`: narrowband Opus is a quarter of
+    // the decoding work of fullband.
+    let log = gateway.log();
+    assert!(
+        log.lines().any(|l| l.contains("first Opus packet")
+            && l.contains("role=Client")
+            && l.contains("bandwidth=\"narrowband\"")),
+        "Linphone's Opus is not narrowband:\n{}",
+        tail(&log, 4000)
+    );
     let cdrs = gateway.wait_cdrs(1);
     assert_eq!(cdrs.first().map(|c| &c["to"]), Some(&"600".into()));
     assert_eq!(cdrs[0]["outcome"], "answered");

@@ -81,7 +81,7 @@ pub(crate) struct Leg {
     timed_out: bool,
     /// Timestamp of the last telephone event reported, so each digit is reported once.
     last_event: Option<u32>,
-    /// Whether the leg's first audio packet was looked at (its Opus bandwidth is logged).
+    /// Whether the leg's first Opus packet was seen (its bandwidth is logged once).
     first_audio_seen: bool,
 }
 
@@ -299,9 +299,10 @@ impl CallMedia {
             events(MediaEvent::Digit(id, role, digit));
         }
         if !leg.first_audio_seen {
-            leg.first_audio_seen = true;
+            // Once per call: whether the client honours our narrowband request. Until its
+            // first Opus packet: a softphone may open with something else (Linphone does).
             if let Some(bandwidth) = leg.opus_bandwidth(datagram) {
-                // Once per call: whether the client honours our narrowband request.
+                leg.first_audio_seen = true;
                 tracing::debug!(call = id.0, ?role, bandwidth, "first Opus packet");
             }
         }
