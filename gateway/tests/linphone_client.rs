@@ -1066,3 +1066,47 @@ fn a_60_s_registration_is_refreshed_by_linphone_before_it_expires() {
     );
     gateway.assert_idle();
 }
+
+/// A carrier's early media (183 with SDP, 2.5 s of its tone, then 200 with the same SDP):
+/// Linphone plays it as early media, goes on to the answer, and hears the carrier's tone; the
+/// carrier hears Linphone once answered.
+#[test]
+fn linphone_hears_a_carriers_early_media_then_the_answered_call() {
+    let (carrier_addr, trunk) = carrier();
+    let gateway = Gateway::start(&[trunk]);
+    let mut media = CarrierMedia::new();
+    let mut trunk = Sipp::start(
+        "carrier_early_media",
+        carrier_addr,
+        None,
+        1,
+        &["-key", "rtp_port", &media.port()],
+    );
+    let mut phone = Linphone::start(&gateway, Setup::default());
+    phone.command("call +15557654321");
+    let answered = media.run_until(
+        STEP,
+        || offered_media(&trunk),
+        |_| phone.output().contains("connected."),
+    );
+    assert!(answered, "{}\n{}", phone.diagnostics(), trunk.diagnostics());
+    assert!(
+        phone.output().contains("early media."),
+        "Linphone did not take the 183 as early media\n{}",
+        phone.diagnostics()
+    );
+    let until = Instant::now() + Duration::from_secs(4);
+    media.run_until(STEP, || offered_media(&trunk), |_| Instant::now() >= until);
+    phone.hang_up(&gateway, &[&trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk]);
+    assert_linphone_heard(&phone, CARRIER_HZ, &gateway);
+    // Its recording began with the early media: 2.5 s before the answer, then 4 s.
+    let (pcm, rate) = phone.heard();
+    assert!(
+        pcm.len() >= 5 * rate as usize,
+        "Linphone recorded {} samples at {rate} Hz: no early media before the answer",
+        pcm.len()
+    );
+    media.assert_heard_phone(&gateway);
+    gateway.assert_idle();
+}
