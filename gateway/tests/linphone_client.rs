@@ -567,3 +567,56 @@ fn linphone_hears_a_carriers_early_media_then_the_answered_call() {
     media.assert_heard_phone(&gateway);
     gateway.assert_idle();
 }
+
+/// A carrier holds and unholds a DID call Linphone answered (re-INVITEs `sendonly`, then
+/// `sendrecv`; its scenario fails unless the gateway answers `recvonly`, then `sendrecv`): the
+/// gateway passes both on to Linphone, which reports the call paused by the far end, and its
+/// tone, echoed by the carrier, comes back after the unhold.
+#[test]
+fn a_carrier_holds_and_unholds_a_call_linphone_answered() {
+    let (carrier_addr, trunk) = carrier();
+    let gateway = Gateway::start(&[trunk]);
+    let phone = Linphone::start(
+        &gateway,
+        Setup {
+            auto_answer: true,
+            ..Setup::default()
+        },
+    );
+    let mut trunk = Sipp::start(
+        "browser_carrier_call_did_hold",
+        carrier_addr,
+        Some(gateway.sip),
+        1,
+        &["-s", ALICE_DID, "-rtp_echo"],
+    );
+    phone.expect("connected.", &gateway, &[&trunk]);
+    phone.expect("has been paused by", &gateway, &[&trunk]);
+    phone.expect(" ended (", &gateway, &[&trunk]);
+    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk]);
+    assert!(
+        phone.log_shows(|log| log.matches("a=sendonly").count() >= 1),
+        "{}",
+        phone.diagnostics()
+    );
+    assert_linphone_heard(&phone, PHONE_HZ, &gateway);
+    // The recording runs through the hold: its last seconds (the unhold came 6.5 s before
+    // the carrier's BYE) must hold the echoed tone.
+    let (pcm, rate) = phone.heard();
+    let samples_per_s = rate as usize;
+    let end = pcm.len().saturating_sub(samples_per_s / 2);
+    let last = pcm
+        .get(end.saturating_sub(3 * samples_per_s)..end)
+        .unwrap_or(&[]);
+    let (share, rms) = tone_share(last, rate, PHONE_HZ);
+    assert!(
+        last.len() == 3 * samples_per_s && share > 0.8 && rms > 1000.0,
+        "after the unhold Linphone heard {PHONE_HZ} Hz at {share:.2}, RMS {rms:.0}"
+    );
+    let cdrs = gateway.wait_cdrs(1);
+    assert_eq!(
+        cdrs.first().map(|c| &c["outcome"]),
+        Some(&"answered".into())
+    );
+    gateway.assert_idle();
+}

@@ -353,7 +353,7 @@ pub fn tail(text: &str, max: usize) -> String {
 /// The share of the energy of `pcm` (at `rate`) that is at `hz`, measured per 50 ms block and
 /// weighted by each block's energy (a jitter buffer's adjustment or a digit spoils a block, not
 /// the whole), and the signal's RMS level.
-fn tone_share(pcm: &[i16], rate: u32, hz: f64) -> (f64, f64) {
+pub fn tone_share(pcm: &[i16], rate: u32, hz: f64) -> (f64, f64) {
     let block = (rate / 20) as usize;
     let (mut tone, mut total) = (0.0, 0.0);
     for chunk in pcm.chunks_exact(block.max(1)) {
