@@ -573,7 +573,8 @@ impl Direction<Relay> {
 pub fn relay_config() -> RelayConfig {
     RelayConfig {
         audio: (0, 0),
-        event: Some((TRUNK_EVENT_PAYLOAD_TYPE, CLIENT_EVENT_PAYLOAD_TYPE)),
+        event_in: Some(TRUNK_EVENT_PAYLOAD_TYPE),
+        event_out: Some(CLIENT_EVENT_PAYLOAD_TYPE),
         comfort_noise: Some((COMFORT_NOISE_PAYLOAD_TYPE, COMFORT_NOISE_PAYLOAD_TYPE)),
         clock_rate: 8_000,
         output: OutputStream {

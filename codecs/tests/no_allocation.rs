@@ -91,7 +91,8 @@ fn ten_thousand_packets_each_way_allocate_nothing() {
     let mut to_client = G711ToOpus::new(&g711_to_opus_config(G711Law::Mu)).unwrap();
     let relay_config = RelayConfig {
         audio: (0, 0),
-        event: Some((101, 96)),
+        event_in: Some(101),
+        event_out: Some(96),
         comfort_noise: Some((CN_PT, CN_PT)),
         clock_rate: 8000,
         output: OutputStream {

@@ -16,8 +16,13 @@ use crate::{Error, G711Law, MAX_PACKET_LEN};
 pub struct RelayConfig {
     /// Audio payload type on the receiving leg and on the sending leg.
     pub audio: (u8, u8),
-    /// Telephone-event payload types on the receiving and sending leg, if both negotiated it.
-    pub event: Option<(u8, u8)>,
+    /// Telephone-event payload type on the receiving leg, if it negotiated it. Events are
+    /// relayed only when both legs did.
+    pub event_in: Option<u8>,
+    /// Telephone-event payload type on the sending leg, if it negotiated it: digits we generate
+    /// (SIP INFO from the other leg) need only this one, since a client that presses keys by
+    /// SIP INFO often offers no telephone-event at all.
+    pub event_out: Option<u8>,
     /// Comfort-noise payload types on the receiving and sending leg, if both negotiated it.
     pub comfort_noise: Option<(u8, u8)>,
     /// The codec's RTP clock rate, to carry a timestamp across an SSRC change.
@@ -60,7 +65,11 @@ impl Relay {
             last_sent: None,
             digits: DigitGenerator::default(),
             law_map: None,
-            others: [config.event, config.comfort_noise, None],
+            others: [
+                config.event_in.zip(config.event_out),
+                config.comfort_noise,
+                None,
+            ],
             audio_in_alt: None,
             stats: PipelineStats::default(),
         }
@@ -85,7 +94,7 @@ impl Relay {
     /// Also takes `payload_type` as telephone-event input, sent on as the configured output
     /// type: the type our own SDP named, when the far side's SDP named another.
     pub fn accept_event_payload_type(&mut self, payload_type: u8) {
-        self.others[2] = self.config.event.map(|(_, output)| (payload_type, output));
+        self.others[2] = self.config.event_out.map(|output| (payload_type, output));
     }
 
     /// Also takes `payload_type` as input audio, besides the configured one: the type our own
@@ -148,7 +157,7 @@ impl Relay {
         scratch: &mut Scratch,
         mut emit: impl FnMut(&[u8]),
     ) -> Result<(), Error> {
-        let Some((_, event_out)) = self.config.event else {
+        let Some(event_out) = self.config.event_out else {
             return Err(Error::NoTelephoneEvent);
         };
         let timestamp = self.current_timestamp(now);
@@ -173,7 +182,7 @@ impl Relay {
         scratch: &mut Scratch,
         mut emit: impl FnMut(&[u8]),
     ) {
-        let Some((_, event_out)) = self.config.event else {
+        let Some(event_out) = self.config.event_out else {
             return;
         };
         let mut digits = std::mem::take(&mut self.digits);
@@ -349,7 +358,8 @@ mod tests {
     fn relay() -> Relay {
         Relay::new(&RelayConfig {
             audio: (0, 0),
-            event: Some((101, 96)),
+            event_in: Some(101),
+            event_out: Some(96),
             comfort_noise: None,
             clock_rate: 8000,
             output: OutputStream {
@@ -477,7 +487,8 @@ mod tests {
     fn between_laws_the_audio_is_mapped_and_events_pass_with_either_type() {
         let config = RelayConfig {
             audio: (0, 8),
-            event: Some((96, 101)),
+            event_in: Some(96),
+            event_out: Some(101),
             comfort_noise: None,
             clock_rate: 8000,
             output: OutputStream {
@@ -555,5 +566,54 @@ mod tests {
             out.push((p.ssrc, p.sequence, p.timestamp, p.payload_type));
         });
         assert_eq!(out, vec![(77, 503, 9480, 0)]);
+    }
+
+    /// A client pressing keys by SIP INFO often offers no telephone-event (Linphone with
+    /// `use_info=1` does not): its digits must still reach a trunk that negotiated it, while
+    /// event packets from the client side, which it never agreed to send, are not relayed.
+    #[test]
+    fn digits_are_generated_when_only_the_sending_leg_negotiated_telephone_event() {
+        let mut relay = Relay::new(&RelayConfig {
+            audio: (0, 0),
+            event_in: None,
+            event_out: Some(101),
+            comfort_noise: None,
+            clock_rate: 8000,
+            output: OutputStream {
+                ssrc: 77,
+                first_sequence: 500,
+                first_timestamp: 9000,
+            },
+        });
+        let mut scratch = Scratch::new();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut record = |o: &[u8]| {
+            let p = RtpPacket::parse(o).unwrap();
+            out.push((p.payload_type, p.payload[0]));
+        };
+        relay.push(now, &packet(0, 10, 0, 5), &mut scratch, &mut record);
+        relay.push(now, &packet(101, 11, 160, 5), &mut scratch, &mut record);
+        relay
+            .send_digit(
+                now,
+                '#',
+                std::time::Duration::from_millis(100),
+                &mut scratch,
+                &mut record,
+            )
+            .unwrap();
+        let mut t = now;
+        while let Some(due) = relay.poll_timeout() {
+            t = t.max(due);
+            relay.handle_timeout(t, &mut scratch, &mut record);
+        }
+        assert_eq!(out[0].0, 0, "audio relayed");
+        assert!(
+            out[1..].iter().all(|&(pt, event)| pt == 101 && event == 11),
+            "only our own '#' reports follow: {out:?}"
+        );
+        assert!(out.len() > 3, "{out:?}");
+        assert_eq!(relay.stats().unexpected_payload_type, 1);
     }
 }

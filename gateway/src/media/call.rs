@@ -94,7 +94,7 @@ pub(crate) struct Leg {
     timed_out: bool,
     /// Timestamp of the last telephone event reported, so each digit is reported once.
     last_event: Option<u32>,
-    /// Whether the leg's first audio packet was looked at (its Opus bandwidth is logged).
+    /// Whether the leg's first Opus packet was seen (its bandwidth is logged once).
     first_audio_seen: bool,
 }
 
@@ -343,10 +343,15 @@ impl CallMedia {
             events(MediaEvent::Digit(id, role, digit));
         }
         if !leg.first_audio_seen {
-            leg.first_audio_seen = true;
-            if let Some(bandwidth) = leg.opus_bandwidth(datagram) {
-                // Once per call: whether the client honours our narrowband request.
-                tracing::debug!(call = id.0, ?role, bandwidth, "first Opus packet");
+            // Once per call: whether the client honours our narrowband request. Until its first
+            // Opus packet, since a softphone may open with something else (Linphone's first
+            // datagram is STUN); a G.711 leg has nothing to report and stops looking at once.
+            match leg.opus_bandwidth(datagram) {
+                Some(bandwidth) => {
+                    leg.first_audio_seen = true;
+                    tracing::debug!(call = id.0, ?role, bandwidth, "first Opus packet");
+                }
+                None => leg.first_audio_seen = !matches!(leg.codec, LegCodec::Opus { .. }),
             }
         }
         let CallMedia {
@@ -829,7 +834,8 @@ impl Direction {
                 },
             ) => Direction::Relay(Box::new(Relay::new(&RelayConfig {
                 audio: (a, b),
-                event: ea.zip(eb),
+                event_in: ea,
+                event_out: eb,
                 comfort_noise: None,
                 clock_rate: 48_000,
                 output,
@@ -853,7 +859,8 @@ impl Direction {
                 // its early media, after the client's answer went out) map byte by byte.
                 let config = RelayConfig {
                     audio: (la.payload_type(), pb),
-                    event: ea.zip(eb),
+                    event_in: ea,
+                    event_out: eb,
                     comfort_noise: ca.zip(cb),
                     clock_rate: 8_000,
                     output,

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod kamailio;
+pub mod linphone;
 
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
