@@ -210,11 +210,9 @@ fn cancel_before_answer_reaches_the_carrier() {
     gateway.assert_idle();
 }
 
-#[test]
-fn a_call_to_a_did_rings_the_registered_client() {
-    let (carrier, gateway) = one_carrier();
-    // The softphone registers, then answers on the port it registered from.
-    let mut softphone = registered_softphone(&gateway, "client_answer");
+/// The carrier calls alice's DID; `softphone` (registered, playing a UAS scenario) answers.
+/// Both SIPp runs must succeed.
+fn carrier_calls_alice(gateway: &Gateway, carrier: SocketAddr, softphone: &mut Sipp) {
     std::thread::sleep(Duration::from_millis(300));
     let mut trunk = Sipp::start(
         "carrier_call_did",
@@ -223,20 +221,22 @@ fn a_call_to_a_did_rings_the_registered_client() {
         1,
         &["-s", "+15551230001"],
     );
-    assert_calls(
-        trunk.finish(),
-        1,
-        "carrier",
-        &gateway,
-        &[&trunk, &softphone],
-    );
+    assert_calls(trunk.finish(), 1, "carrier", gateway, &[&trunk, softphone]);
     assert_calls(
         softphone.finish(),
         1,
         "softphone",
-        &gateway,
-        &[&trunk, &softphone],
+        gateway,
+        &[&trunk, softphone],
     );
+}
+
+#[test]
+fn a_call_to_a_did_rings_the_registered_client() {
+    let (carrier, gateway) = one_carrier();
+    // The softphone registers, then answers on the port it registered from.
+    let mut softphone = registered_softphone(&gateway, "client_answer");
+    carrier_calls_alice(&gateway, carrier, &mut softphone);
     let cdrs = gateway.wait_cdrs(1);
     assert_eq!(cdrs[0]["direction"], "inbound");
     assert_eq!(cdrs[0]["user"], "alice");
@@ -266,28 +266,7 @@ fn a_softphone_behind_nat_gets_a_short_registration_and_its_calls() {
         &[&register],
     );
     let mut softphone = Sipp::start("client_answer", phone, None, 1, &[]);
-    std::thread::sleep(Duration::from_millis(300));
-    let mut trunk = Sipp::start(
-        "carrier_call_did",
-        carrier,
-        Some(gateway.sip),
-        1,
-        &["-s", "+15551230001"],
-    );
-    assert_calls(
-        trunk.finish(),
-        1,
-        "carrier",
-        &gateway,
-        &[&trunk, &softphone],
-    );
-    assert_calls(
-        softphone.finish(),
-        1,
-        "softphone",
-        &gateway,
-        &[&trunk, &softphone],
-    );
+    carrier_calls_alice(&gateway, carrier, &mut softphone);
     assert!(
         softphone
             .messages()

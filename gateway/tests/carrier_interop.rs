@@ -260,8 +260,11 @@ fn a_late_offer_from_the_carrier_is_offered_in_our_200_and_answered_in_its_ack()
     gateway.assert_idle();
 }
 
-#[test]
-fn a_carrier_reinvite_without_sdp_gets_our_offer_and_media_follows_the_ack() {
+/// A DID call from carrier `scenario`, which re-INVITEs to move its media from its first socket
+/// (`rtp_port`) to its second (`rtp_port2`), answered by a softphone talking PCMU for 3.3 s
+/// while the carrier's sockets only listen; both sides' SIPp runs checked. What the carrier's
+/// two sockets heard (index 0 and 1).
+fn carrier_moving_its_media(scenario: &str) -> (Gateway, Sipp, Heard) {
     let (carrier, gateway) = one_carrier();
     let (phone_media, phone_port) = client_media();
     let mut phone = softphone(
@@ -272,7 +275,7 @@ fn a_carrier_reinvite_without_sdp_gets_our_offer_and_media_follows_the_ack() {
     let (first, first_port) = carrier_media();
     let (second, second_port) = carrier_media();
     let mut trunk = Sipp::start(
-        "carrier_reinvite_late",
+        scenario,
         carrier,
         Some(gateway.sip),
         1,
@@ -287,11 +290,16 @@ fn a_carrier_reinvite_without_sdp_gets_our_offer_and_media_follows_the_ack() {
             &second_port,
         ],
     );
-    // The phone talks; the carrier's sockets only listen.
     let target = gateway_port_after(&phone, "INVITE sip:");
     let heard = talk(&phone_media, target, &[&first, &second], S(3300));
     assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk, &phone]);
     assert_calls(phone.finish(), 1, "softphone", &gateway, &[&trunk, &phone]);
+    (gateway, trunk, heard)
+}
+
+#[test]
+fn a_carrier_reinvite_without_sdp_gets_our_offer_and_media_follows_the_ack() {
+    let (gateway, trunk, heard) = carrier_moving_its_media("carrier_reinvite_late");
     let at_carrier = trunk.messages();
     let offer = at_carrier
         .split("SIP/2.0 200 OK")
@@ -532,37 +540,8 @@ fn a_carrier_whose_200_says_pcma_after_early_media_in_pcmu_gets_pcma_with_the_cl
 
 #[test]
 fn a_carrier_reinvite_moving_its_media_and_switching_to_pcma_is_answered_and_followed() {
-    let (carrier, gateway) = one_carrier();
-    let (phone_media, phone_port) = client_media();
-    let mut phone = softphone(
-        &gateway,
-        "client_answer_media",
-        &["-key", "rtp_port", &phone_port],
-    );
-    let (first, first_port) = carrier_media();
-    let (second, second_port) = carrier_media();
-    // Checks that our 200 to its re-INVITE answers PCMA (the call fails otherwise).
-    let mut trunk = Sipp::start(
-        "carrier_reinvite_codec",
-        carrier,
-        Some(gateway.sip),
-        1,
-        &[
-            "-s",
-            "+15551230001",
-            "-key",
-            "rtp_port",
-            &first_port,
-            "-key",
-            "rtp_port2",
-            &second_port,
-        ],
-    );
-    // The phone talks PCMU; the carrier's sockets only listen.
-    let target = gateway_port_after(&phone, "INVITE sip:");
-    let heard = talk(&phone_media, target, &[&first, &second], S(3300));
-    assert_calls(trunk.finish(), 1, "carrier", &gateway, &[&trunk, &phone]);
-    assert_calls(phone.finish(), 1, "softphone", &gateway, &[&trunk, &phone]);
+    // The scenario checks that our 200 to its re-INVITE answers PCMA (the call fails otherwise).
+    let (gateway, _trunk, heard) = carrier_moving_its_media("carrier_reinvite_codec");
     let (before, after) = (
         heard.of(0, S(0), S(1300), Some(0)).count(),
         heard.of(1, S(2000), S(3300), Some(8)).count(),

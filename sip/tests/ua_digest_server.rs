@@ -72,9 +72,8 @@ fn wrong_password_never_becomes_a_call() {
     assert_eq!(p.bob.call_count(), 0);
 }
 
-#[test]
-fn register_is_authenticated_and_refreshes_reuse_the_nonce() {
-    let mut p = guarded_pair();
+/// Alice registers for 120 s with her password, through the challenge.
+fn register_alice(p: &mut Pair) {
     let now = p.clock.now;
     let id = p.alice.register(
         now,
@@ -96,6 +95,12 @@ fn register_is_authenticated_and_refreshes_reuse_the_nonce() {
         p.alice_events
             .contains(&Event::Registered { id, expires: 120 })
     );
+}
+
+#[test]
+fn register_is_authenticated_and_refreshes_reuse_the_nonce() {
+    let mut p = guarded_pair();
+    register_alice(&mut p);
     p.run_for(Duration::from_secs(61));
     assert_eq!(
         p.count("B>SIP/2.0 401"),
@@ -116,27 +121,7 @@ fn register_is_authenticated_and_refreshes_reuse_the_nonce() {
 #[test]
 fn adopted_accounts_replace_passwords_and_keep_outstanding_nonces() {
     let mut p = guarded_pair();
-    let now = p.clock.now;
-    let id = p.alice.register(
-        now,
-        RegisterParams {
-            registrar: SipUri::new(None, addr(BOB).ip().into(), Some(5070)),
-            aor: SipUri::new(Some("alice"), addr(BOB).ip().into(), None),
-            destination: addr(BOB),
-            transport: Transport::Udp,
-            expires: 120,
-            credentials: Some(Credentials {
-                username: "alice".into(),
-                password: "s3cret".into(),
-            }),
-            fallbacks: Vec::new(),
-        },
-    );
-    p.deliver();
-    assert!(
-        p.alice_events
-            .contains(&Event::Registered { id, expires: 120 })
-    );
+    register_alice(&mut p);
     // The same password, another user added: the refresh reuses the nonce without a 401.
     let reloaded = |users: &[(&str, &str)]| {
         let users = users
